@@ -1,0 +1,1 @@
+"""tagrules benchmarks: ``make bench`` (``python -m benchmarks``)."""

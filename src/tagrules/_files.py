@@ -1,0 +1,191 @@
+"""Reading YAML and JSON documents safely: size limits, no Python object tags, no alias bombs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tagrules.errors import DefinitionError, Problem
+
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_NESTING", "dump_yaml", "load_document", "parse_document"]
+
+#: The largest catalog or case file tagrules reads.
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+#: How deeply lists and mappings may nest inside a document.
+MAX_NESTING = 64
+#: How many values a document may hold once its YAML aliases are expanded.
+_MAX_EXPANDED_NODES = 2_000_000
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader; it builds plain data only and refuses every Python object tag.
+
+    Unquoted dates stay text (``2026-06-01`` is the string, not a ``date``): the schema reads
+    ISO 8601 text where a field wants a date, and free metadata stays plain JSON data.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _fail(file: str, message: str) -> DefinitionError:
+    return DefinitionError([Problem(message, file=file)])
+
+
+def _check_node_graph(root: yaml.Node, file: str) -> None:
+    """Refuse recursive aliases, alias bombs and deep nesting before anything is built."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        if children_done:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            if sizes[key] > _MAX_EXPANDED_NODES:
+                raise _fail(
+                    file, f"the document expands to more than {_MAX_EXPANDED_NODES:,} values (YAML aliases)"
+                )
+            if depths[key] > MAX_NESTING:
+                raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep")
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise _fail(file, "the document refers to itself (a recursive YAML alias)")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _yaml_message(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if isinstance(error, yaml.constructor.ConstructorError) and "constructor for the tag" in str(problem):
+        problem = f"{problem}; only plain YAML data is accepted (no Python or custom tags)"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_node_graph(node, file)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise _fail(file, "not valid YAML: " + _yaml_message(error)) from error
+    except RecursionError:
+        raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_NESTING:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _parse_json(text: str, file: str) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _fail(
+            file, f"not valid JSON: line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from error
+    except RecursionError:
+        raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
+    if _depth(data) > MAX_NESTING:
+        raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep")
+    return data
+
+
+def parse_document(text: str, *, file: str, format: str | None = None) -> Any:
+    """Parse YAML or JSON text into plain data; ``format`` is ``"yaml"``, ``"json"`` or guessed from ``file``.
+
+    Raises:
+        DefinitionError: the text is too large, malformed, or uses anything but plain data.
+    """
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise _fail(file, f"the document is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB")
+    if "\x00" in text:
+        raise _fail(file, "the document contains a NUL character; is it a text file?")
+    chosen = format or ("json" if file.lower().endswith(".json") else "yaml")
+    if chosen == "json":
+        return _parse_json(text, file)
+    if chosen == "yaml":
+        return _parse_yaml(text, file)
+    raise ValueError(f"unknown document format {format!r}; use 'yaml' or 'json'")
+
+
+def load_document(path: str | Path) -> Any:
+    """Read and parse a YAML or JSON file (chosen by its extension; YAML otherwise).
+
+    Raises:
+        DefinitionError: the file cannot be read, or its content is not valid plain data.
+    """
+    file = str(path)
+    target = Path(path)
+    try:
+        size = target.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise _fail(file, f"the file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB")
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        raise _fail(file, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(file, "is a directory, not a file") from None
+    except OSError as error:
+        raise _fail(file, f"cannot read the file: {error.strerror or error}") from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _fail(file, f"not UTF-8 text (byte {error.start})") from error
+    return parse_document(text, file=file)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, double-quoting text that holds characters YAML reads as line breaks."""
+
+
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = '"' if any(mark in text for mark in _LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data as block-style YAML, keys in their given order, Unicode kept readable."""
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )

@@ -1,0 +1,184 @@
+"""``tagrules validate``, ``evaluate``, ``explain`` and ``sample``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tagrules.catalog import Catalog
+from tagrules.cli._common import (
+    CommandError,
+    load_catalog,
+    open_output,
+    parse_now,
+    print_problems,
+    read_jsonl,
+)
+from tagrules.errors import DefinitionError
+from tagrules.evaluation import Evaluator, resolve_now
+from tagrules.schema import suggest
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add the catalog commands to the ``tagrules`` parser."""
+    validate = commands.add_parser("validate", help="check a catalog and report every problem")
+    validate.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
+    validate.add_argument("--verbose", "-v", action="store_true", help="also list the tags and how they run")
+    validate.set_defaults(run=run_validate)
+
+    evaluate = commands.add_parser("evaluate", help="print the tags of each snapshot of a JSON Lines file")
+    evaluate.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
+    evaluate.add_argument(
+        "snapshots", metavar="SNAPSHOTS.jsonl", help="one JSON object per line ('-': stdin)"
+    )
+    evaluate.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
+    evaluate.add_argument(
+        "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
+    )
+    evaluate.add_argument(
+        "--output", "-o", metavar="FILE", help="write the results to FILE instead of stdout"
+    )
+    evaluate.set_defaults(run=run_evaluate)
+
+    explain = commands.add_parser("explain", help="show why one snapshot has or lacks one tag")
+    explain.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
+    explain.add_argument("snapshots", metavar="SNAPSHOTS.jsonl", help="one JSON object per line ('-': stdin)")
+    explain.add_argument("--id", required=True, help="the id of the snapshot to explain")
+    explain.add_argument("--tag", required=True, help="the key of the tag to explain")
+    explain.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
+    explain.add_argument(
+        "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
+    )
+    explain.set_defaults(run=run_explain)
+
+    sample = commands.add_parser("sample", help="write generated sample customers as JSON Lines")
+    sample.add_argument(
+        "--pack", default="retail", choices=["retail"], help="the pack whose customers to make"
+    )
+    sample.add_argument("--count", type=int, default=20, help="how many customers (default: 20)")
+    sample.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
+    sample.add_argument(
+        "--now", type=parse_now, help="when the histories end (default: 2026-06-01T00:00:00Z)"
+    )
+    sample.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    sample.set_defaults(run=run_sample)
+
+
+def _catalog(reference: str) -> Catalog | None:
+    try:
+        return load_catalog(reference)
+    except DefinitionError as error:
+        print_problems(error, sys.stderr)
+        return None
+
+
+def run_validate(arguments: argparse.Namespace) -> int:
+    """``tagrules validate CATALOG``: 0 with a summary when valid, 1 with every problem otherwise."""
+    try:
+        catalog = load_catalog(arguments.catalog)
+    except DefinitionError as error:
+        print_problems(error, sys.stdout)
+        count = len(error.problems)
+        print(f"{arguments.catalog}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    statuses = {
+        status: sum(1 for tag in catalog if tag.status == status) for status in ("active", "draft", "retired")
+    }
+    groups = len(catalog.groups)
+    print(
+        f"{arguments.catalog}: valid: {len(catalog)} tags "
+        f"({statuses['active']} active, {statuses['draft']} draft, {statuses['retired']} retired), "
+        f"{groups} exclusive group{'s' if groups != 1 else ''}"
+    )
+    if arguments.verbose:
+        for unit in catalog.evaluation_order:
+            label = f"group {unit.group}: " if unit.group else ""
+            print(f"  {label}{', '.join(unit.keys)}")
+    return 0
+
+
+def _snapshot_id(value: dict[str, Any], field: str) -> tuple[Any, str | None]:
+    if field not in value:
+        return None, f"no {field!r} field"
+    identifier = value[field]
+    if not isinstance(identifier, (str, int)) or isinstance(identifier, bool):
+        return None, f"the {field!r} field must be a string or an integer"
+    return identifier, None
+
+
+def run_evaluate(arguments: argparse.Namespace) -> int:
+    """``tagrules evaluate``: one JSON object per good input line, bad lines reported on stderr."""
+    catalog = _catalog(arguments.catalog)
+    if catalog is None:
+        return 1
+    evaluator = Evaluator(catalog)
+    now = resolve_now(arguments.now)
+    schema = catalog.schema
+    bad_lines = 0
+    with open_output(arguments.output) as output:
+        for number, value, problem in read_jsonl(arguments.snapshots):
+            identifier = None
+            if problem is None and not isinstance(value, dict):
+                problem = "a snapshot must be a JSON object"
+            if problem is None:
+                assert isinstance(value, dict)
+                identifier, problem = _snapshot_id(value, arguments.id_field)
+            if problem is None:
+                _, bad = schema.read(value)
+                if bad:
+                    problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
+            if problem is not None:
+                bad_lines += 1
+                print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
+                continue
+            evaluation = evaluator.evaluate(value, now=now)
+            result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
+            if evaluation.errors:
+                result["errors"] = dict(sorted(evaluation.errors.items()))
+            output.write(json.dumps(result, ensure_ascii=False) + "\n")
+    if bad_lines:
+        print(
+            f"{arguments.snapshots}: {bad_lines} bad line{'s' if bad_lines != 1 else ''} skipped",
+            file=sys.stderr,
+        )
+    return 1 if bad_lines else 0
+
+
+def run_explain(arguments: argparse.Namespace) -> int:
+    """``tagrules explain``: the explanation tree of one tag on one snapshot."""
+    catalog = _catalog(arguments.catalog)
+    if catalog is None:
+        return 1
+    if arguments.tag not in catalog:
+        keys = [tag.key for tag in catalog]
+        raise CommandError(f"no tag {arguments.tag!r} in {arguments.catalog}{suggest(arguments.tag, keys)}")
+    for number, value, problem in read_jsonl(arguments.snapshots):
+        if problem is not None or not isinstance(value, dict):
+            continue
+        identifier, _ = _snapshot_id(value, arguments.id_field)
+        if identifier is None or str(identifier) != arguments.id:
+            continue
+        _, bad = catalog.schema.read(value)
+        for name, message in bad.items():
+            print(f"{arguments.snapshots}:{number}: field {name!r}: {message}", file=sys.stderr)
+        explanation = Evaluator(catalog).explain(value, arguments.tag, now=resolve_now(arguments.now))
+        print(explanation)
+        return 0
+    raise CommandError(f"no snapshot with {arguments.id_field} {arguments.id!r} in {arguments.snapshots}")
+
+
+def run_sample(arguments: argparse.Namespace) -> int:
+    """``tagrules sample``: generated customers of a pack, one JSON object per line."""
+    from tagrules.packs.retail import REFERENCE_NOW, customer_to_json, generate_customers
+
+    if arguments.count < 0:
+        raise CommandError("--count must not be negative")
+    now = arguments.now or REFERENCE_NOW
+    with open_output(arguments.output) as output:
+        for customer in generate_customers(arguments.count, seed=arguments.seed, now=now):
+            output.write(customer_to_json(customer) + "\n")
+    return 0

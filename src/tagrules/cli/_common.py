@@ -1,0 +1,104 @@
+"""What the commands share: reading catalogs, snapshot files and times."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from tagrules.catalog import Catalog
+from tagrules.errors import DefinitionError
+
+__all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "read_jsonl"]
+
+#: Packs that can be named instead of a catalog file.
+_PACKS = {"retail": "tagrules.packs.retail"}
+
+
+class CommandError(Exception):
+    """A failure the command reports in one line and exits 1 for."""
+
+
+def parse_now(text: str) -> datetime.datetime:
+    """``--now``: an ISO 8601 datetime; naive means UTC."""
+    candidate = text.strip()
+    if candidate.endswith(("Z", "z")):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        moment = datetime.datetime.fromisoformat(candidate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 datetime such as 2026-06-01T00:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def load_catalog(reference: str) -> Catalog:
+    """A catalog file, or the name of a pack shipped with tagrules (``retail``).
+
+    Raises:
+        DefinitionError: the catalog is not valid (the caller prints its problems).
+    """
+    path = Path(reference)
+    if not path.exists() and reference in _PACKS:
+        import importlib
+
+        module = importlib.import_module(_PACKS[reference])
+        catalog: Catalog = module.load_catalog()
+        return catalog
+    return Catalog.load(path)
+
+
+def print_problems(error: DefinitionError, stream: IO[str]) -> None:
+    """Every problem of a definition error, one per line."""
+    for problem in error.problems:
+        print(problem, file=stream)
+
+
+def read_jsonl(path: str) -> Iterator[tuple[int, Any | None, str | None]]:
+    """Each line of a JSON Lines file: (line number, parsed value or None, error or None).
+
+    Blank lines are skipped. ``-`` reads standard input.
+    """
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line), None
+            except json.JSONDecodeError as error:
+                yield number, None, f"not valid JSON ({error.msg}, column {error.colno})"
+            except RecursionError:
+                yield number, None, "not valid JSON (nested too deeply)"
+    except UnicodeDecodeError as error:
+        raise CommandError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+@contextmanager
+def open_output(path: str | None) -> Iterator[IO[str]]:
+    """Standard output, or a file written through a temporary name and moved in place when done."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as stream:
+            yield stream
+        partial.replace(target)
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        partial.unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""The errors tagrules raises on purpose.
+
+Every error is a :class:`TagrulesError`; catch that to catch them all::
+
+    TagrulesError
+    ├── DefinitionError      a catalog, tag or schema is not valid; ``problems`` lists every problem
+    └── SnapshotError        a snapshot does not fit the schema; ``problems`` names each bad field
+
+Errors of rule-engine, YAML, JSON and pydantic are translated where they enter tagrules and kept as
+the ``__cause__`` of the error raised. A rule that fails on one snapshot is not an exception: the
+evaluator records it in ``Evaluation.errors`` and goes on (see ``docs/errors.md``).
+
+This module imports nothing from tagrules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ["DefinitionError", "Problem", "SnapshotError", "TagrulesError"]
+
+
+class TagrulesError(Exception):
+    """The base class of every error tagrules raises on purpose."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found in a definition: what is wrong and exactly where.
+
+    Attributes:
+        message: what is wrong, written for the rule author, with the fix where one is known.
+        file: the file the definition came from, or ``None`` for definitions built in code.
+        tag: the key of the tag the problem belongs to, or ``None`` for catalog-level problems.
+        line: the line inside the rule text (1-based), for rules that span several lines.
+        column: the column inside the rule text (1-based), when the problem has a position.
+        section: where a catalog-level problem is (``"schema"``, ``"catalog"``), when ``tag`` is ``None``.
+    """
+
+    message: str
+    file: str | None = None
+    tag: str | None = None
+    line: int | None = None
+    column: int | None = None
+    section: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.file is not None else "<catalog>"
+        if self.tag is not None:
+            head = f"{where}: tag {self.tag!r}: "
+        elif self.section is not None:
+            head = f"{where}: {self.section}: "
+        else:
+            head = f"{where}: "
+        position = ""
+        if self.column is not None:
+            if self.line is not None and self.line > 1:
+                position = f" (line {self.line}, column {self.column})"
+            else:
+                position = f" (column {self.column})"
+        return head + self.message + position
+
+
+class DefinitionError(TagrulesError, ValueError):
+    """A catalog, tag or schema is not valid.
+
+    Every problem found is reported at once: ``problems`` holds them in the order of the file,
+    and ``str(error)`` lists them one per line.
+    """
+
+    problems: tuple[Problem, ...]
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        if not self.problems:
+            raise ValueError("DefinitionError needs at least one problem")
+        count = len(self.problems)
+        heading = "1 problem" if count == 1 else f"{count} problems"
+        super().__init__(heading + ":\n" + "\n".join(str(problem) for problem in self.problems))
+
+
+class SnapshotError(TagrulesError, ValueError):
+    """A snapshot does not fit the catalog's schema.
+
+    ``problems`` maps each bad field to what is wrong with it, for example
+    ``{"age": "expected int, got str 'forty'"}``.
+    """
+
+    problems: dict[str, str]
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"field {name!r}: {message}" for name, message in self.problems.items()))

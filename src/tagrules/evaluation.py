@@ -1,0 +1,292 @@
+"""Evaluating a catalog on snapshots, and diffing the result against the tags held before."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, final
+
+from tagrules.catalog import Catalog, EvaluationUnit
+from tagrules.errors import SnapshotError
+from tagrules.rules._explain import Explanation, describe_failure, explain_statement
+from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
+
+__all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "resolve_now"]
+
+_NO_ERRORS: Mapping[str, str] = types.MappingProxyType({})
+
+
+def resolve_now(now: datetime.datetime | None) -> datetime.datetime:
+    """The evaluation time: ``now`` itself, UTC when naive, the current UTC time when ``None``."""
+    if now is None:
+        return datetime.datetime.now(UTC)
+    if not isinstance(now, datetime.datetime):
+        raise TypeError(f"now must be a datetime, not {type(now).__name__}")
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The tags a catalog assigns to one snapshot at one time.
+
+    Attributes:
+        tags: the keys of the tags assigned.
+        errors: tag key -> why its rule failed on this snapshot. Such a tag's state is unknown: it is
+            not in ``tags``, and :func:`diff` keeps whatever state it had before.
+        now: the time the rules saw as ``$now``.
+    """
+
+    tags: frozenset[str]
+    errors: Mapping[str, str]
+    now: datetime.datetime
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data: sorted tag keys, the errors, and ``now`` in ISO 8601."""
+        return {"tags": sorted(self.tags), "errors": dict(self.errors), "now": self.now.isoformat()}
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TagDiff:
+    """How a customer's tags change from what they held to what an evaluation assigns.
+
+    Attributes:
+        added: tags assigned now and not held before.
+        removed: tags held before and known not to apply now.
+        unchanged: tags held before and still held, including tags whose rule failed (unknown tags
+            keep their previous state).
+        errors: tag key -> why its rule failed, as in :attr:`Evaluation.errors`.
+    """
+
+    added: frozenset[str]
+    removed: frozenset[str]
+    unchanged: frozenset[str]
+    errors: Mapping[str, str]
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The tags held after the change: ``previous - removed + added``."""
+        return self.unchanged | self.added
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was added or removed."""
+        return bool(self.added or self.removed)
+
+
+def diff(previous_tags: Iterable[str], evaluation: Evaluation) -> TagDiff:
+    """Compare the tags held before with an evaluation.
+
+    A tag whose rule failed (in ``evaluation.errors``) never moves: held before, it stays held;
+    not held, it is not added.
+
+    Examples:
+        >>> from datetime import datetime, timezone
+        >>> now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        >>> change = diff({"vip", "churned"}, Evaluation(frozenset({"vip", "spend_high"}), {}, now))
+        >>> sorted(change.added), sorted(change.removed), sorted(change.unchanged)
+        (['spend_high'], ['churned'], ['vip'])
+    """
+    previous = previous_tags if isinstance(previous_tags, frozenset) else frozenset(previous_tags)
+    current = evaluation.tags
+    errors = evaluation.errors
+    removed = previous - current
+    if errors:
+        removed = removed.difference(errors)
+    return TagDiff(
+        added=current - previous,
+        removed=removed,
+        unchanged=previous - removed,
+        errors=errors,
+    )
+
+
+@final
+@dataclass(frozen=True)
+class TagExplanation:
+    """Why one tag was or was not assigned to one snapshot.
+
+    Attributes:
+        key: the tag.
+        outcome: ``assigned``, ``not assigned`` or ``unknown``.
+        reason: the outcome in words (the rule was false; a higher tier won; the rule failed ...).
+        rule: the rule's explanation tree, or ``None`` when the rule did not run.
+    """
+
+    key: str
+    outcome: str
+    reason: str
+    rule: Explanation | None
+
+    def __str__(self) -> str:
+        lines = [f"{self.key}: {self.outcome} ({self.reason})"]
+        if self.rule is not None:
+            lines.extend(self.rule.lines())
+        return "\n".join(lines)
+
+
+class _Run:
+    """The state of one evaluation: the scope rules see, what is assigned, and what failed."""
+
+    __slots__ = ("assigned", "errors", "results", "scope", "suppressed")
+
+    def __init__(self, scope: Scope, suppressed: frozenset[str]) -> None:
+        self.scope = scope
+        self.suppressed = suppressed
+        self.assigned: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.results: dict[str, bool] = {}
+
+
+@final
+class Evaluator:
+    """Computes the tags a catalog assigns to snapshots.
+
+    Args:
+        catalog: the validated catalog whose active tags are evaluated.
+
+    Examples:
+        >>> from datetime import datetime, timezone
+        >>> catalog = Catalog(
+        ...     tags=[
+        ...         {"key": "spend_high", "rule": "spend_365d >= 100000", "group": "spend", "priority": 2},
+        ...         {"key": "spend_mid", "rule": "spend_365d >= 30000", "group": "spend", "priority": 1},
+        ...         {"key": "vip", "rule": "'spend_high' in tags and orders_30d >= 3"},
+        ...     ],
+        ...     schema={"spend_365d": "float", "orders_30d": "int"},
+        ... )
+        >>> evaluation = Evaluator(catalog).evaluate(
+        ...     {"spend_365d": 150000.0, "orders_30d": 4}, now=datetime(2026, 6, 1, tzinfo=timezone.utc)
+        ... )
+        >>> sorted(evaluation.tags)
+        ['spend_high', 'vip']
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._context = catalog.language.context
+        self._order = catalog.evaluation_order
+        self._statements = {key: catalog.rule(key).statement for unit in self._order for key in unit.keys}
+        self._dependencies = {key: sorted(catalog.dependencies.get(key, ())) for key in self._statements}
+
+    def evaluate(
+        self,
+        snapshot: Mapping[str, Any] | Any,
+        now: datetime.datetime | None = None,
+        tags: Iterable[str] = (),
+        *,
+        suppressed: Iterable[str] = (),
+    ) -> Evaluation:
+        """Evaluate every active tag on ``snapshot`` at ``now``.
+
+        Args:
+            snapshot: the customer's data, a mapping or a pydantic model instance. Fields the schema
+                does not name are ignored; a missing or wrong-typed field fails only the rules that read it.
+            now: the time ``$now`` and ``$today`` stand for; naive datetimes are UTC; default: the
+                current time.
+            tags: tags given by people (manual tags); rules see them in ``tags``.
+            suppressed: tags people have excluded for this customer; they are never assigned and rules do
+                not see them (in a group, the next matching tier is assigned instead).
+
+        Returns:
+            The tags assigned and, per failed rule, why it failed.
+        """
+        moment = resolve_now(now)
+        values, bad = self.catalog.schema.read(snapshot)
+        run = _Run(Scope(values, bad, set(tags)), frozenset(suppressed))
+        self._run(run, moment, self._order)
+        errors = types.MappingProxyType(run.errors) if run.errors else _NO_ERRORS
+        return Evaluation(frozenset(run.assigned), errors, moment)
+
+    def validate(self, snapshot: Mapping[str, Any] | Any) -> None:
+        """Check that ``snapshot`` fits the schema: every field present and of its type.
+
+        Raises:
+            SnapshotError: naming each missing or bad field.
+        """
+        values, bad = self.catalog.schema.read(snapshot)
+        for name in self.catalog.schema.fields:
+            if name not in values and name not in bad:
+                bad[name] = "missing"
+        if bad:
+            raise SnapshotError(bad)
+
+    def explain(
+        self,
+        snapshot: Mapping[str, Any] | Any,
+        key: str,
+        now: datetime.datetime | None = None,
+        tags: Iterable[str] = (),
+        *,
+        suppressed: Iterable[str] = (),
+    ) -> TagExplanation:
+        """Explain why the tag ``key`` is or is not assigned to ``snapshot`` at ``now``.
+
+        Raises:
+            KeyError: the catalog has no tag ``key``.
+        """
+        definition = self.catalog[key]
+        if not definition.is_active:
+            return TagExplanation(key, "not assigned", f"the tag is {definition.status}", None)
+        moment = resolve_now(now)
+        values, bad = self.catalog.schema.read(snapshot)
+        run = _Run(Scope(values, bad, set(tags)), frozenset(suppressed))
+        target = next(index for index, unit in enumerate(self._order) if key in unit.keys)
+        self._run(run, moment, self._order[:target])
+        visible = set(run.scope.tags)
+        self._run(run, moment, self._order[target : target + 1])
+        evaluation_state.now = moment
+        run.scope.tags = visible
+        tree = explain_statement(self._statements[key], self._context, run.scope)
+        unit = self._order[target]
+        return TagExplanation(key, *self._outcome(key, unit, run), tree)
+
+    def _outcome(self, key: str, unit: EvaluationUnit, run: _Run) -> tuple[str, str]:
+        if key in run.errors:
+            return "unknown", run.errors[key]
+        if key in run.assigned:
+            return "assigned", "the rule is true"
+        if key in run.suppressed:
+            return "not assigned", "the tag is suppressed for this customer"
+        if not run.results.get(key, False):
+            return "not assigned", "the rule is false"
+        winner = next((member for member in unit.keys if member in run.assigned), None)
+        if winner is not None:
+            priority = self.catalog[winner].priority
+            return "not assigned", f"{winner!r} (priority {priority}) wins the exclusive group {unit.group!r}"
+        return "not assigned", "the rule is true, but the tag was not assigned"  # pragma: no cover
+
+    def _run(self, run: _Run, now: datetime.datetime, units: Iterable[EvaluationUnit]) -> None:
+        evaluation_state.now = now
+        with decimal.localcontext(DECIMAL_CONTEXT):
+            for unit in units:
+                for key in unit.keys:
+                    self._evaluate_tag(key, run)
+                failed = next((key for key in unit.keys if key in run.errors), None)
+                if failed is not None:
+                    message = f"the exclusive group {unit.group!r} is unknown because {failed!r} failed"
+                    for key in unit.keys:
+                        run.errors.setdefault(key, f"{message}: {run.errors[failed]}")
+                    continue
+                for key in unit.keys:
+                    if run.results[key] and key not in run.suppressed:
+                        run.assigned.add(key)
+                        run.scope.tags.add(key)
+                        break
+
+    def _evaluate_tag(self, key: str, run: _Run) -> None:
+        for dependency in self._dependencies[key]:
+            failure = run.errors.get(dependency)
+            if failure is not None:
+                run.errors[key] = f"depends on {dependency!r}, which failed: {failure}"
+                return
+        evaluation_state.steps = 0
+        self._context._tls.reset()
+        try:
+            run.results[key] = bool(self._statements[key].evaluate(run.scope))
+        except Exception as error:
+            run.errors[key] = describe_failure(error)

@@ -1,0 +1,39 @@
+"""The public names of tagrules."""
+
+from __future__ import annotations
+
+import tagrules
+
+
+class TestPublicApi:
+    def test_all_is_pinned(self) -> None:
+        """The package exports exactly the documented names, sorted."""
+        assert tagrules.__all__ == [
+            "Catalog",
+            "DefinitionError",
+            "Evaluation",
+            "EvaluationUnit",
+            "Evaluator",
+            "Explanation",
+            "FieldType",
+            "Problem",
+            "Schema",
+            "SnapshotError",
+            "TagDefinition",
+            "TagDiff",
+            "TagExplanation",
+            "TagStatus",
+            "TagrulesError",
+            "__version__",
+            "diff",
+        ]
+
+    def test_every_exported_name_exists(self) -> None:
+        """Each name in __all__ is importable from the package."""
+        for name in tagrules.__all__:
+            assert hasattr(tagrules, name), name
+
+    def test_errors_share_one_base(self) -> None:
+        """Every tagrules error is a TagrulesError, so one except clause catches them all."""
+        assert issubclass(tagrules.DefinitionError, tagrules.TagrulesError)
+        assert issubclass(tagrules.SnapshotError, tagrules.TagrulesError)
