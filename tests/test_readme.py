@@ -27,6 +27,7 @@ class TestReadme:
         with contextlib.redirect_stdout(output):
             exec(compile(code, str(README), "exec"), {})
         printed = output.getvalue().splitlines()
-        expected = [line.split("# ", 1)[1] for line in code.splitlines() if line.startswith("print(") and "# " in line]
+        commented = [line for line in code.splitlines() if line.startswith("print(") and "# " in line]
+        expected = [line.split("# ", 1)[1] for line in commented]
         assert printed[: len(expected)] == expected
         assert printed[len(expected)].startswith("vip: not assigned")
