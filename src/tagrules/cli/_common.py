@@ -13,12 +13,9 @@ from typing import IO, Any
 
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError
+from tagrules.packs import available_packs, load_pack
 
 __all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "read_jsonl"]
-
-#: Packs that can be named instead of a catalog file.
-_PACKS = {"retail": "tagrules.packs.retail"}
-
 
 class CommandError(Exception):
     """A failure the command reports in one line and exits 1 for."""
@@ -45,12 +42,8 @@ def load_catalog(reference: str) -> Catalog:
         DefinitionError: the catalog is not valid (the caller prints its problems).
     """
     path = Path(reference)
-    if not path.exists() and reference in _PACKS:
-        import importlib
-
-        module = importlib.import_module(_PACKS[reference])
-        catalog: Catalog = module.load_catalog()
-        return catalog
+    if not path.exists() and reference in available_packs():
+        return load_pack(reference)
     return Catalog.load(path)
 
 
