@@ -265,3 +265,29 @@ class TestExplain:
         """Explaining a tag that is not in the catalog is a KeyError with a suggestion."""
         with pytest.raises(KeyError, match="did you mean 'vip'"):
             evaluator.explain(snapshot(), "vipp")
+
+
+class TestNestedObjects:
+    def test_lists_of_objects_and_objects(self, now: datetime.datetime) -> None:
+        """Rules read nested models, alone or in lists, given as models or as plain mappings."""
+
+        class Order(BaseModel):
+            amount: float
+
+        class Customer(BaseModel):
+            orders: list[Order]
+            address: Order
+
+        catalog = Catalog(
+            [
+                {"key": "big", "rule": "[o for o in orders if o.amount > 100].length >= 1"},
+                {"key": "far", "rule": "address.amount > 1"},
+            ],
+            Customer,
+        )
+        evaluator = Evaluator(catalog)
+        as_dicts = evaluator.evaluate({"orders": [{"amount": 150.0}], "address": {"amount": 5.0}}, now=now)
+        model = Customer(orders=[Order(amount=150.0)], address=Order(amount=5.0))
+        as_models = evaluator.evaluate(model, now=now)
+        assert as_dicts.tags == as_models.tags == {"big", "far"}
+        assert not as_dicts.errors

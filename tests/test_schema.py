@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from tagrules import FieldType, Schema
-from tagrules.schema import SchemaError, parse_type
+from tagrules.schema import Record, SchemaError, parse_type
 
 UTC = datetime.timezone.utc
 
@@ -161,8 +161,8 @@ class TestModels:
         values, bad = schema.read(person)
         assert not bad
         assert values["level"] == 2
-        assert values["address"] == {"city": "Shanghai", "zip_code": None}
-        assert values["past"] == ({"city": "Xi'an", "zip_code": None},)
+        assert values["address"] == Record({"city": "Shanghai", "zip_code": None})
+        assert values["past"] == (Record({"city": "Xi'an", "zip_code": None}),)
 
 
 class TestReadingSnapshots:

@@ -35,6 +35,7 @@ from tagrules.errors import Problem
 __all__ = [
     "RESERVED_NAMES",
     "FieldType",
+    "Record",
     "Schema",
     "SchemaError",
     "parse_type",
@@ -210,13 +211,43 @@ class FieldType:
         raise SchemaError(f"unknown type {kind!r}")  # pragma: no cover
 
 
+@final
+class Record:
+    """A nested object of a snapshot, as rules see it: named fields, read with ``.`` in rules.
+
+    Snapshots may give nested objects as mappings or pydantic models; the schema reads them into
+    records, so that rules see one kind of value whatever the source.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self._fields = dict(fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self._fields == other._fields
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Record(" + ", ".join(f"{name}={value!r}" for name, value in self._fields.items()) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's fields as a dict."""
+        return dict(self._fields)
+
+
 def _object_accessor(value: Any, name: str) -> Any:
+    if isinstance(value, Record):
+        return value._fields[name]
     if isinstance(value, Mapping):
         return value[name]
     return getattr(value, name)
 
 
 def _int(value: Any) -> int:
+    if type(value) is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
     if isinstance(value, bool):
         raise _BadValue(f"expected int, got {_describe(value)}")
     if isinstance(value, int):
@@ -229,6 +260,8 @@ def _int(value: Any) -> int:
 
 
 def _float(value: Any) -> float:
+    if type(value) is float and value == value:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
         raise _BadValue(f"expected float, got {_describe(value)}")
     if isinstance(value, int) and not -(2**1023) < value < 2**1023:
@@ -240,9 +273,13 @@ def _float(value: Any) -> float:
 
 
 def _str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, enum.Enum):
+        value = value.value
     if not isinstance(value, str):
         raise _BadValue(f"expected str, got {_describe(value)}")
-    return str(value)
+    return str.__str__(value)
 
 
 def _bool(value: Any) -> bool:
@@ -261,9 +298,26 @@ def _parse_iso_datetime(text: str) -> datetime.datetime:
         raise _BadValue(f"{text!r} is not an ISO 8601 datetime") from None
 
 
+def _plain_datetime(value: datetime.datetime) -> datetime.datetime:
+    """The same moment as a plain ``datetime`` (not a subclass such as a dataframe timestamp)."""
+    if type(value) is datetime.datetime:
+        return value
+    return datetime.datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=value.tzinfo,
+        fold=value.fold,
+    )
+
+
 def _datetime(value: Any) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
-        result = value
+        result = _plain_datetime(value)
     elif isinstance(value, datetime.date):
         result = datetime.datetime(value.year, value.month, value.day)
     elif isinstance(value, str):
@@ -289,7 +343,7 @@ def _date(value: Any) -> datetime.datetime:
 
 def _timedelta(value: Any) -> datetime.timedelta:
     if isinstance(value, datetime.timedelta):
-        return value
+        return datetime.timedelta(value.days, value.seconds, value.microseconds)
     if isinstance(value, str):
         try:
             return parse_timedelta(value.strip())
@@ -353,9 +407,9 @@ def _enum_normalizer(choices: tuple[str | int, ...], name: str) -> Normalizer:
     def normalize(value: Any) -> Any:
         if isinstance(value, enum.Enum):
             value = value.value
-        if isinstance(value, bool) or value not in allowed:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value not in allowed:
             raise _BadValue(f"{value!r} is not one of the {name} values ({shown})")
-        return value
+        return str.__str__(value) if isinstance(value, str) else int(value)
 
     return normalize
 
@@ -402,6 +456,8 @@ def _dict_normalizer(key: Normalizer | None, item: Normalizer | None) -> Normali
 
 def _object_normalizer(fields: tuple[tuple[str, Normalizer], ...]) -> Normalizer:
     def normalize(value: Any) -> Any:
+        if isinstance(value, Record):
+            value = value.to_dict()
         if isinstance(value, Mapping):
             get: Callable[[str], Any] = value.__getitem__
             has: Callable[[str], bool] = value.__contains__
@@ -420,7 +476,7 @@ def _object_normalizer(fields: tuple[tuple[str, Normalizer], ...]) -> Normalizer
                 result[name] = normalizer(get(name))
             except _BadValue as error:
                 raise _BadValue(f"field {name!r}: {error}") from None
-        return result
+        return Record(result)
 
     return normalize
 

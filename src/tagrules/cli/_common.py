@@ -17,6 +17,7 @@ from tagrules.packs import available_packs, load_pack
 
 __all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "read_jsonl"]
 
+
 class CommandError(Exception):
     """A failure the command reports in one line and exits 1 for."""
 
