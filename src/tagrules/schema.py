@@ -34,6 +34,7 @@ from tagrules.errors import Problem
 
 __all__ = [
     "RESERVED_NAMES",
+    "BadValue",
     "FieldType",
     "Record",
     "Schema",
@@ -75,8 +76,8 @@ class SchemaError(ValueError):
     """A type name or a model field that cannot be mapped; ``str()`` is the message for the author."""
 
 
-class _BadValue(Exception):
-    """A snapshot value that does not fit its field type (internal; becomes a field error)."""
+class BadValue(ValueError):
+    """A snapshot value that does not fit its field type; ``str()`` says why."""
 
 
 Normalizer = Callable[[Any], Any]
@@ -186,7 +187,7 @@ class FieldType:
 
         def required(value: Any) -> Any:
             if value is None:
-                raise _BadValue(f"is null, but its type {self} is not nullable")
+                raise BadValue(f"is null, but its type {self} is not nullable")
             return base(value)
 
         return required
@@ -216,13 +217,17 @@ class Record:
     """A nested object of a snapshot, as rules see it: named fields, read with ``.`` in rules.
 
     Snapshots may give nested objects as mappings or pydantic models; the schema reads them into
-    records, so that rules see one kind of value whatever the source.
+    records, so that rules see one kind of value whatever the source. A record is not a mapping
+    (rules read its fields as attributes), though ``record["name"]`` reads a field in Python.
     """
 
     __slots__ = ("_fields",)
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
         self._fields = dict(fields)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._fields[name]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Record) and self._fields == other._fields
@@ -249,26 +254,26 @@ def _int(value: Any) -> int:
     if type(value) is int and -_INT_LIMIT < value < _INT_LIMIT:
         return value
     if isinstance(value, bool):
-        raise _BadValue(f"expected int, got {_describe(value)}")
+        raise BadValue(f"expected int, got {_describe(value)}")
     if isinstance(value, int):
         if not -_INT_LIMIT < value < _INT_LIMIT:
-            raise _BadValue("integer out of range (ints are limited to 64 bits)")
+            raise BadValue("integer out of range (ints are limited to 64 bits)")
         return int(value)
     if isinstance(value, (float, decimal.Decimal)) and math.isfinite(value) and value == int(value):
         return _int(int(value))
-    raise _BadValue(f"expected int, got {_describe(value)}")
+    raise BadValue(f"expected int, got {_describe(value)}")
 
 
 def _float(value: Any) -> float:
     if type(value) is float and value == value:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
-        raise _BadValue(f"expected float, got {_describe(value)}")
+        raise BadValue(f"expected float, got {_describe(value)}")
     if isinstance(value, int) and not -(2**1023) < value < 2**1023:
-        raise _BadValue("number out of range for float")
+        raise BadValue("number out of range for float")
     result = float(value)
     if math.isnan(result):
-        raise _BadValue("NaN is not a number a rule can compare")
+        raise BadValue("NaN is not a number a rule can compare")
     return result
 
 
@@ -278,13 +283,13 @@ def _str(value: Any) -> str:
     if isinstance(value, enum.Enum):
         value = value.value
     if not isinstance(value, str):
-        raise _BadValue(f"expected str, got {_describe(value)}")
+        raise BadValue(f"expected str, got {_describe(value)}")
     return str.__str__(value)
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _BadValue(f"expected bool, got {_describe(value)}")
+        raise BadValue(f"expected bool, got {_describe(value)}")
     return value
 
 
@@ -295,7 +300,7 @@ def _parse_iso_datetime(text: str) -> datetime.datetime:
     try:
         return datetime.datetime.fromisoformat(candidate)
     except ValueError:
-        raise _BadValue(f"{text!r} is not an ISO 8601 datetime") from None
+        raise BadValue(f"{text!r} is not an ISO 8601 datetime") from None
 
 
 def _plain_datetime(value: datetime.datetime) -> datetime.datetime:
@@ -323,22 +328,22 @@ def _datetime(value: Any) -> datetime.datetime:
     elif isinstance(value, str):
         result = _parse_iso_datetime(value)
     else:
-        raise _BadValue(f"expected datetime, got {_describe(value)}")
+        raise BadValue(f"expected datetime, got {_describe(value)}")
     return result.replace(tzinfo=UTC) if result.tzinfo is None else result
 
 
 def _date(value: Any) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
-        raise _BadValue(f"expected date, got {_describe(value)}")
+        raise BadValue(f"expected date, got {_describe(value)}")
     if isinstance(value, datetime.date):
         return datetime.datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.date.fromisoformat(value.strip())
         except ValueError:
-            raise _BadValue(f"{value!r} is not an ISO 8601 date") from None
+            raise BadValue(f"{value!r} is not an ISO 8601 date") from None
         return datetime.datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
-    raise _BadValue(f"expected date, got {_describe(value)}")
+    raise BadValue(f"expected date, got {_describe(value)}")
 
 
 def _timedelta(value: Any) -> datetime.timedelta:
@@ -348,15 +353,15 @@ def _timedelta(value: Any) -> datetime.timedelta:
         try:
             return parse_timedelta(value.strip())
         except Exception:
-            raise _BadValue(f"{value!r} is not an ISO 8601 duration such as 'P30D'") from None
-    raise _BadValue(f"expected timedelta, got {_describe(value)}")
+            raise BadValue(f"{value!r} is not an ISO 8601 duration such as 'P30D'") from None
+    raise BadValue(f"expected timedelta, got {_describe(value)}")
 
 
 def _untyped(value: Any) -> Any:
     """A value inside an untyped dict: JSON-like data, with nested models turned into dicts."""
     if value is None or isinstance(value, (str, bool, int, float, decimal.Decimal)):
         if isinstance(value, float) and math.isnan(value):
-            raise _BadValue("NaN is not a number a rule can compare")
+            raise BadValue("NaN is not a number a rule can compare")
         return value
     if isinstance(value, (datetime.datetime, datetime.date)):
         return _datetime(value)
@@ -372,18 +377,18 @@ def _untyped(value: Any) -> Any:
         return tuple(_untyped(item) for item in value)
     if isinstance(value, (set, frozenset)):
         return {_untyped(item) for item in value}
-    raise _BadValue(f"a {type(value).__name__} value cannot be used in a rule")
+    raise BadValue(f"a {type(value).__name__} value cannot be used in a rule")
 
 
 def _untyped_key(key: Any) -> Any:
     if isinstance(key, (str, int, float, bool, decimal.Decimal)) or key is None:
         return key
-    raise _BadValue(f"a {type(key).__name__} cannot be a dict key in a rule")
+    raise BadValue(f"a {type(key).__name__} cannot be a dict key in a rule")
 
 
 def _dict_untyped(value: Any) -> dict[Any, Any]:
     if not isinstance(value, Mapping):
-        raise _BadValue(f"expected dict, got {_describe(value)}")
+        raise BadValue(f"expected dict, got {_describe(value)}")
     result = _untyped(value)
     assert isinstance(result, dict)
     return result
@@ -408,7 +413,7 @@ def _enum_normalizer(choices: tuple[str | int, ...], name: str) -> Normalizer:
         if isinstance(value, enum.Enum):
             value = value.value
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value not in allowed:
-            raise _BadValue(f"{value!r} is not one of the {name} values ({shown})")
+            raise BadValue(f"{value!r} is not one of the {name} values ({shown})")
         return str.__str__(value) if isinstance(value, str) else int(value)
 
     return normalize
@@ -419,19 +424,19 @@ def _collection_normalizer(kind: str, item: Normalizer) -> Normalizer:
 
     def normalize(value: Any) -> Any:
         if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-            raise _BadValue(f"expected {expected}, got {_describe(value)}")
+            raise BadValue(f"expected {expected}, got {_describe(value)}")
         members = []
         for position, member in enumerate(value):
             try:
                 members.append(item(member))
-            except _BadValue as error:
-                raise _BadValue(f"item {position}: {error}") from None
+            except BadValue as error:
+                raise BadValue(f"item {position}: {error}") from None
         if kind == "list":
             return tuple(members)
         try:
             return set(members)
         except TypeError:
-            raise _BadValue("set members must be hashable") from None
+            raise BadValue("set members must be hashable") from None
 
     return normalize
 
@@ -442,13 +447,13 @@ def _dict_normalizer(key: Normalizer | None, item: Normalizer | None) -> Normali
 
     def normalize(value: Any) -> Any:
         if not isinstance(value, Mapping):
-            raise _BadValue(f"expected dict, got {_describe(value)}")
+            raise BadValue(f"expected dict, got {_describe(value)}")
         result = {}
         for member_key, member in value.items():
             try:
                 result[key(member_key)] = item(member)
-            except _BadValue as error:
-                raise _BadValue(f"key {member_key!r}: {error}") from None
+            except BadValue as error:
+                raise BadValue(f"key {member_key!r}: {error}") from None
         return result
 
     return normalize
@@ -467,15 +472,15 @@ def _object_normalizer(fields: tuple[tuple[str, Normalizer], ...]) -> Normalizer
             def has(name: str) -> bool:
                 return hasattr(value, name)
         else:
-            raise _BadValue(f"expected an object with fields, got {_describe(value)}")
+            raise BadValue(f"expected an object with fields, got {_describe(value)}")
         result = {}
         for name, normalizer in fields:
             if not has(name):
-                raise _BadValue(f"missing field {name!r}")
+                raise BadValue(f"missing field {name!r}")
             try:
                 result[name] = normalizer(get(name))
-            except _BadValue as error:
-                raise _BadValue(f"field {name!r}: {error}") from None
+            except BadValue as error:
+                raise BadValue(f"field {name!r}: {error}") from None
         return Record(result)
 
     return normalize
@@ -816,6 +821,10 @@ class Schema:
             return self.reference
         return {name: str(field) for name, field in self.fields.items()}
 
+    def normalizer(self, name: str) -> Normalizer:
+        """The reader of field ``name``: value -> rule value, raising :class:`BadValue` on a bad value."""
+        return self._normalizers[name]
+
     def rule_types(self) -> dict[str, _DataTypeDef]:
         """Field name -> rule-engine data type."""
         return dict(self._rule_types)
@@ -844,7 +853,7 @@ class Schema:
                 continue
             try:
                 values[name] = normalize(source[name])
-            except _BadValue as error:
+            except BadValue as error:
                 bad[name] = str(error)
         return values, bad
 
