@@ -8,12 +8,13 @@ DEMO_DIR := build/demo
 NOW := 2026-06-01T00:00:00Z
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test lint typecheck unit docs bench clean
+.PHONY: help install install-test demo test lint typecheck unit docs bench test-differential clean
 
 help:
 	@echo "make demo    - install into $(VENV) and tag the retail sample customers"
 	@echo "make test    - install with test extras; run ruff, mypy --strict, import contracts, tests, docs"
 	@echo "make bench   - run the benchmarks and print their tables"
+	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
@@ -60,6 +61,9 @@ test: lint typecheck unit docs
 
 bench: install-test
 	$(BIN)/python -m benchmarks
+
+test-differential: install-test
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_compiler_differential.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
