@@ -86,9 +86,21 @@ class TestValidate:
         assert "valid: 47 tags" in result.stdout
 
     def test_verbose_lists_the_evaluation_order(self, catalog: Path) -> None:
-        """--verbose lists the tags in the order they run, groups together."""
+        """--verbose lists the tags in the order they run, groups together, and how they run."""
         result = tagrules("validate", "--verbose", str(catalog))
         assert "  group spend: spend_high, spend_mid" in result.stdout.splitlines()
+        assert "compiled to Python: 5 rules" in result.stdout.splitlines()
+
+    def test_verbose_lists_interpreted_rules(self, write: Callable[[str, str], Path]) -> None:
+        """--verbose names each rule that runs in the interpreter, and why."""
+        path = write(
+            "groups.yaml",
+            "schema: {email: str}\n"
+            "tags:\n  - {key: qq, rule: \"email =~ '(.*)@qq' and $re_groups[0] != ''\"}\n",
+        )
+        result = tagrules("validate", "--verbose", str(path))
+        assert result.returncode == 0, result.stdout
+        assert "  qq: $re_groups depends on the last regex match" in result.stdout.splitlines()
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A missing catalog file is one clear line and exit 1, not a traceback."""

@@ -171,3 +171,26 @@ class TestCompiledCatalogs:
             first = compiled.evaluate(customer, now=REFERENCE_NOW)
             second = interpreted.evaluate(customer, now=REFERENCE_NOW)
             assert (first.tags, dict(first.errors)) == (second.tags, dict(second.errors))
+
+
+class TestInterpretedFallback:
+    def test_rules_left_to_the_interpreter_still_run(self) -> None:
+        """A rule the compiler does not handle runs interpreted inside the compiled catalog, identically."""
+        catalog = Catalog(
+            [
+                {"key": "qq", "rule": "email =~ '([a-z]+)@qq' and $re_groups[0] == 'li'"},
+                {"key": "after", "rule": "'qq' in tags and n > 1"},
+            ],
+            {"email": "str", "n": "int"},
+        )
+        compiled, interpreted = Evaluator(catalog), Evaluator(catalog, compiled=False)
+        assert set(compiled.interpreted) == {"qq"}
+        for snapshot in (
+            {"email": "li@qq.com", "n": 2},
+            {"email": "wang@qq.com", "n": 2},
+            {"email": 3, "n": 2},
+        ):
+            first = compiled.evaluate(snapshot, now=NOW, tags={"vip"})
+            second = interpreted.evaluate(snapshot, now=NOW, tags={"vip"})
+            assert (first.tags, dict(first.errors)) == (second.tags, dict(second.errors))
+        assert compiled.evaluate({"email": "li@qq.com", "n": 2}, now=NOW).tags == {"qq", "after"}

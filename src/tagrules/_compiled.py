@@ -39,7 +39,6 @@ from tagrules.rules.to_python import (
     _today_expression,
     _with_decimal_context,
     field_reads,
-    function_source,
 )
 from tagrules.schema import Schema
 
@@ -58,12 +57,17 @@ class CompiledCatalog:
     Attributes:
         function: ``(snapshot, now, manual_tags, suppressed) -> (assigned, errors)``.
         interpreted: tag key -> why its rule runs in rule-engine's interpreter instead.
-        source: the generated Python, for reading.
+        tree: the generated Python, as a syntax tree (``source`` prints it).
     """
 
     function: EvaluateFunction
     interpreted: Mapping[str, str]
-    source: str
+    tree: ast.Module
+
+    @property
+    def source(self) -> str:
+        """The generated Python, for reading."""
+        return ast.unparse(self.tree)
 
 
 def _source_of(schema: Schema) -> Callable[[Any], Mapping[str, Any]]:
@@ -260,9 +264,7 @@ class _CatalogCompiler:
         function = _function("_evaluate", ["snapshot", "now", "manual", "suppressed"], body)
         tree = ast.Module(body=[function], type_ignores=[])
         namespace = _compile(tree, f"<catalog {self.catalog.name or ''}>", self.pool)
-        return CompiledCatalog(
-            namespace["_evaluate"], MappingProxyType(self.interpreted), function_source(tree)
-        )
+        return CompiledCatalog(namespace["_evaluate"], MappingProxyType(self.interpreted), tree)
 
 
 def _needs_steps(node: Any) -> bool:

@@ -20,7 +20,10 @@ MAX_NESTING = 64
 _MAX_EXPANDED_NODES = 2_000_000
 
 
-class _Loader(yaml.SafeLoader):
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when installed
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc]
     """PyYAML's safe loader; it builds plain data only and refuses every Python object tag.
 
     Unquoted dates stay text (``2026-06-01`` is the string, not a ``date``): the schema reads
@@ -30,7 +33,7 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
 }
 
 

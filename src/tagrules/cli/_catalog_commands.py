@@ -95,9 +95,17 @@ def run_validate(arguments: argparse.Namespace) -> int:
         f"{groups} exclusive group{'s' if groups != 1 else ''}"
     )
     if arguments.verbose:
+        print("evaluation order (exclusive groups together):")
         for unit in catalog.evaluation_order:
             label = f"group {unit.group}: " if unit.group else ""
             print(f"  {label}{', '.join(unit.keys)}")
+        interpreted = Evaluator(catalog).interpreted
+        compiled = len(catalog.active) - len(interpreted)
+        print(f"compiled to Python: {compiled} rule{'s' if compiled != 1 else ''}")
+        if interpreted:
+            print("run by rule-engine's interpreter:")
+            for key, reason in interpreted.items():
+                print(f"  {key}: {reason}")
     return 0
 
 
