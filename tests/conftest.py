@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from sqlalchemy.engine import URL, make_url
+
+from databases import MYSQL_URL, POSTGRES_URL, scratch_database
 
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile(
@@ -37,3 +40,31 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write_file
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[URL]:
+    """A scratch PostgreSQL database for this test session (dropped at the end)."""
+    with scratch_database(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[URL]:
+    """A scratch MariaDB/MySQL database for this test session (dropped at the end)."""
+    with scratch_database(MYSQL_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> URL:
+    """A SQLite database file under the test's temporary directory."""
+    return make_url(f"sqlite:///{tmp_path / 'tagrules.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def database_url(request: pytest.FixtureRequest) -> URL:
+    """Each database tagrules supports in turn: a SQLite file, PostgreSQL, MariaDB."""
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: URL = request.getfixturevalue(name)
+    return url
