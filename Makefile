@@ -25,8 +25,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) install --quiet -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(PIP) install --quiet -e '.[test]'
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml examples/tagrules-loyalty/pyproject.toml
+	$(PIP) install --quiet -e '.[test]' -e examples/tagrules-loyalty
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -44,8 +44,8 @@ demo: install
 	$(BIN)/tagrules explain retail $(DEMO_DIR)/customers.jsonl --id C0000003 --tag vip --now $(NOW)
 
 lint: install-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tagrules._files import dump_yaml, load_document, parse_document
 from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
+from tagrules.extensions import DerivedField, RuleFunction, check_functions
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
 from tagrules.schema import Schema, suggest
 
@@ -51,6 +52,11 @@ class Catalog:
         name: a name for the catalog.
         description: what the catalog is for.
         source: the file the catalog came from; problems name it.
+        functions: custom functions rules may call as ``$name(...)``
+            (:class:`~tagrules.extensions.RuleFunction`).
+        derived: fields computed from the snapshot before rules run
+            (:class:`~tagrules.extensions.DerivedField`); each joins the schema when the schema has
+            every field it reads and no field of its name.
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -67,6 +73,8 @@ class Catalog:
     __slots__ = (
         "_by_key",
         "_dependencies",
+        "_derived",
+        "_functions",
         "_groups",
         "_language",
         "_order",
@@ -86,12 +94,19 @@ class Catalog:
         name: str | None = None,
         description: str = "",
         source: str | None = None,
+        functions: Iterable[RuleFunction] = (),
+        derived: Iterable[DerivedField] = (),
     ) -> None:
         self.name = name
         self.description = description
         self.source = source
         problems: list[Problem] = []
-        resolved_schema = self._schema(schema, problems)
+        self._functions = types.MappingProxyType(check_functions(list(functions), source))
+        snapshot_schema = self._schema(schema, problems)
+        self._derived: Mapping[str, DerivedField] = types.MappingProxyType({})
+        resolved_schema = snapshot_schema
+        if snapshot_schema is not None:
+            resolved_schema = self._with_derived(snapshot_schema, derived)
         definitions = self._definitions(tags, problems)
         self._tags = tuple(definitions)
         self._by_key: dict[str, TagDefinition] = {}
@@ -109,7 +124,9 @@ class Catalog:
         self._order: tuple[EvaluationUnit, ...] = ()
         if resolved_schema is not None:
             self.schema = resolved_schema
-            self._language = RuleLanguage(resolved_schema)
+            self._language = RuleLanguage(
+                resolved_schema, {name: function.builtin() for name, function in self._functions.items()}
+            )
             parsed = self._parse_rules(problems)
             self._check_dependencies(parsed, problems)
             self._dependencies = types.MappingProxyType(
@@ -122,21 +139,49 @@ class Catalog:
     # -- loading and saving ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> Catalog:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        functions: Iterable[RuleFunction] = (),
+        derived: Iterable[DerivedField] = (),
+    ) -> Catalog:
         """Load a catalog file (YAML, or JSON for ``.json`` files).
+
+        ``functions`` and ``derived`` are passed to the constructor.
 
         Raises:
             DefinitionError: the file cannot be read or the catalog is not valid.
         """
-        return cls.from_data(load_document(path), source=str(path))
+        return cls.from_data(load_document(path), source=str(path), functions=functions, derived=derived)
 
     @classmethod
-    def loads(cls, text: str, *, format: str = "yaml", source: str | None = None) -> Catalog:
+    def loads(
+        cls,
+        text: str,
+        *,
+        format: str = "yaml",
+        source: str | None = None,
+        functions: Iterable[RuleFunction] = (),
+        derived: Iterable[DerivedField] = (),
+    ) -> Catalog:
         """Load a catalog from YAML or JSON text."""
-        return cls.from_data(parse_document(text, file=source or f"<{format}>", format=format), source=source)
+        return cls.from_data(
+            parse_document(text, file=source or f"<{format}>", format=format),
+            source=source,
+            functions=functions,
+            derived=derived,
+        )
 
     @classmethod
-    def from_data(cls, data: Any, *, source: str | None = None) -> Catalog:
+    def from_data(
+        cls,
+        data: Any,
+        *,
+        source: str | None = None,
+        functions: Iterable[RuleFunction] = (),
+        derived: Iterable[DerivedField] = (),
+    ) -> Catalog:
         """Build a catalog from plain data shaped like a catalog file (``schema``, ``tags``, ...)."""
         problems: list[Problem] = []
         if not isinstance(data, Mapping):
@@ -165,7 +210,15 @@ class Catalog:
             problems.append(Problem("'description' must be text", file=source, section="catalog"))
             description = ""
         try:
-            catalog = cls(tags, data.get("schema", {}), name=name, description=description, source=source)
+            catalog = cls(
+                tags,
+                data.get("schema", {}),
+                name=name,
+                description=description,
+                source=source,
+                functions=functions,
+                derived=derived,
+            )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None
         if problems:
@@ -179,7 +232,10 @@ class Catalog:
             data["name"] = self.name
         if self.description:
             data["description"] = self.description
-        data["schema"] = self.schema.to_data()
+        schema = self.schema.to_data()
+        if isinstance(schema, dict):
+            schema = {name: text for name, text in schema.items() if name not in self._derived}
+        data["schema"] = schema
         data["tags"] = [definition.to_data() for definition in self._tags]
         return data
 
@@ -232,6 +288,16 @@ class Catalog:
         return self._tags
 
     @property
+    def functions(self) -> Mapping[str, RuleFunction]:
+        """The custom functions rules may call, by name (without the ``$``)."""
+        return self._functions
+
+    @property
+    def derived_fields(self) -> Mapping[str, DerivedField]:
+        """The derived fields in the schema, by name; the evaluator computes them before rules run."""
+        return self._derived
+
+    @property
     def active(self) -> tuple[TagDefinition, ...]:
         """The active definitions, in file order."""
         return tuple(definition for definition in self._tags if definition.is_active)
@@ -274,6 +340,19 @@ class Catalog:
         for index, definition in enumerate(self._tags):
             place.setdefault(definition.key, index + 1)
         return sorted(problems, key=lambda problem: place.get(problem.tag, 0) if problem.tag else 0)
+
+    def _with_derived(self, schema: Schema, derived: Iterable[DerivedField]) -> Schema:
+        """The schema plus each derived field whose inputs it has; problems for name clashes."""
+        offered = {
+            field.name: field
+            for field in derived
+            if field.name not in schema.fields and all(name in schema.fields for name in field.reads)
+        }
+        if not offered:
+            return schema
+        self._derived = types.MappingProxyType(offered)
+        fields = {**schema.fields, **{name: field.field_type for name, field in offered.items()}}
+        return Schema(fields, model=schema.model, reference=schema.reference)
 
     def _schema(self, schema: Any, problems: list[Problem]) -> Schema | None:
         if isinstance(schema, Schema):

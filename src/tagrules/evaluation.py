@@ -9,11 +9,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
+from pydantic import BaseModel
+
 from tagrules._compiled import compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import SnapshotError
 from tagrules.rules._explain import Explanation, describe_failure, explain_statement
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
+from tagrules.schema import FailedValue
 
 __all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "resolve_now"]
 
@@ -194,6 +197,10 @@ class Evaluator:
         self._order = catalog.evaluation_order
         self._statements = {key: catalog.rule(key).statement for unit in self._order for key in unit.keys}
         self._dependencies = {key: sorted(catalog.dependencies.get(key, ())) for key in self._statements}
+        used = frozenset().union(*(catalog.rule(key).fields for key in self._statements))
+        self._derived = tuple(field for name, field in catalog.derived_fields.items() if name in used)
+        # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
+        self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
 
     def evaluate(
         self,
@@ -218,10 +225,14 @@ class Evaluator:
             The tags assigned and, per failed rule, why it failed.
         """
         moment = resolve_now(now)
+        if self._derived:
+            snapshot = self._with_derived(snapshot, moment)
         excluded = (
             suppressed if type(suppressed) is frozenset else frozenset(suppressed) if suppressed else _NONE
         )
         if self._compiled is not None:
+            if self._functions_use_now:
+                evaluation_state.now = moment
             assigned, failures = self._compiled.function(snapshot, moment, tags, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
@@ -246,7 +257,7 @@ class Evaluator:
         """
         values, bad = self.catalog.schema.read(snapshot)
         for name in self.catalog.schema.fields:
-            if name not in values and name not in bad:
+            if name not in values and name not in bad and name not in self.catalog.derived_fields:
                 bad[name] = "missing"
         if bad:
             raise SnapshotError(bad)
@@ -269,6 +280,8 @@ class Evaluator:
         if not definition.is_active:
             return TagExplanation(key, "not assigned", f"the tag is {definition.status}", None)
         moment = resolve_now(now)
+        if self._derived:
+            snapshot = self._with_derived(snapshot, moment)
         values, bad = self.catalog.schema.read(snapshot)
         run = _Run(Scope(values, bad, set(tags)), frozenset(suppressed))
         target = next(index for index, unit in enumerate(self._order) if key in unit.keys)
@@ -280,6 +293,26 @@ class Evaluator:
         tree = explain_statement(self._statements[key], self._context, run.scope)
         unit = self._order[target]
         return TagExplanation(key, *self._outcome(key, unit, run), tree)
+
+    def _with_derived(self, snapshot: Mapping[str, Any] | Any, now: datetime.datetime) -> dict[str, Any]:
+        """The snapshot's fields plus the derived fields the rules read, computed at ``now``."""
+        if isinstance(snapshot, Mapping):
+            values = dict(snapshot)
+        elif isinstance(snapshot, BaseModel):
+            values = {name: getattr(snapshot, name) for name in type(snapshot).model_fields}
+        else:
+            raise TypeError(
+                f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}"
+            )
+        view = types.MappingProxyType(values)
+        computed = {}
+        for field in self._derived:
+            try:
+                computed[field.name] = field.compute(view, now)
+            except Exception as error:
+                computed[field.name] = FailedValue(f"derived field failed: {type(error).__name__}: {error}")
+        values.update(computed)
+        return values
 
     def _outcome(self, key: str, unit: EvaluationUnit, run: _Run) -> tuple[str, str]:
         if key in run.errors:

@@ -35,6 +35,7 @@ from tagrules.errors import Problem
 __all__ = [
     "RESERVED_NAMES",
     "BadValue",
+    "FailedValue",
     "FieldType",
     "Record",
     "Schema",
@@ -81,6 +82,23 @@ class BadValue(ValueError):
 
 
 Normalizer = Callable[[Any], Any]
+
+
+@final
+class FailedValue:
+    """Stands for a value that could not be computed (a derived field whose function raised).
+
+    A snapshot may carry one in place of a field's value: the field then counts as bad, with
+    ``reason`` as its message, and only the rules reading it fail.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"FailedValue({self.reason!r})"
 
 
 def _describe(value: Any) -> str:
@@ -851,8 +869,12 @@ class Schema:
         for name, normalize in self._normalizers.items():
             if name not in source:
                 continue
+            value = source[name]
+            if type(value) is FailedValue:
+                bad[name] = value.reason
+                continue
             try:
-                values[name] = normalize(source[name])
+                values[name] = normalize(value)
             except BadValue as error:
                 bad[name] = str(error)
         return values, bad

@@ -13,9 +13,9 @@ from typing import IO, Any
 
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError
-from tagrules.packs import available_packs, load_pack
+from tagrules.plugins import PluginRegistry, installed_plugins
 
-__all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "read_jsonl"]
+__all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "plugins", "read_jsonl"]
 
 
 class CommandError(Exception):
@@ -36,16 +36,33 @@ def parse_now(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
+def plugins() -> PluginRegistry:
+    """The installed plugins; each one that failed to load is reported once on stderr."""
+    registry = installed_plugins()
+    global _failures_reported
+    if not _failures_reported:
+        _failures_reported = True
+        for failure in registry.failures:
+            print(f"tagrules: warning: {failure}; it is not used", file=sys.stderr)
+    return registry
+
+
+_failures_reported = False
+
+
 def load_catalog(reference: str) -> Catalog:
-    """A catalog file, or the name of a pack shipped with tagrules (``retail``).
+    """A catalog file, or the name of a pack (``retail``, or one an installed plugin provides).
+
+    Catalog files see the functions and derived fields of every installed plugin.
 
     Raises:
         DefinitionError: the catalog is not valid (the caller prints its problems).
     """
+    registry = plugins()
     path = Path(reference)
-    if not path.exists() and reference in available_packs():
-        return load_pack(reference)
-    return Catalog.load(path)
+    if not path.exists() and reference in registry.packs:
+        return registry.load_pack(reference)
+    return registry.load_catalog(path)
 
 
 def print_problems(error: DefinitionError, stream: IO[str]) -> None:

@@ -1,26 +1,21 @@
-"""Tag packs: ready-made catalogs, shipped with tagrules or installed as plugins.
+"""Tag packs: ready-made catalogs provided by plugins, tagrules' own retail pack among them.
 
 A pack is found by name with :func:`load_pack`; the command line and the testing kit accept a pack
-name wherever they accept a catalog file.
+name wherever they accept a catalog file. Packs come from installed plugins
+(:mod:`tagrules.plugins`); tagrules registers ``retail`` through its own entry point.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 from tagrules.catalog import Catalog
-from tagrules.schema import suggest
+from tagrules.plugins import installed_plugins
 
 __all__ = ["available_packs", "load_pack"]
-
-#: Packs shipped with tagrules: name -> "module:function" returning the pack's catalog.
-_BUILTIN_PACKS = {"retail": "tagrules.packs.retail:load_catalog"}
 
 
 def available_packs() -> list[str]:
     """The names of the packs that can be loaded."""
-    return sorted(_BUILTIN_PACKS)
+    return installed_plugins().packs
 
 
 def load_pack(name: str) -> Catalog:
@@ -28,10 +23,6 @@ def load_pack(name: str) -> Catalog:
 
     Raises:
         LookupError: no pack has that name (the message suggests the nearest one).
+        DefinitionError: the pack's catalog is not valid.
     """
-    target = _BUILTIN_PACKS.get(name)
-    if target is None:
-        raise LookupError(f"no pack named {name!r}{suggest(name, _BUILTIN_PACKS)}")
-    module_name, _, function_name = target.partition(":")
-    loader: Callable[[], Catalog] = getattr(importlib.import_module(module_name), function_name)
-    return loader()
+    return installed_plugins().load_pack(name)

@@ -175,6 +175,12 @@ def _describe_error(text: str, error: Exception, span: tuple[int, int] | None) -
     if isinstance(error, re_errors.AttributeResolutionError):
         hint = f"; did you mean {error.suggestion!r}?" if error.suggestion else ""
         return f"{where}unknown attribute {error.attribute_name!r}{hint}"
+    if isinstance(error, re_errors.FunctionCallError) and error.function_name:
+        name = str(error.function_name).rstrip("?")
+        match = re.fullmatch(r"data type mismatch \(argument #(\d+)\)", error.message)
+        if match:
+            return f"{where}argument #{match.group(1)} of ${name} is not of the type the function declares"
+        return f"{where}${name}: {error.message}"
     if isinstance(error, re_errors.EngineError):
         message = error.message
         match = _NULLABLE_ROLE.search(message)

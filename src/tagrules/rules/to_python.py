@@ -40,7 +40,7 @@ from tagrules.rules import _runtime
 from tagrules.rules._language import RuleContext
 from tagrules.rules._numbers import mirror, plan_float_comparison, plan_int_comparison
 from tagrules.rules._tree import walk
-from tagrules.schema import BadValue, FieldType
+from tagrules.schema import BadValue, FailedValue, FieldType
 
 __all__ = [
     "CompiledRule",
@@ -1084,6 +1084,8 @@ def _read_field(
     if value is _runtime.ABSENT:
         return value, problems
     try:
+        if type(value) is FailedValue:
+            raise BadValue(value.reason)
         return normalize(value), problems
     except BadValue as error:
         noted = dict(problems)

@@ -17,6 +17,7 @@ from pathlib import Path
 from tagrules.catalog import Catalog
 from tagrules.packs.retail.generator import REFERENCE_NOW, customer_to_json, generate_customers
 from tagrules.packs.retail.model import CityTier, Customer, Gender, Occupation
+from tagrules.plugins import Plugin, PluginRegistry
 
 __all__ = [
     "CATALOG_PATH",
@@ -28,6 +29,7 @@ __all__ = [
     "customer_to_json",
     "generate_customers",
     "load_catalog",
+    "plugin",
 ]
 
 #: The retail catalog file shipped in the package.
@@ -38,3 +40,15 @@ CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 def load_catalog() -> Catalog:
     """The retail catalog (loaded once; catalogs never change)."""
     return Catalog.load(CATALOG_PATH)
+
+
+def _pack(_registry: PluginRegistry) -> Catalog:
+    return load_catalog()
+
+
+#: The plugin tagrules registers under the ``tagrules.plugins`` entry point ``retail``.
+plugin = Plugin(
+    name="retail",
+    packs={"retail": _pack},
+    description="the retail pack: demographic, purchase, engagement and value tags of a retail business",
+)
