@@ -121,12 +121,25 @@ class TestCompiledRules:
             ("f0.to_str == '1.0'", {"f0": 1.0}),
             ("(f0 * 1e300 * 1e300).ceiling > 1", {"f0": 1e300}),
             ("$range(f1).length > 0", {"f1": 10**9}),
+            ("(f0 >= f0 ? (f6 ?? 0) : f0).to_str == '0'", {"f0": 1.5, "f6": None}),
+            ("((f7 ?? 1.0) + (f7 ?? 1.0)).to_str == '2.0'", {"f7": None}),
+            ("((f7 ?? 1.0) - 2).to_str == '-1.0'", {"f7": None}),
+            ("(-(f6 ?? 0)).to_str == '0'", {"f6": None}),
         ],
     )
     def test_edge_cases(self, text: str, snapshot: dict[str, Any]) -> None:
         """Cases where a native shortcut would differ from decimal semantics: the compiler keeps those."""
         schema = RandomSchema(
-            {"f0": "float", "f1": "int", "f2": "str", "f3": "str | None", "f4": "datetime", "f5": "list[int]"}
+            {
+                "f0": "float",
+                "f1": "int",
+                "f2": "str",
+                "f3": "str | None",
+                "f4": "datetime",
+                "f5": "list[int]",
+                "f6": "float | None",
+                "f7": "int | None",
+            }
         )
         Rule(text, context=RuleLanguage(schema.schema).context)
         check_case(schema, text, [snapshot], [frozenset()])

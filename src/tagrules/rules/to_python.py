@@ -24,6 +24,7 @@ The compiler is a table from node class to handler (``_HANDLERS``); a new node k
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime
 import decimal
 import itertools
@@ -229,6 +230,14 @@ class _Compiler:
         # the first use of the name becomes the assignment: evaluation order puts it first
         return _Rebinder(name, value).visit(bound)  # type: ignore[no-any-return]
 
+    def _keep_rule_form(self, out: _Out, operands: list[_Out], rule_form: Callable[[], ast.expr]) -> _Out:
+        """``out`` computed natively from ``operands``; when an operand's native value only equals
+        rule-engine's (``x ?? 1.0`` read as an int), keep the rule-engine form beside it."""
+        if all(operand.rule_expr is None for operand in operands):
+            return out
+        self.requirements.decimal_context = True
+        return dataclasses.replace(out, rule_expr=rule_form())
+
     def to_rule_engine(self, out: _Out) -> ast.expr:
         """The expression giving rule-engine's representation of ``out``'s value."""
         if out.rule_expr is not None:
@@ -356,7 +365,11 @@ class _Compiler:
                     ),
                     simple=operand.simple,
                 )
-            return _Out(negated, native=True, ftype=operand.ftype)
+            return self._keep_rule_form(
+                _Out(negated, native=True, ftype=operand.ftype),
+                [operand],
+                lambda: _call(self.helper("negate"), self.to_rule_engine(operand)),
+            )
         if _is_plain(operand, "timedelta"):
             return _Out(ast.UnaryOp(op=ast.USub(), operand=operand.expr), native=True, ftype=operand.ftype)
         self.requirements.decimal_context = True
@@ -367,8 +380,14 @@ class _Compiler:
         first, second = self.value(node.case_true), self.value(node.case_false)
         if first.native and second.native and _same_type(first.ftype, second.ftype):
             merged = _merge_nullable(first.ftype, second.ftype)
-            return _Out(
-                ast.IfExp(test=condition, body=first.expr, orelse=second.expr), native=True, ftype=merged
+            return self._keep_rule_form(
+                _Out(
+                    ast.IfExp(test=condition, body=first.expr, orelse=second.expr), native=True, ftype=merged
+                ),
+                [first, second],
+                lambda: ast.IfExp(
+                    test=condition, body=self.to_rule_engine(first), orelse=self.to_rule_engine(second)
+                ),
             )
         body, orelse = self.to_rule_engine(first), self.to_rule_engine(second)
         return _Out(ast.IfExp(test=condition, body=body, orelse=orelse))
@@ -478,8 +497,15 @@ class _Compiler:
         python_operator = ast.Add() if node.type == "add" else ast.Sub()
         native = _native_sum(left, right)
         if native is not None:
-            return _Out(
-                ast.BinOp(left=left.expr, op=python_operator, right=right.expr), native=True, ftype=native
+            helper_name = "add" if node.type == "add" else "subtract"
+            return self._keep_rule_form(
+                _Out(
+                    ast.BinOp(left=left.expr, op=python_operator, right=right.expr), native=True, ftype=native
+                ),
+                [left, right],
+                lambda: _call(
+                    self.helper(helper_name), self.to_rule_engine(left), self.to_rule_engine(right)
+                ),
             )
         result_kind = _time_arithmetic(left, right, node.type)
         if result_kind is not None:
