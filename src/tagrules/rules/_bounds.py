@@ -19,7 +19,16 @@ from rule_engine import ast
 from tagrules.rules._language import DECIMAL_CONTEXT, evaluation_state
 from tagrules.rules._tree import walk
 
-__all__ = ["OPERATORS", "FieldPath", "Threshold", "constant_value", "field_path", "is_unset", "threshold_of", "thresholds"]
+__all__ = [
+    "OPERATORS",
+    "FieldPath",
+    "Threshold",
+    "constant_value",
+    "field_path",
+    "is_unset",
+    "threshold_of",
+    "thresholds",
+]
 
 #: rule-engine's comparison types and the operator each stands for.
 OPERATORS = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -65,7 +74,10 @@ _UNSET = object()
 
 
 def constant_value(node: Any, now: datetime.datetime | None = None) -> Any:
-    """The value of a constant expression, or ``_UNSET`` when it reads fields (or ``$now``, without ``now``)."""
+    """The value of a constant expression; see :func:`is_unset` for expressions that read fields.
+
+    ``$now`` and ``$today`` count as constants when ``now`` is given.
+    """
     if not _is_constant(node, allow_now=now is not None):
         return _UNSET
     previous = evaluation_state.now
