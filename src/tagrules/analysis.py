@@ -411,7 +411,7 @@ def _neighbours(cells: set[tuple[int, ...]], grid: _Grid) -> set[tuple[int, ...]
             for step in (-1, 1):
                 index = cell[axis] + step
                 if 0 <= index < size:
-                    found.add((*cell[:axis], index, *cell[axis + 1:]))
+                    found.add((*cell[:axis], index, *cell[axis + 1 :]))
     return found - cells
 
 

@@ -32,7 +32,17 @@ from tagrules.testing._assertions import FrozenEvaluator, TagMismatch, check_tag
 if TYPE_CHECKING:
     from tagrules.testing._coverage import RuleCoverage
 
-__all__ = ["Case", "CaseFile", "CaseResult", "load_case_file", "resolve_catalog", "run_case", "run_cases"]
+__all__ = [
+    "Case",
+    "CaseFile",
+    "CaseResult",
+    "load_case_file",
+    "parse_time",
+    "resolve_catalog",
+    "run_case",
+    "run_cases",
+    "shared_evaluator",
+]
 
 _FILE_KEYS = ("catalog", "now", "cases", "description")
 _CASE_KEYS = ("name", "description", "snapshot", "has", "lacks", "tags", "now")
@@ -145,7 +155,8 @@ def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
     )
 
 
-def _evaluator(catalog: Catalog) -> Evaluator:
+def shared_evaluator(catalog: Catalog) -> Evaluator:
+    """One evaluator per catalog, shared by every case file, fixture and coverage of it."""
     found = _EVALUATORS.get(id(catalog))
     if found is not None and found[0] is catalog:
         return found[1]
@@ -296,7 +307,8 @@ def load_case_file(path: str | Path) -> CaseFile:
     problems.extend(reader.problems)
     if problems:
         raise DefinitionError(problems)
-    return CaseFile(target, catalog, tuple(case for case in cases if case is not None), _evaluator(catalog))
+    loaded = tuple(case for case in cases if case is not None)
+    return CaseFile(target, catalog, loaded, shared_evaluator(catalog))
 
 
 def _in_case_file(problem: Problem, file: str) -> Problem:
