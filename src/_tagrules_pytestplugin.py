@@ -91,7 +91,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("tagrules rule coverage")
     for coverage in coverages.values():
         catalog = coverage.catalog
-        label = catalog.source or catalog.name or "catalog"
+        label = catalog.name or catalog.source or "catalog"
         terminalreporter.write_line(f"{label} ({coverage.snapshots} snapshots)")
         for line in coverage.report().splitlines():
             terminalreporter.write_line("  " + line)

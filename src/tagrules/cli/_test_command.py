@@ -74,7 +74,7 @@ def run_test(arguments: argparse.Namespace) -> int:
     if invalid:
         summary += f"; {invalid} file{'s' if invalid != 1 else ''} not valid"
     for coverage in coverages.values():
-        label = coverage.catalog.source or coverage.catalog.name or "catalog"
+        label = coverage.catalog.name or coverage.catalog.source or "catalog"
         print(f"{label}: {coverage.report()}")
     print(summary)
     return 1 if failed or invalid else 0
