@@ -92,6 +92,10 @@ def collect_boundaries(
             for value in _around(threshold, field):
                 if value not in values:
                     values.append(value)
+    for values in into.values():
+        if None in values:  # null last: it stands for the '??' default rather than for an edge
+            values.remove(None)
+            values.append(None)
 
 
 def boundary_values(
