@@ -75,6 +75,9 @@ def run_test(arguments: argparse.Namespace) -> int:
         summary += f"; {invalid} file{'s' if invalid != 1 else ''} not valid"
     for coverage in coverages.values():
         label = coverage.catalog.name or coverage.catalog.source or "catalog"
-        print(f"{label}: {coverage.report()}")
+        first, *rest = coverage.report().splitlines()
+        print(f"{label}: {first}")
+        for line in rest:
+            print("  " + line)
     print(summary)
     return 1 if failed or invalid else 0
