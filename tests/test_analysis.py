@@ -36,13 +36,15 @@ class TestGroups:
             "no tier matches when orders_30d <= 0 and orders_90d >= 2 "
             "(for example orders_30d = 0, orders_90d = 2), between 'freq_mid' and 'freq_low'"
         )
-        assert gaps[0].file is not None and gaps[0].file.endswith("catalog.yaml")
+        assert gaps[0].file is not None
+        assert gaps[0].file.endswith("catalog.yaml")
 
     def test_hole_between_tiers_is_a_gap(self) -> None:
         """A value range between two tiers that neither matches is reported with its bounds."""
         findings = check_catalog(catalog([tier("high", "orders >= 3", 2), tier("low", "orders <= 1", 1)]))
         assert [str(finding) for finding in findings] == [
-            "<catalog>: group 'tiers': warning: no tier matches when orders == 2, between 'high' and 'low' [gap]"
+            "<catalog>: group 'tiers': warning: "
+            "no tier matches when orders == 2, between 'high' and 'low' [gap]"
         ]
 
     def test_float_gap_has_strict_bounds(self) -> None:
@@ -54,7 +56,9 @@ class TestGroups:
 
     def test_edges_of_the_range_are_not_gaps(self) -> None:
         """Values below the lowest tier or above the highest are taken as intended, not reported."""
-        findings = check_catalog(catalog([tier("high", "spend >= 100000", 2), tier("mid", "spend >= 30000", 1)]))
+        findings = check_catalog(
+            catalog([tier("high", "spend >= 100000", 2), tier("mid", "spend >= 30000", 1)])
+        )
         assert findings == []
 
     def test_contiguous_tiers_have_no_findings(self) -> None:

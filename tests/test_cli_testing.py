@@ -68,13 +68,16 @@ class TestTestCommand:
     def test_malformed_file_is_reported_without_traceback(self, write: Callable[[str, str], Path]) -> None:
         """A bad case file exits 1 with its problems, each naming file and case; other files still run."""
         write("catalog.yaml", CATALOG)
-        bad = write("bad.cases.yaml", "catalog: catalog.yaml\ncases:\n  - {name: a, snapshot: {}, has: [vipp]}\n")
+        bad = write(
+            "bad.cases.yaml", "catalog: catalog.yaml\ncases:\n  - {name: a, snapshot: {}, has: [vipp]}\n"
+        )
         result = tagrules("test", str(bad), str(EXAMPLE))
         assert result.returncode == 1
         assert "Traceback" not in result.stdout + result.stderr
         assert result.stdout.splitlines() == [
             f"{bad}: case 'a': has: no tag 'vipp' in the catalog; did you mean 'vip'?",
-            f"{bad}: case 'a': no 'now': give one for the file or for the case, so that results do not change",
+            f"{bad}: case 'a': no 'now': "
+            "give one for the file or for the case, so that results do not change",
             "6 cases: 6 passed, 0 failed; 1 file not valid",
         ]
 
@@ -94,7 +97,10 @@ class TestTestCommand:
         """--coverage lists the clauses no case saw both true and false."""
         result = tagrules("test", str(project), "--coverage")
         lines = result.stdout.splitlines()
-        assert f"{project.parent / 'catalog.yaml'}: rule coverage: 3 of 7 clauses seen both true and false" in lines
+        assert (
+            f"{project.parent / 'catalog.yaml'}: rule coverage: 3 of 7 clauses seen both true and false"
+            in lines
+        )
         assert "  freq_high: orders_30d >= 3: never false" in lines
         assert result.returncode == 1
 
@@ -146,7 +152,8 @@ class TestValidateWarnings:
         sample = write("sample.jsonl", "\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
         result = tagrules("validate", str(path), "--sample", str(sample), "--now", "2026-06-01T00:00:00Z")
         assert result.stdout.splitlines()[1:] == [
-            f"{path}: tag '{key}': warning: no snapshot of {sample} was given the tag (2 snapshots) [never-matched]"
+            f"{path}: tag '{key}': warning: "
+            f"no snapshot of {sample} was given the tag (2 snapshots) [never-matched]"
             for key in ("spend_high", "freq_high", "vip")
         ]
         assert f"{sample}:3: not valid JSON" in result.stderr

@@ -82,11 +82,14 @@ class TestCaseFiles:
         """A bad case file is one collection error naming the file, the case and the problem."""
         project.makefile(
             ".cases.yaml",
-            tags="catalog: catalog.yaml\nnow: '2026-06-01'\ncases:\n  - {name: a, snapshot: {}, has: [vipp]}\n",
+            tags="catalog: catalog.yaml\nnow: '2026-06-01'\n"
+            "cases:\n  - {name: a, snapshot: {}, has: [vipp]}\n",
         )
         result = project.runpytest()
         result.assert_outcomes(errors=1)
-        result.stdout.fnmatch_lines(["*invalid case file:", "*tags.cases.yaml: case 'a': has: no tag 'vipp'*"])
+        result.stdout.fnmatch_lines(
+            ["*invalid case file:", "*tags.cases.yaml: case 'a': has: no tag 'vipp'*"]
+        )
         result.stdout.no_fnmatch_line("*Traceback*")
 
     def test_pattern_is_configurable(self, pytester: pytest.Pytester) -> None:
@@ -160,7 +163,9 @@ class TestFixtures:
         pytester.makepyfile("def test_it(tagrules_catalog):\n    pass\n")
         result = pytester.runpytest()
         result.assert_outcomes(errors=1)
-        result.stdout.fnmatch_lines(["*no catalog for tagrules_catalog: set the 'tagrules_catalog' ini option*"])
+        result.stdout.fnmatch_lines(
+            ["*no catalog for tagrules_catalog: set the 'tagrules_catalog' ini option*"]
+        )
 
     def test_plugin_is_registered_and_lazy(self) -> None:
         """The plugin is a pytest11 entry point, and loading it imports nothing of tagrules."""

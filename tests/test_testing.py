@@ -152,7 +152,11 @@ class TestCaseFiles:
     def test_cases_load_in_order(self, tmp_path: Path) -> None:
         """A case file gives its catalog (relative to the file) and its cases, in order."""
         case_file = load_case_file(write_cases(tmp_path, GOOD_CASES))
-        assert [case.name for case in case_file.cases] == ["big spender", "wrong expectation", "later in the year"]
+        assert [case.name for case in case_file.cases] == [
+            "big spender",
+            "wrong expectation",
+            "later in the year",
+        ]
         assert case_file.cases[0].has == ("vip", "spend_high")
         assert case_file.cases[0].now == NOW
         assert case_file.cases[2].now == datetime.datetime(2027, 6, 1, tzinfo=datetime.timezone.utc)
@@ -185,7 +189,10 @@ class TestCaseFiles:
             ("catalog: nowhere.yaml\ncases: []", "catalog 'nowhere.yaml' is neither a file"),
             ("catalog: catalog.yaml\nnow: 2026\ncases: []", "'now' must be an ISO 8601 datetime in quotes"),
             ("catalog: catalog.yaml\nnow: '2026-06-01'\ncases: {}", "'cases' must be a list of cases"),
-            ("catalog: catalog.yaml\nnow: '2026-06-01'\ncase: []", "unknown entry 'case'; did you mean 'cases'?"),
+            (
+                "catalog: catalog.yaml\nnow: '2026-06-01'\ncase: []",
+                "unknown entry 'case'; did you mean 'cases'?",
+            ),
             ("catalog: catalog.yaml\ncases: [{name: a, snapshot: {}, has: [vip]}]", "case 'a': no 'now'"),
             ("catalog: catalog.yaml\nnow: '2026-06-01'\ncases: [7]", "case #1 must be a mapping"),
             ("catalog: catalog.yaml\nnow: x\ncases: []", "'now' 'x' is not an ISO 8601 datetime"),
@@ -227,8 +234,10 @@ cases:
         with pytest.raises(DefinitionError) as caught:
             load_case_file(path)
         assert [str(problem) for problem in caught.value.problems] == [
-            f"{path}: case 'typo in a tag': has: no tag 'spend_hihg' in the catalog; did you mean 'spend_high'?",
-            f"{path}: case 'typo in a field': snapshot: unknown field 'spend_356d'; did you mean 'spend_365d'?",
+            f"{path}: case 'typo in a tag': "
+            "has: no tag 'spend_hihg' in the catalog; did you mean 'spend_high'?",
+            f"{path}: case 'typo in a field': "
+            "snapshot: unknown field 'spend_356d'; did you mean 'spend_365d'?",
             f"{path}: case 'typo in a field': snapshot: field 'orders_30d': expected int, got str 'many'",
             f"{path}: case 'typo in a field': another case has the same name; names must be unique in a file",
             f"{path}: case 'typo in a field': tag 'vip' is in both 'has' and 'lacks'",
@@ -243,7 +252,9 @@ cases:
         path = write_cases(tmp_path, "catalog: catalog.yaml\nnow: '2026-06-01'\ncases: []", catalog=bad)
         with pytest.raises(DefinitionError) as caught:
             load_case_file(path)
-        assert str(caught.value.problems[0]).startswith(f"{tmp_path / 'catalog.yaml'}: tag 'vip': unknown field")
+        assert str(caught.value.problems[0]).startswith(
+            f"{tmp_path / 'catalog.yaml'}: tag 'vip': unknown field"
+        )
 
 
 class TestRuleCoverage:
