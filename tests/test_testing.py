@@ -205,7 +205,7 @@ class TestCaseFiles:
         with pytest.raises(DefinitionError) as caught:
             load_case_file(path)
         assert message in str(caught.value)
-        assert all(problem.file is not None for problem in caught.value.problems)
+        assert all(problem.file == str(path) for problem in caught.value.problems)
 
     def test_every_case_problem_is_reported_with_its_case(self, tmp_path: Path) -> None:
         """Each bad case is named, and every problem of the file is reported at once."""
@@ -295,3 +295,41 @@ class TestRuleCoverage:
         assert coverage.snapshots == len(case_file.cases)
         covered = {clause.tag for clause in coverage.clauses if clause.covered}
         assert {"spend_high", "vip", "churned"} <= covered
+
+
+class TestPublicNames:
+    def test_testing_all_is_pinned(self) -> None:
+        """tagrules.testing exports exactly the documented names, sorted."""
+        import tagrules.testing
+
+        assert tagrules.testing.__all__ == [
+            "Case",
+            "CaseFile",
+            "CaseResult",
+            "ClauseCoverage",
+            "FrozenEvaluator",
+            "RuleCoverage",
+            "TagAssertionError",
+            "TagMismatch",
+            "assert_tags",
+            "boundary_snapshots",
+            "boundary_values",
+            "check_tags",
+            "load_case_file",
+            "resolve_catalog",
+            "run_case",
+            "run_cases",
+            "snapshots",
+        ]
+        for name in tagrules.testing.__all__:
+            assert hasattr(tagrules.testing, name), name
+
+    def test_analysis_all_is_pinned(self) -> None:
+        """tagrules.analysis exports the checks and their finding type."""
+        import tagrules.analysis
+
+        assert tagrules.analysis.__all__ == ["Finding", "check_catalog", "check_sample"]
+
+    def test_assertion_error_is_an_assertion_error(self) -> None:
+        """A failed tag assertion is an AssertionError, so every test runner reports it as a failure."""
+        assert issubclass(TagAssertionError, AssertionError)

@@ -148,8 +148,7 @@ def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
         [
             Problem(
                 f"catalog {reference!r} is neither a file (looked for {path}) nor a pack ({packs})"
-                f"{suggest(reference, available_packs())}",
-                file=str(base) if base is not None else None,
+                f"{suggest(reference, available_packs())}"
             )
         ]
     )
