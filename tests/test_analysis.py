@@ -6,8 +6,10 @@ import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tagrules import Catalog
+from tagrules import Catalog, Evaluator
 from tagrules.analysis import Finding, check_catalog, check_sample
 from tagrules.packs import load_pack
 
@@ -164,3 +166,48 @@ class TestSample:
 
         retail = load_pack("retail")
         assert check_sample(retail, generate_customers(300, seed=1), now=REFERENCE_NOW) == []
+
+
+def _atoms(draw: st.DrawFn, depth: int) -> str:
+    if depth == 0 or draw(st.integers(0, 2)) == 0:
+        field = draw(st.sampled_from(["x", "y"]))
+        operator = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
+        return f"{field} {operator} {draw(st.integers(0, 5))}"
+    kind = draw(st.sampled_from(["and", "or", "not"]))
+    if kind == "not":
+        return f"not ({_atoms(draw, depth - 1)})"
+    return f"({_atoms(draw, depth - 1)} {kind} {_atoms(draw, depth - 1)})"
+
+
+@st.composite
+def threshold_rules(draw: st.DrawFn) -> str:
+    return _atoms(draw, 3)
+
+
+# every piece of the ranges the rules split: thresholds are 0..5
+_POINTS = [{"x": x, "y": y} for x in range(-2, 8) for y in range(-2, 8)]
+
+
+class TestAgainstEvaluation:
+    @given(threshold_rules())
+    def test_constant_rules_match_evaluation(self, rule: str) -> None:
+        """A rule is reported always true (false) exactly when evaluation on every value agrees."""
+        built = Catalog(tags=[{"key": "t", "rule": rule}], schema={"x": "int", "y": "int"})
+        evaluator = Evaluator(built)
+        outcomes = {"t" in evaluator.evaluate(point, now=NOW).tags for point in _POINTS}
+        expected = [] if len(outcomes) == 2 else ["always-true" if outcomes.pop() else "always-false"]
+        assert codes(check_catalog(built)) == expected
+
+    @given(st.lists(threshold_rules(), min_size=2, max_size=3))
+    def test_group_claims_match_evaluation(self, rules: list[str]) -> None:
+        """Shadowed tiers are never assigned, and reported gaps hold values no tier gets."""
+        tags = [tier(f"t{index}", rule, 10 - index) for index, rule in enumerate(rules)]
+        built = Catalog(tags=tags, schema={"x": "int", "y": "int"})
+        evaluator = Evaluator(built)
+        assigned = [evaluator.evaluate(point, now=NOW).tags for point in _POINTS if min(point.values()) >= 0]
+        for finding in check_catalog(built):
+            if finding.code == "shadowed":
+                key = finding.message.split("'")[1]
+                assert all(key not in tags for tags in assigned)
+            elif finding.code == "gap":
+                assert any(not tags for tags in assigned)
