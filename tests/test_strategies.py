@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given
@@ -61,6 +61,10 @@ class Member(BaseModel):
     address: Address
     visits: list[Address]
     level: int
+
+
+class Ranked(BaseModel):
+    rank: Literal[1, 2, 3]
 
 
 MODEL_SCHEMA = Schema.from_model(Member)
@@ -139,6 +143,14 @@ class TestBoundaryValues:
         day = datetime.date(2000, 1, 1)
         one = datetime.timedelta(days=1)
         assert boundary_values(INLINE, "born") == {("birthday",): [day, day - one, day + one]}
+
+    def test_enums_stay_valid(self) -> None:
+        """Enum fields take only their own values: the compared one first, then the others."""
+        schema = Schema.from_model(Member)
+        built = Catalog(tags=[{"key": "top", "rule": "level >= 2 and tier == 'gold'"}], schema=schema)
+        assert boundary_values(built, "top") == {("level",): [2, 1, 3], ("tier",): ["gold", "silver"]}
+        numbered = Catalog(tags=[{"key": "top", "rule": "rank >= 3"}], schema=Schema.from_model(Ranked))
+        assert boundary_values(numbered, "top") == {("rank",): [3, 2, 1]}
 
     def test_unknown_tag(self) -> None:
         """An unknown tag key is refused."""

@@ -69,7 +69,8 @@ def _around(threshold: Threshold, field: FieldType) -> list[Any]:
         found = [value, value - step, value + step]
     elif isinstance(value, str) and kind in ("str", "enum"):
         found = [value] if kind == "str" or value in field.choices else []
-    if kind == "enum" and not field.is_number:
+    if kind == "enum":  # only the enum's own values are valid; all of them are worth trying
+        found = [value for value in found if value in field.choices]
         found += [choice for choice in field.choices if choice not in found]
     if field.nullable and len(threshold.path) == 1:
         found.append(None)
