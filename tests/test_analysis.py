@@ -35,7 +35,7 @@ class TestGroups:
         gaps = [finding for finding in findings if finding.code == "gap" and finding.group == "frequency"]
         assert len(gaps) == 1
         assert gaps[0].message == (
-            "no tier matches when orders_30d <= 0 and orders_90d >= 2 "
+            "no tier matches when orders_30d == 0 and orders_90d >= 2 "
             "(for example orders_30d = 0, orders_90d = 2), between 'freq_mid' and 'freq_low'"
         )
         assert gaps[0].file is not None

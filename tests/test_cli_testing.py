@@ -113,7 +113,7 @@ class TestValidateWarnings:
         lines = result.stdout.splitlines()
         assert lines[0].startswith("retail: valid: 47 tags")
         assert any(
-            "group 'frequency': warning: no tier matches when orders_30d <= 0 and orders_90d >= 2" in line
+            "group 'frequency': warning: no tier matches when orders_30d == 0 and orders_90d >= 2" in line
             for line in lines
         )
         assert result.stderr.strip().endswith("warnings")
@@ -125,7 +125,7 @@ class TestValidateWarnings:
         assert result.returncode == 1
         assert result.stdout.splitlines()[1:] == [
             f"{path}: tag 'never': warning: the rule is always false, whatever the snapshot [always-false]",
-            f"{path}: group 'frequency': warning: no tier matches when orders_30d <= 0 and orders_90d >= 2 "
+            f"{path}: group 'frequency': warning: no tier matches when orders_30d == 0 and orders_90d >= 2 "
             "(for example orders_30d = 0, orders_90d = 2), between 'freq_mid' and 'freq_low' [gap]",
             f"{path}: group 'frequency': warning: 'freq_high' and 'freq_low' both match when orders_30d >= 3 "
             "and orders_90d <= 1; priority gives those to 'freq_high' [overlap]",
