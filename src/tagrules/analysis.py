@@ -210,10 +210,8 @@ def _describe(name: str, pieces: list[_Piece], first: int, last: int, integer: b
         lower = (">=", decimal.Decimal(math.floor(lower[1]) + 1))
     if integer and upper is not None and upper[0] == "<":
         upper = ("<=", decimal.Decimal(math.ceil(upper[1]) - 1))
-    if lower is None and start.point and upper is not None:
-        lower = (">=", start.low)  # the start of a non-negative range: said only to spot '== 0'
-        if lower[1] != upper[1]:
-            lower = None
+    if lower is None and start.point and upper is not None and start.low == upper[1]:
+        lower = (">=", upper[1])  # the start of a non-negative range: said only to spot '== 0'
     if lower is not None and upper is not None and lower[1] == upper[1]:
         return f"{name} == {format_value(lower[1])}"
     parts = [f"{name} {bound[0]} {format_value(bound[1])}" for bound in (lower, upper) if bound is not None]
