@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tagrules import __version__
-from tagrules.cli import _catalog_commands, _plugin_commands
+from tagrules.cli import _catalog_commands, _plugin_commands, _test_command
 from tagrules.cli._common import CommandError
 
 __all__ = ["build_parser", "main"]
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _catalog_commands.register(commands)
     _plugin_commands.register(commands)
+    _test_command.register(commands)
     return parser
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tagrules.analysis import check_catalog, check_sample
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
@@ -28,6 +29,13 @@ def register(commands: Any) -> None:
     validate = commands.add_parser("validate", help="check a catalog and report every problem")
     validate.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
     validate.add_argument("--verbose", "-v", action="store_true", help="also list the tags and how they run")
+    validate.add_argument(
+        "--sample",
+        metavar="SNAPSHOTS.jsonl",
+        help="also warn about tags no snapshot of this JSON Lines file is given",
+    )
+    validate.add_argument("--now", type=parse_now, help="the time the sample is evaluated at (default: now)")
+    validate.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     validate.set_defaults(run=run_validate)
 
     evaluate = commands.add_parser("evaluate", help="print the tags of each snapshot of a JSON Lines file")
@@ -77,7 +85,10 @@ def _catalog(reference: str) -> Catalog | None:
 
 
 def run_validate(arguments: argparse.Namespace) -> int:
-    """``tagrules validate CATALOG``: 0 with a summary when valid, 1 with every problem otherwise."""
+    """``tagrules validate CATALOG``: 0 with a summary and warnings if valid, 1 with every problem otherwise.
+
+    Warnings of the static checks do not fail validation unless ``--strict`` is given.
+    """
     try:
         catalog = load_catalog(arguments.catalog)
     except DefinitionError as error:
@@ -106,7 +117,40 @@ def run_validate(arguments: argparse.Namespace) -> int:
             print("run by rule-engine's interpreter:")
             for key, reason in interpreted.items():
                 print(f"  {key}: {reason}")
-    return 0
+    return _report_findings(arguments, catalog)
+
+
+def _read_sample(path: str) -> tuple[list[dict[str, Any]], int]:
+    snapshots: list[dict[str, Any]] = []
+    bad_lines = 0
+    for number, value, problem in read_jsonl(path):
+        if problem is None and not isinstance(value, dict):
+            problem = "a snapshot must be a JSON object"
+        if problem is not None:
+            bad_lines += 1
+            print(f"{path}:{number}: {problem}; line skipped", file=sys.stderr)
+            continue
+        assert isinstance(value, dict)
+        snapshots.append(value)
+    return snapshots, bad_lines
+
+
+def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
+    """The warnings of the static checks (and of the sample); exit 1 for them only with --strict."""
+    findings = check_catalog(catalog)
+    bad_lines = 0
+    if arguments.sample is not None:
+        snapshots, bad_lines = _read_sample(arguments.sample)
+        findings.extend(check_sample(catalog, snapshots, now=arguments.now, file=arguments.sample))
+    for finding in findings:
+        print(finding)
+    if findings:
+        count = len(findings)
+        print(f"{arguments.catalog}: {count} warning{'s' if count != 1 else ''}", file=sys.stderr)
+    if bad_lines:
+        plural = "s" if bad_lines != 1 else ""
+        print(f"{arguments.sample}: {bad_lines} bad line{plural} skipped", file=sys.stderr)
+    return 1 if bad_lines or (findings and arguments.strict) else 0
 
 
 def _snapshot_id(value: dict[str, Any], field: str) -> tuple[Any, str | None]:
