@@ -371,3 +371,14 @@ class TestExamplePlugin:
         )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == {"id": 1, "tags": ["lapsed"]}
+
+    def test_its_case_file_passes(self) -> None:
+        """Case files may name a plugin's pack; its functions follow the case file's now."""
+        result = subprocess.run(
+            [sys.executable, "-m", "tagrules.cli", "test", str(EXAMPLE / "loyalty.cases.yaml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "4 cases: 4 passed, 0 failed" in result.stdout
