@@ -125,6 +125,8 @@ class TestCompiledRules:
             ("((f7 ?? 1.0) + (f7 ?? 1.0)).to_str == '2.0'", {"f7": None}),
             ("((f7 ?? 1.0) - 2).to_str == '-1.0'", {"f7": None}),
             ("(-(f6 ?? 0)).to_str == '0'", {"f6": None}),
+            ("[(f6 ?? 0).to_str for x in f5] == ['0']", {"f5": [1], "f6": None}),
+            ("[(f6 ?? 0) for x in f5][0].to_str == '0'", {"f5": [1], "f6": None}),
         ],
     )
     def test_edge_cases(self, text: str, snapshot: dict[str, Any]) -> None:

@@ -729,12 +729,15 @@ class _Compiler:
             self._scopes.pop()
         tick = _call(self.helper("tick"))
         test = tick if condition is None else ast.BoolOp(op=ast.And(), values=[tick, condition])
-        element = result.expr if result.native else self.to_rule_engine(result)
+        # a member whose native value only equals rule-engine's (x ?? 0 for a float x) is kept in
+        # rule-engine's representation, so the list holds exactly what the interpreter's would
+        native_members = result.native and result.rule_expr is None
+        element = result.expr if native_members else self.to_rule_engine(result)
         comprehension = ast.ListComp(
             elt=element,
             generators=[ast.comprehension(target=_store(variable), iter=source, ifs=[test], is_async=0)],
         )
-        if result.native and result.ftype is not None:
+        if native_members and result.ftype is not None:
             # a native list stands for rule-engine's tuple (coerce turns it into one)
             return _Out(comprehension, native=True, ftype=FieldType("list", item=result.ftype))
         return _Out(_call("tuple", comprehension))
