@@ -1,0 +1,455 @@
+"""A tag store in a SQL database through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL.
+
+Every database error is translated here into a :class:`~tagrules.StoreError` that names the store
+and keeps the driver's error as its cause.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, final
+
+import sqlalchemy
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from tagrules.errors import ConcurrentUpdate, StoreError
+from tagrules.stores._base import (
+    ChangeEvent,
+    CustomerChange,
+    CustomerState,
+    HistoryEntry,
+    Membership,
+    Override,
+    Source,
+)
+from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, check_prefix, store_tables
+
+__all__ = ["HEAD_REVISION", "SQLStore", "upgrade"]
+
+#: The schema revision this version of tagrules reads and writes.
+HEAD_REVISION = "0001"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+_LOAD_BATCH = 1000
+_EMPTY: frozenset[str] = frozenset()
+# Deadlocks and lock timeouts: the transaction was rolled back, and running it again is safe.
+_RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
+
+
+def _describe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None)
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]
+    return code in _RETRYABLE_CODES or "database is locked" in str(orig)
+
+
+def create_engine(url: str | URL) -> Engine:
+    """An engine for ``url`` with the settings the store relies on.
+
+    Raises:
+        StoreError: ``url`` is not a database URL, or its driver is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise StoreError(
+            f"{url!s}: not a database URL (examples: sqlite:///tagrules.db, "
+            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db)"
+        ) from error
+    backend = parsed.get_backend_name()
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        options["connect_args"] = {"timeout": 60}
+    elif backend in ("mysql", "mariadb"):
+        options["isolation_level"] = "READ COMMITTED"
+    try:
+        engine = sqlalchemy.create_engine(parsed, **options)
+    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
+        extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
+        raise StoreError(
+            f"{_describe(parsed)}: no database driver for {parsed.drivername!r}{extra.get(backend, '')}"
+        ) from error
+    except sqlalchemy.exc.ArgumentError as error:
+        raise StoreError(f"{_describe(parsed)}: {error}") from error
+    if backend == "sqlite":
+        sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@contextmanager
+def _translated(url: URL, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlalchemy.exc.DBAPIError as error:
+        if _is_retryable(error):
+            raise ConcurrentUpdate(f"{_describe(url)}: {doing}: {_first_line(error)}") from error
+        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            raise StoreError(
+                f"{_describe(url)}: cannot {doing}: {_first_line(error)}; is the database running and "
+                "reachable?"
+            ) from error
+        if isinstance(error, sqlalchemy.exc.ProgrammingError):
+            raise StoreError(
+                f"{_describe(url)}: cannot {doing}: {_first_line(error)}; are the tables created "
+                "(tagrules db upgrade URL) with this table prefix?"
+            ) from error
+        raise StoreError(f"{_describe(url)}: cannot {doing}: {_first_line(error)}") from error
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise StoreError(f"{_describe(url)}: cannot {doing}: {error}") from error
+
+
+def _alembic_config(connection: Connection, prefix: str) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    config.attributes["table_prefix"] = prefix
+    return config
+
+
+def current_revision(engine: Engine, prefix: str = DEFAULT_PREFIX) -> str | None:
+    """The schema revision of the store with ``prefix`` in ``engine``'s database; ``None`` if none."""
+    from alembic.runtime.migration import MigrationContext
+
+    with _translated(engine.url, "read the schema revision"), engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": f"{prefix}alembic_version"})
+        revision: str | None = context.get_current_revision()
+        return revision
+
+
+def upgrade(url: str | URL | Engine, *, prefix: str = DEFAULT_PREFIX) -> str:
+    """Create or upgrade the store's tables at ``url`` to the newest schema; return the revision.
+
+    Tables are named ``<prefix>customers``, ``<prefix>memberships``, ... and the schema revision is
+    kept in ``<prefix>alembic_version``, so a store can live in an application's own database.
+
+    Raises:
+        StoreError: the database cannot be reached, or the migration failed.
+    """
+    from alembic import command
+
+    check_prefix(prefix)
+    engine = url if isinstance(url, Engine) else create_engine(url)
+    try:
+        with _translated(engine.url, "upgrade the schema"), engine.begin() as connection:
+            command.upgrade(_alembic_config(connection, prefix), "head")
+    finally:
+        if not isinstance(url, Engine):
+            engine.dispose()
+    return HEAD_REVISION
+
+
+@final
+class SQLStore:
+    """A :class:`~tagrules.TagStore` in a SQL database.
+
+    Args:
+        url: a SQLAlchemy URL: ``sqlite:///tagrules.db``, ``postgresql+psycopg://user@host/db``,
+            ``mysql+pymysql://user@host/db``.
+        prefix: the start of every table name, so the store can share an application's database.
+        migrate: create or upgrade the tables when they are missing or old. By default only SQLite
+            files are set up this way; server databases are set up with ``tagrules db upgrade URL``.
+
+    Raises:
+        StoreError: a bad URL, a missing driver, an unreachable database, or tables not set up.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tags.db"
+        >>> store = SQLStore(f"sqlite:///{path}")
+        >>> store.members("vip")
+        []
+        >>> store.close()
+    """
+
+    def __init__(self, url: str | URL, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None) -> None:
+        self.prefix = check_prefix(prefix)
+        self._engine = create_engine(url)
+        self.url = self._engine.url
+        self.tables: StoreTables = store_tables(prefix)
+        try:
+            self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._statements = self._prepare()
+
+    def _check_schema(self, migrate: bool) -> None:
+        revision = current_revision(self._engine, self.prefix)
+        if revision == HEAD_REVISION:
+            return
+        if migrate:
+            upgrade(self._engine, prefix=self.prefix)
+            return
+        state = "has no tag store tables" if revision is None else f"has schema revision {revision}"
+        raise StoreError(
+            f"{_describe(self.url)} {state} (table prefix {self.prefix!r}); run "
+            f"`tagrules db upgrade URL` to set it up (revision {HEAD_REVISION})"
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLStore({_describe(self.url)!r}, prefix={self.prefix!r})"
+
+    def _prepare(self) -> dict[str, Any]:
+        t = self.tables
+        return {
+            "bump": update(t.customers)
+            .where(
+                t.customers.c.customer_id == bindparam("b_customer_id"),
+                t.customers.c.version == bindparam("b_version"),
+            )
+            .values(version=t.customers.c.version + 1, updated_at=bindparam("b_at")),
+            "unhold": delete(t.memberships).where(
+                t.memberships.c.customer_id == bindparam("b_customer_id"),
+                t.memberships.c.tag == bindparam("b_tag"),
+            ),
+            "close": update(t.history)
+            .where(
+                t.history.c.customer_id == bindparam("b_customer_id"),
+                t.history.c.tag == bindparam("b_tag"),
+                t.history.c.until.is_(None),
+            )
+            .values(until=bindparam("b_at"), reason=bindparam("b_reason")),
+            "unset": delete(t.overrides).where(
+                t.overrides.c.customer_id == bindparam("b_customer_id"),
+                t.overrides.c.tag == bindparam("b_tag"),
+            ),
+        }
+
+    # -- reading and writing batches ---------------------------------------------------------------
+
+    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        t = self.tables
+        versions: dict[str, int] = {}
+        computed: dict[str, set[str]] = {}
+        manual: dict[str, set[str]] = {}
+        excluded: dict[str, set[str]] = {}
+        ids = list(customer_ids)
+        with _translated(self.url, "read customers"), self._engine.connect() as connection:
+            for start in range(0, len(ids), _LOAD_BATCH):
+                batch = ids[start : start + _LOAD_BATCH]
+                rows = connection.execute(
+                    select(t.customers.c.customer_id, t.customers.c.version).where(
+                        t.customers.c.customer_id.in_(batch)
+                    )
+                )
+                versions.update((row[0], row[1]) for row in rows)
+                rows = connection.execute(
+                    select(t.memberships.c.customer_id, t.memberships.c.tag, t.memberships.c.source).where(
+                        t.memberships.c.customer_id.in_(batch)
+                    )
+                )
+                for customer_id, tag, source in rows:
+                    target = computed if source == "computed" else manual
+                    held = target.get(customer_id)
+                    if held is None:
+                        target[customer_id] = {tag}
+                    else:
+                        held.add(tag)
+                rows = connection.execute(
+                    select(t.overrides.c.customer_id, t.overrides.c.tag).where(
+                        t.overrides.c.customer_id.in_(batch), t.overrides.c.kind == "exclude"
+                    )
+                )
+                for customer_id, tag in rows:
+                    excluded.setdefault(customer_id, set()).add(tag)
+        states: dict[str, CustomerState] = {}
+        for customer_id in versions.keys() | computed.keys() | manual.keys() | excluded.keys():
+            states[customer_id] = CustomerState(
+                versions.get(customer_id, 0),
+                frozenset(computed.get(customer_id, _EMPTY)),
+                frozenset(manual.get(customer_id, _EMPTY)),
+                frozenset(excluded.get(customer_id, _EMPTY)),
+            )
+        return states
+
+    def commit(self, changes: Sequence[CustomerChange]) -> None:
+        if not changes:
+            return
+        ordered = sorted(changes, key=lambda change: change.customer_id)
+        t, s = self.tables, self._statements
+        new = [{"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version]
+        old = [
+            {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at} for c in ordered if c.version
+        ]
+        removed = [
+            {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
+            for c in ordered
+            for tag, reason in c.removed
+        ]
+        added = [
+            {
+                "customer_id": m.customer_id,
+                "tag": m.tag,
+                "source": m.source,
+                "since": m.since,
+                "rule_version": m.rule_version,
+            }
+            for c in ordered
+            for m in c.added
+        ]
+        unset = [{"b_customer_id": c.customer_id, "b_tag": tag} for c in ordered for tag in c.cleared] + [
+            {"b_customer_id": o.customer_id, "b_tag": o.tag} for c in ordered for o in c.overrides
+        ]
+        overrides = [
+            {"customer_id": o.customer_id, "tag": o.tag, "kind": o.kind, "by": o.by, "reason": o.reason, "at": o.at}
+            for c in ordered
+            for o in c.overrides
+        ]
+        events = [
+            {"customer_id": e.customer_id, "tag": e.tag, "change": e.change, "at": e.at, "reason": e.reason}
+            for c in ordered
+            for e in c.events
+        ]
+        try:
+            with _translated(self.url, "write changes"), self._engine.begin() as connection:
+                if old:
+                    result = connection.execute(s["bump"], old)
+                    if result.rowcount != len(old):
+                        raise ConcurrentUpdate(
+                            f"{_describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
+                            "changed since they were read"
+                        )
+                if new:
+                    connection.execute(insert(t.customers), new)
+                if removed:
+                    connection.execute(s["unhold"], removed)
+                    connection.execute(s["close"], removed)
+                if unset:
+                    connection.execute(s["unset"], unset)
+                if overrides:
+                    connection.execute(insert(t.overrides), overrides)
+                if added:
+                    connection.execute(insert(t.memberships), added)
+                    connection.execute(
+                        insert(t.history),
+                        [{**row, "until": None, "reason": None} for row in added],
+                    )
+                if events:
+                    connection.execute(insert(t.outbox), events)
+        except StoreError as error:
+            if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                raise ConcurrentUpdate(
+                    f"{_describe(self.url)}: a customer was changed by another writer"
+                ) from error.__cause__
+            raise
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def _rows(self, statement: Any, doing: str) -> list[Any]:
+        with _translated(self.url, doing), self._engine.connect() as connection:
+            return list(connection.execute(statement))
+
+    def memberships(self, customer_id: str) -> list[Membership]:
+        m = self.tables.memberships
+        rows = self._rows(
+            select(m.c.customer_id, m.c.tag, m.c.source, m.c.since, m.c.rule_version)
+            .where(m.c.customer_id == customer_id)
+            .order_by(m.c.tag),
+            "read memberships",
+        )
+        return [Membership(*row) for row in rows]
+
+    def overrides(self, customer_id: str) -> list[Override]:
+        o = self.tables.overrides
+        rows = self._rows(
+            select(o.c.customer_id, o.c.tag, o.c.kind, o.c.by, o.c.reason, o.c.at)
+            .where(o.c.customer_id == customer_id)
+            .order_by(o.c.tag),
+            "read overrides",
+        )
+        return [Override(*row) for row in rows]
+
+    def _covering(self, as_of: datetime.datetime) -> Any:
+        h = self.tables.history
+        return (h.c.since <= as_of) & or_(h.c.until.is_(None), h.c.until > as_of)
+
+    def members(self, tag: str, as_of: datetime.datetime | None = None) -> list[str]:
+        if as_of is None:
+            m = self.tables.memberships
+            statement = select(m.c.customer_id).where(m.c.tag == tag).order_by(m.c.customer_id)
+        else:
+            h = self.tables.history
+            statement = (
+                select(h.c.customer_id).distinct()
+                .where(h.c.tag == tag, self._covering(as_of))
+                .order_by(h.c.customer_id)
+            )
+        return [row[0] for row in self._rows(statement, "read members")]
+
+    def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        h = self.tables.history
+        statement = select(h.c.tag).where(h.c.customer_id == customer_id, self._covering(as_of))
+        return frozenset(row[0] for row in self._rows(statement, "read history"))
+
+    def history(self, customer_id: str) -> list[HistoryEntry]:
+        h = self.tables.history
+        statement = (
+            select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
+            .where(h.c.customer_id == customer_id)
+            .order_by(h.c.since, h.c.tag, h.c.id)
+        )
+        return [HistoryEntry(*row) for row in self._rows(statement, "read history")]
+
+    def customers_holding(self, tags: Collection[str], source: Source = "computed") -> Iterator[str]:
+        if not tags:
+            return iter(())
+        m = self.tables.memberships
+        statement = (
+            select(m.c.customer_id).distinct()
+            .where(m.c.tag.in_(list(tags)), m.c.source == source)
+            .order_by(m.c.customer_id)
+        )
+        return iter([row[0] for row in self._rows(statement, "read members")])
+
+    def held_tags(self, source: Source = "computed") -> frozenset[str]:
+        m = self.tables.memberships
+        statement = select(m.c.tag).distinct().where(m.c.source == source)
+        return frozenset(row[0] for row in self._rows(statement, "read tags"))
+
+    def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
+        o = self.tables.outbox
+        statement = (
+            select(o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason, o.c.id).order_by(o.c.id).limit(limit)
+        )
+        return [ChangeEvent(*row) for row in self._rows(statement, "read the outbox")]
+
+    def acknowledge(self, event_ids: Iterable[int]) -> None:
+        ids = list(event_ids)
+        o = self.tables.outbox
+        with _translated(self.url, "acknowledge events"), self._engine.begin() as connection:
+            for start in range(0, len(ids), _LOAD_BATCH):
+                connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
+
+    def forget(self, customer_id: str) -> None:
+        t = self.tables
+        with _translated(self.url, "forget a customer"), self._engine.begin() as connection:
+            for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
+                connection.execute(delete(table).where(table.c.customer_id == customer_id))
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self._engine.dispose()
