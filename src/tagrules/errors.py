@@ -8,9 +8,9 @@ Every error is a :class:`TagrulesError`; catch that to catch them all::
     └── StoreError           a tag store cannot be reached, is not set up, or refused a change
         └── ConcurrentUpdate a customer changed since it was read; the work is retried on fresh state
 
-Errors of rule-engine, YAML, JSON, pydantic and the database drivers are translated where they enter tagrules and kept as
-the ``__cause__`` of the error raised. A rule that fails on one snapshot is not an exception: the
-evaluator records it in ``Evaluation.errors`` and goes on (see ``docs/errors.md``).
+Errors of rule-engine, YAML, JSON, pydantic and the database drivers are translated where they enter
+tagrules and kept as the ``__cause__`` of the error raised. A rule that fails on one snapshot is not an
+exception: the evaluator records it in ``Evaluation.errors`` and goes on (see ``docs/errors.md``).
 
 This module imports nothing from tagrules.
 """

@@ -173,7 +173,9 @@ class Tagger:
 
     # -- rules ---------------------------------------------------------------------------------------
 
-    def apply(self, customer_id: str, snapshot: Mapping[str, Any] | Any, now: datetime.datetime | None = None) -> TagDiff:
+    def apply(
+        self, customer_id: str, snapshot: Mapping[str, Any] | Any, now: datetime.datetime | None = None
+    ) -> TagDiff:
         """Evaluate one customer's snapshot and store the change atomically.
 
         Returns:
@@ -244,7 +246,9 @@ class Tagger:
         for start in range(0, len(holders), chunk_size):
             batch = holders[start : start + chunk_size]
 
-            def work(states: Mapping[str, CustomerState], batch: Sequence[str] = batch) -> list[CustomerChange]:
+            def work(
+                states: Mapping[str, CustomerState], batch: Sequence[str] = batch
+            ) -> list[CustomerChange]:
                 changes = []
                 for customer_id in batch:
                     state = states.get(customer_id, NEW_CUSTOMER)
@@ -288,7 +292,9 @@ class Tagger:
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
             if tag in state.manual:
-                return [self._change(customer_id, state, moment, (), (), (), drop=(tag,), removed_manual=(tag,))]
+                return [
+                    self._change(customer_id, state, moment, (), (), (), drop=(tag,), removed_manual=(tag,))
+                ]
             if tag in state.excluded:
                 return [self._change(customer_id, state, moment, (), (), (), drop=(tag,))]
             return []
@@ -330,7 +336,12 @@ class Tagger:
                 event = ChangeEvent(customer_id, tag, "added", at, "manual")
                 return [
                     CustomerChange(
-                        customer_id, state.version, at, added=(membership,), overrides=(override,), events=(event,)
+                        customer_id,
+                        state.version,
+                        at,
+                        added=(membership,),
+                        overrides=(override,),
+                        events=(event,),
                     )
                 ]
             if tag in state.tags:
@@ -430,7 +441,9 @@ class Tagger:
                 if errors and removed:
                     removed = removed.difference(errors)
                 if added or removed or retired:
-                    changes.append(self._change(customer_id, state, now, sorted(added), sorted(retired), sorted(removed)))
+                    changes.append(
+                        self._change(customer_id, state, now, sorted(added), sorted(retired), sorted(removed))
+                    )
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes

@@ -46,7 +46,9 @@ class UTCDateTime(sqlalchemy.types.TypeDecorator[datetime.datetime]):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sqlalchemy.DateTime())
 
-    def process_bind_param(self, value: datetime.datetime | None, dialect: Dialect) -> datetime.datetime | None:
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
         if value is None or value.tzinfo is None:
             return value
         return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)

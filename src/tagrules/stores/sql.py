@@ -251,12 +251,12 @@ class SQLStore:
         with _translated(self.url, "read customers"), self._engine.connect() as connection:
             for start in range(0, len(ids), _LOAD_BATCH):
                 batch = ids[start : start + _LOAD_BATCH]
-                rows = connection.execute(
+                found = connection.execute(
                     select(t.customers.c.customer_id, t.customers.c.version).where(
                         t.customers.c.customer_id.in_(batch)
                     )
                 )
-                versions.update((row[0], row[1]) for row in rows)
+                versions.update((row[0], row[1]) for row in found)
                 rows = connection.execute(
                     select(t.memberships.c.customer_id, t.memberships.c.tag, t.memberships.c.source).where(
                         t.memberships.c.customer_id.in_(batch)
@@ -269,12 +269,12 @@ class SQLStore:
                         target[customer_id] = {tag}
                     else:
                         held.add(tag)
-                rows = connection.execute(
+                exclusions = connection.execute(
                     select(t.overrides.c.customer_id, t.overrides.c.tag).where(
                         t.overrides.c.customer_id.in_(batch), t.overrides.c.kind == "exclude"
                     )
                 )
-                for customer_id, tag in rows:
+                for customer_id, tag in exclusions:
                     excluded.setdefault(customer_id, set()).add(tag)
         states: dict[str, CustomerState] = {}
         for customer_id in versions.keys() | computed.keys() | manual.keys() | excluded.keys():
@@ -291,9 +291,13 @@ class SQLStore:
             return
         ordered = sorted(changes, key=lambda change: change.customer_id)
         t, s = self.tables, self._statements
-        new = [{"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version]
+        new = [
+            {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
+        ]
         old = [
-            {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at} for c in ordered if c.version
+            {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
+            for c in ordered
+            if c.version
         ]
         removed = [
             {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
@@ -315,7 +319,14 @@ class SQLStore:
             {"b_customer_id": o.customer_id, "b_tag": o.tag} for c in ordered for o in c.overrides
         ]
         overrides = [
-            {"customer_id": o.customer_id, "tag": o.tag, "kind": o.kind, "by": o.by, "reason": o.reason, "at": o.at}
+            {
+                "customer_id": o.customer_id,
+                "tag": o.tag,
+                "kind": o.kind,
+                "by": o.by,
+                "reason": o.reason,
+                "at": o.at,
+            }
             for c in ordered
             for o in c.overrides
         ]
@@ -394,7 +405,8 @@ class SQLStore:
         else:
             h = self.tables.history
             statement = (
-                select(h.c.customer_id).distinct()
+                select(h.c.customer_id)
+                .distinct()
                 .where(h.c.tag == tag, self._covering(as_of))
                 .order_by(h.c.customer_id)
             )
@@ -419,7 +431,8 @@ class SQLStore:
             return iter(())
         m = self.tables.memberships
         statement = (
-            select(m.c.customer_id).distinct()
+            select(m.c.customer_id)
+            .distinct()
             .where(m.c.tag.in_(list(tags)), m.c.source == source)
             .order_by(m.c.customer_id)
         )
@@ -433,7 +446,9 @@ class SQLStore:
     def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
         o = self.tables.outbox
         statement = (
-            select(o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason, o.c.id).order_by(o.c.id).limit(limit)
+            select(o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason, o.c.id)
+            .order_by(o.c.id)
+            .limit(limit)
         )
         return [ChangeEvent(*row) for row in self._rows(statement, "read the outbox")]
 
