@@ -39,6 +39,7 @@ Listener = Callable[[ChangeEvent], None]
 
 _EMPTY: frozenset[str] = frozenset()
 _NO_ERRORS: Mapping[str, str] = {}
+_ZERO = datetime.timedelta(0)
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
@@ -114,6 +115,16 @@ class _Tally:
         return ApplyReport(self.customers, tags, self.retries)
 
 
+def _utc(now: datetime.datetime | None) -> datetime.datetime:
+    """The evaluation time in UTC: stores keep every time in UTC."""
+    moment = resolve_now(now)
+    return (
+        moment
+        if moment.utcoffset() == _ZERO and moment.tzinfo is datetime.timezone.utc
+        else moment.astimezone(datetime.timezone.utc)
+    )
+
+
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
     """Chunks of at most ``size`` pairs; a customer appearing twice starts a new chunk, so that each
     chunk holds a customer once and later snapshots apply after earlier ones."""
@@ -185,7 +196,7 @@ class Tagger:
         Raises:
             StoreError: the store failed (the change was not written).
         """
-        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally())
+        diffs = self._apply_chunk([(customer_id, snapshot)], _utc(now), _Tally())
         return diffs[0]
 
     def apply_many(
@@ -218,7 +229,7 @@ class Tagger:
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        moment = resolve_now(now)
+        moment = _utc(now)
         tally = _Tally()
         self.retire(moment, chunk_size=chunk_size, tally=tally)
         for chunk in _chunks(items, chunk_size):
@@ -236,7 +247,7 @@ class Tagger:
         Returns:
             How many customers were changed.
         """
-        moment = resolve_now(now)
+        moment = _utc(now)
         stale = self.store.held_tags("computed") - self._active
         if not stale:
             return 0
@@ -287,7 +298,7 @@ class Tagger:
     def clear_override(self, customer_id: str, tag: str, *, now: datetime.datetime | None = None) -> None:
         """Remove a person's decision about ``tag``: an included tag is removed, and the rules decide
         again from the next evaluation on."""
-        moment = resolve_now(now)
+        moment = _utc(now)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
@@ -312,7 +323,7 @@ class Tagger:
     ) -> None:
         if not _TAG.match(tag):
             raise ValueError(f"{tag!r} is not a tag key (lowercase letters, digits, '-' and '_')")
-        moment = resolve_now(now)
+        moment = _utc(now)
         override = Override(customer_id, tag, kind, by, reason, moment)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
