@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -12,28 +13,22 @@ from sqlalchemy.engine import URL
 from tagrules import Catalog, MemoryStore, SQLStore, TagStore
 from tagrules.stores import store_tables
 
-CATALOG = {
-    "schema": {"spend": "float", "orders": "int"},
-    "tags": [
-        {"key": "spend_high", "rule": "spend >= 1000", "group": "spend", "priority": 2},
-        {"key": "spend_mid", "rule": "spend >= 100", "group": "spend", "priority": 1},
-        {"key": "frequent", "rule": "orders >= 3"},
-        {"key": "per_order_high", "rule": "spend / orders >= 500"},
-        {"key": "vip", "rule": "'spend_high' in tags and 'frequent' in tags"},
-        {"key": "key_account", "rule": "false", "description": "given by people only"},
-        {"key": "key_account_vip", "rule": "'key_account' in tags"},
-    ],
-}
+SCHEMA = {"spend": "float", "orders": "int"}
+TAGS: list[dict[str, Any]] = [
+    {"key": "spend_high", "rule": "spend >= 1000", "group": "spend", "priority": 2},
+    {"key": "spend_mid", "rule": "spend >= 100", "group": "spend", "priority": 1},
+    {"key": "frequent", "rule": "orders >= 3"},
+    {"key": "per_order_high", "rule": "spend / orders >= 500"},
+    {"key": "vip", "rule": "'spend_high' in tags and 'frequent' in tags"},
+    {"key": "key_account", "rule": "false", "description": "given by people only"},
+    {"key": "key_account_vip", "rule": "'key_account' in tags"},
+]
 
 
 def catalog(**changes: str) -> Catalog:
     """The test catalog; ``changes`` maps tag keys to a new status (``retired``, ``draft``)."""
-    data = {"schema": CATALOG["schema"], "tags": [dict(tag) for tag in CATALOG["tags"]]}
-    for tag in data["tags"]:
-        assert isinstance(tag, dict)
-        if tag["key"] in changes:
-            tag["status"] = changes[tag["key"]]
-    return Catalog.from_data(data)
+    tags = [{**tag, "status": changes[tag["key"]]} if tag["key"] in changes else tag for tag in TAGS]
+    return Catalog.from_data({"schema": SCHEMA, "tags": tags})
 
 
 def unique_prefix() -> str:

@@ -119,11 +119,11 @@ class TestOutbox:
         tagger.apply("a", MID, now=T0)
         tagger.apply("b", RICH, now=T0)
         events = store.pending_events()
-        ids = [event.id for event in events]
-        assert all(isinstance(i, int) for i in ids)
+        ids = [event.id for event in events if event.id is not None]
+        assert len(ids) == len(events)
         assert ids == sorted(ids)
         assert events[0] == ChangeEvent("a", "spend_mid", "added", T0, "rule", ids[0])
-        store.acknowledge([i for i in ids[:2] if i is not None])
+        store.acknowledge(ids[:2])
         assert store.pending_events() == events[2:]
         assert store.pending_events(limit=1) == events[2:3]
 

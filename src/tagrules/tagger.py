@@ -39,7 +39,6 @@ Listener = Callable[[ChangeEvent], None]
 
 _EMPTY: frozenset[str] = frozenset()
 _NO_ERRORS: Mapping[str, str] = {}
-_ZERO = datetime.timedelta(0)
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
@@ -118,11 +117,7 @@ class _Tally:
 def _utc(now: datetime.datetime | None) -> datetime.datetime:
     """The evaluation time in UTC: stores keep every time in UTC."""
     moment = resolve_now(now)
-    return (
-        moment
-        if moment.utcoffset() == _ZERO and moment.tzinfo is datetime.timezone.utc
-        else moment.astimezone(datetime.timezone.utc)
-    )
+    return moment if moment.tzinfo is datetime.timezone.utc else moment.astimezone(datetime.timezone.utc)
 
 
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
@@ -196,7 +191,7 @@ class Tagger:
         Raises:
             StoreError: the store failed (the change was not written).
         """
-        diffs = self._apply_chunk([(customer_id, snapshot)], _utc(now), _Tally())
+        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally())
         return diffs[0]
 
     def apply_many(
@@ -229,7 +224,7 @@ class Tagger:
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        moment = _utc(now)
+        moment = resolve_now(now)
         tally = _Tally()
         self.retire(moment, chunk_size=chunk_size, tally=tally)
         for chunk in _chunks(items, chunk_size):
@@ -432,6 +427,7 @@ class Tagger:
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
+        at = _utc(now)
         ids = [customer_id for customer_id, _ in chunk]
         diffs: list[TagDiff] = []
 
@@ -453,13 +449,13 @@ class Tagger:
                     removed = removed.difference(errors)
                 if added or removed or retired:
                     changes.append(
-                        self._change(customer_id, state, now, sorted(added), sorted(retired), sorted(removed))
+                        self._change(customer_id, state, at, sorted(added), sorted(retired), sorted(removed))
                     )
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes
 
-        changes = self._commit(ids, work, tally)
+        self._commit(ids, work, tally)
         for tag_diff in diffs:
             tally.members.update(tag_diff.unchanged)
             if tag_diff.added:
@@ -469,5 +465,4 @@ class Tagger:
                 tally.removed.update(tag_diff.removed)
             if tag_diff.errors:
                 tally.errors.update(tag_diff.errors.keys())
-        del changes
         return diffs
