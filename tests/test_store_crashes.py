@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -49,9 +50,9 @@ def snapshot_of(
     """Memberships, the outbox as a multiset, and the history, of every customer of the store."""
     events = store.pending_events(limit=10_000_000)
     customers = sorted({event.customer_id for event in events})
-    memberships = {(m.customer_id, m.tag, m.source) for c in customers for m in store.memberships(c)}
-    outbox = collections.Counter((e.customer_id, e.tag, e.change) for e in events)
-    history = sorted(
+    memberships = {(m.customer_id, m.tag, str(m.source)) for c in customers for m in store.memberships(c)}
+    outbox = collections.Counter((e.customer_id, e.tag, str(e.change)) for e in events)
+    history: list[tuple[Any, ...]] = sorted(
         (e.customer_id, e.tag, e.since, e.until, e.reason) for c in customers for e in store.history(c)
     )
     return memberships, outbox, history

@@ -7,7 +7,8 @@ and keeps the driver's error as its cause.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, final
@@ -27,7 +28,7 @@ from tagrules.stores._base import (
     Override,
     Source,
 )
-from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, check_prefix, store_tables
+from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, check_prefix, store_tables
 
 __all__ = ["HEAD_REVISION", "SQLStore", "upgrade"]
 
@@ -192,6 +193,7 @@ class SQLStore:
         self.url = self._engine.url
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
+        self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
@@ -222,17 +224,50 @@ class SQLStore:
         return column.in_(values)
 
     def _insert(self, connection: Connection, table: sqlalchemy.Table, rows: list[dict[str, Any]]) -> None:
-        if not self._postgres or len(rows) < 16:
-            connection.execute(insert(table), rows)
+        names = tuple(rows[0])
+        if self._postgres and len(rows) >= 16:
+            # PostgreSQL: the whole batch as one array per column, unnested by the server
+            arrays = {f"u_{name}": [row[name] for row in rows] for name in names}
+            columns = [
+                sqlalchemy.func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type)))
+                for name in names
+            ]
+            connection.execute(insert(table).from_select(names, select(*columns)), arrays)
             return
-        # PostgreSQL: the whole batch as one array per column, unnested by the server in one statement
-        names = list(rows[0])
-        arrays = {f"u_{name}": [row[name] for row in rows] for name in names}
-        columns = [
-            sqlalchemy.func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type)))
-            for name in names
-        ]
-        connection.execute(insert(table).from_select(names, select(*columns)), arrays)
+        # Straight to the driver: SQLAlchemy's per-row parameter processing would cost more than the
+        # database's work. Times are converted once per distinct value (a batch shares one time).
+        sql, order, times = self._insert_statement(table, names)
+        if times:
+            converted: dict[Any, Any] = {None: None}
+            for name, process in times.items():
+                for value in {row[name] for row in rows}:
+                    if value not in converted:
+                        converted[value] = process(value)
+            rows = [{**row, **{name: converted[row[name]] for name in times}} for row in rows]
+        if order is None:
+            connection.exec_driver_sql(sql, rows)
+        else:
+            values = operator.itemgetter(*order)
+            connection.exec_driver_sql(sql, [values(row) for row in rows])
+
+    def _insert_statement(
+        self, table: sqlalchemy.Table, names: tuple[str, ...]
+    ) -> tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any]]]:
+        key = (table.name, names)
+        found = self._inserts.get(key)
+        if found is None:
+            dialect = self._engine.dialect
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            times: dict[str, Callable[[Any], Any]] = {}
+            for name in names:
+                column_type = table.c[name].type
+                if isinstance(column_type, UTCDateTime):
+                    outer = column_type.dialect_impl(dialect).bind_processor(dialect)
+                    if outer is not None:
+                        times[name] = outer
+            found = self._inserts[key] = (compiled.string, order, times)
+        return found
 
     def _prepare(self) -> dict[str, Any]:
         t = self.tables
