@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -23,12 +24,12 @@ tags:
   - {key: frequent, rule: "orders >= 3"}
   - {key: per_order, rule: "spend / orders > 100"}
 """
-FIRST = [
+FIRST: list[dict[str, Any]] = [
     {"id": "a", "spend": 2000.0, "orders": 4},
     {"id": "b", "spend": 150.0, "orders": 0},
     {"id": 7, "spend": 5.0, "orders": 1},
 ]
-SECOND = [
+SECOND: list[dict[str, Any]] = [
     {"id": "a", "spend": 500.0, "orders": 4},
     {"id": "b", "spend": 150.0, "orders": 0},
     {"id": 7, "spend": 5.0, "orders": 1},
@@ -48,7 +49,7 @@ def tagrules(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedPr
     )
 
 
-def jsonl(rows: list[dict[str, object]]) -> str:
+def jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
