@@ -226,7 +226,7 @@ class Tagger:
             raise ValueError("chunk_size must be at least 1")
         moment = resolve_now(now)
         tally = _Tally()
-        self.retire(moment, chunk_size=chunk_size, tally=tally)
+        self._retire(moment, chunk_size, tally)
         for chunk in _chunks(items, chunk_size):
             self._apply_chunk(chunk, moment, tally)
             tally.customers += len(chunk)
@@ -234,14 +234,17 @@ class Tagger:
                 progress(tally.customers)
         return tally.report(self._active)
 
-    def retire(
-        self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE, tally: Any = None
-    ) -> int:
+    def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
         """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).
+
+        :meth:`apply_many` does this before its first chunk.
 
         Returns:
             How many customers were changed.
         """
+        return self._retire(resolve_now(now), chunk_size, None)
+
+    def _retire(self, now: datetime.datetime, chunk_size: int, tally: _Tally | None) -> int:
         moment = _utc(now)
         stale = self.store.held_tags("computed") - self._active
         if not stale:
