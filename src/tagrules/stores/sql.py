@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, final
 
 import sqlalchemy
-from sqlalchemy import any_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
@@ -194,6 +194,7 @@ class SQLStore:
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
@@ -217,11 +218,13 @@ class SQLStore:
     def __repr__(self) -> str:
         return f"SQLStore({_describe(self.url)!r}, prefix={self.prefix!r})"
 
-    def _among(self, column: Any, values: list[str]) -> Any:
+    def _among(self, values: list[str]) -> tuple[str, Sequence[Any]]:
+        """``customer_id`` among ``values``, in the driver's own parameter style."""
         if self._postgres:
             # one array parameter instead of a thousand: the driver parses a short query
-            return column == any_(sqlalchemy.literal(values, ARRAY(sqlalchemy.String)))
-        return column.in_(values)
+            return "= ANY(%s)", (values,)
+        placeholder = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        return f"IN ({', '.join([placeholder] * len(values))})", tuple(values)
 
     def _insert(self, connection: Connection, table: sqlalchemy.Table, rows: list[dict[str, Any]]) -> None:
         names = tuple(rows[0])
@@ -304,35 +307,43 @@ class SQLStore:
         manual: dict[str, set[str]] = {}
         excluded: dict[str, set[str]] = {}
         ids = list(customer_ids)
-        among = self._among
+        customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
+        # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
+        # objects, one short statement per table.
         with _translated(self.url, "read customers"), self._engine.connect() as connection:
-            for start in range(0, len(ids), _LOAD_BATCH):
-                batch = ids[start : start + _LOAD_BATCH]
-                found = connection.execute(
-                    select(t.customers.c.customer_id, t.customers.c.version).where(
-                        among(t.customers.c.customer_id, batch)
+            cursor = connection.connection.cursor()
+            try:
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    batch = ids[start : start + _LOAD_BATCH]
+                    among, parameters = self._among(batch)
+                    cursor.execute(
+                        f"SELECT customer_id, version FROM {customers} WHERE customer_id {among}", parameters
                     )
-                )
-                versions.update((row[0], row[1]) for row in found)
-                rows = connection.execute(
-                    select(t.memberships.c.customer_id, t.memberships.c.tag, t.memberships.c.source).where(
-                        among(t.memberships.c.customer_id, batch)
+                    versions.update(cursor.fetchall())
+                    cursor.execute(
+                        f"SELECT customer_id, tag, source FROM {memberships} WHERE customer_id {among}",
+                        parameters,
                     )
-                )
-                for customer_id, tag, source in rows:
-                    target = computed if source == "computed" else manual
-                    held = target.get(customer_id)
-                    if held is None:
-                        target[customer_id] = {tag}
-                    else:
-                        held.add(tag)
-                exclusions = connection.execute(
-                    select(t.overrides.c.customer_id, t.overrides.c.tag).where(
-                        among(t.overrides.c.customer_id, batch), t.overrides.c.kind == "exclude"
+                    for customer_id, tag, source in cursor.fetchall():
+                        target = computed if source == "computed" else manual
+                        held = target.get(customer_id)
+                        if held is None:
+                            target[customer_id] = {tag}
+                        else:
+                            held.add(tag)
+                    cursor.execute(
+                        f"SELECT customer_id, tag FROM {overrides} "
+                        f"WHERE kind = 'exclude' AND customer_id {among}",
+                        parameters,
                     )
-                )
-                for customer_id, tag in exclusions:
-                    excluded.setdefault(customer_id, set()).add(tag)
+                    for customer_id, tag in cursor.fetchall():
+                        excluded.setdefault(customer_id, set()).add(tag)
+            except self._driver_error as error:
+                raise sqlalchemy.exc.DBAPIError.instance(
+                    "SELECT ...", None, error, self._driver_error
+                ) from error
+            finally:
+                cursor.close()
         states: dict[str, CustomerState] = {}
         for customer_id in versions.keys() | computed.keys() | manual.keys() | excluded.keys():
             states[customer_id] = CustomerState(
