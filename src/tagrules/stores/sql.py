@@ -41,6 +41,10 @@ _EMPTY: frozenset[str] = frozenset()
 _RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
 
 
+def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def _describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
@@ -201,6 +205,12 @@ class SQLStore:
             self._engine.dispose()
             raise
         self._statements = self._prepare()
+        self._pg = self._prepare_postgres()
+        marked = "CASE WHEN source = 'computed' THEN tag ELSE '!' || tag END"
+        self._aggregate: str | None = {
+            "sqlite": f"group_concat({marked}, ' ')",
+            "postgresql": f"string_agg({marked}, ' ')",
+        }.get(self.url.get_backend_name())
 
     def _check_schema(self, migrate: bool) -> None:
         revision = current_revision(self._engine, self.prefix)
@@ -272,6 +282,21 @@ class SQLStore:
             found = self._inserts[key] = (compiled.string, order, times)
         return found
 
+    def _prepare_postgres(self) -> dict[str, str]:
+        # Set-wise forms of the per-row statements: one statement per batch, arrays unnested
+        t = self.tables
+        return {
+            "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
+            "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
+            "WHERE c.customer_id = r.customer_id AND c.version = r.version",
+            "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
+            "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
+            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[]) "
+            "AS r(customer_id, tag, at, reason) "
+            "WHERE h.customer_id = r.customer_id AND h.tag = r.tag AND h.until IS NULL",
+        }
+
     def _prepare(self) -> dict[str, Any]:
         t = self.tables
         return {
@@ -303,11 +328,12 @@ class SQLStore:
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         t = self.tables
         versions: dict[str, int] = {}
-        computed: dict[str, set[str]] = {}
-        manual: dict[str, set[str]] = {}
+        computed: dict[str, Any] = {}
+        manual: dict[str, Any] = {}
         excluded: dict[str, set[str]] = {}
         ids = list(customer_ids)
         customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
+        aggregate = self._aggregate
         # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
         # objects, one short statement per table.
         with _translated(self.url, "read customers"), self._engine.connect() as connection:
@@ -320,17 +346,31 @@ class SQLStore:
                         f"SELECT customer_id, version FROM {customers} WHERE customer_id {among}", parameters
                     )
                     versions.update(cursor.fetchall())
-                    cursor.execute(
-                        f"SELECT customer_id, tag, source FROM {memberships} WHERE customer_id {among}",
-                        parameters,
-                    )
-                    for customer_id, tag, source in cursor.fetchall():
-                        target = computed if source == "computed" else manual
-                        held = target.get(customer_id)
-                        if held is None:
-                            target[customer_id] = {tag}
-                        else:
-                            held.add(tag)
+                    if aggregate is not None:
+                        # one row per customer, its tags in one text ("!" marks manual ones)
+                        cursor.execute(
+                            f"SELECT customer_id, {aggregate} FROM {memberships} "
+                            f"WHERE customer_id {among} GROUP BY customer_id",
+                            parameters,
+                        )
+                        for customer_id, text in cursor.fetchall():
+                            tags = text.split(" ")
+                            if "!" in text:
+                                manual[customer_id] = {tag[1:] for tag in tags if tag[0] == "!"}
+                                tags = [tag for tag in tags if tag[0] != "!"]
+                            computed[customer_id] = tags
+                    else:
+                        cursor.execute(
+                            f"SELECT customer_id, tag, source FROM {memberships} WHERE customer_id {among}",
+                            parameters,
+                        )
+                        for customer_id, tag, source in cursor.fetchall():
+                            target = computed if source == "computed" else manual
+                            held = target.get(customer_id)
+                            if held is None:
+                                target[customer_id] = {tag}
+                            else:
+                                held.add(tag)
                     cursor.execute(
                         f"SELECT customer_id, tag FROM {overrides} "
                         f"WHERE kind = 'exclude' AND customer_id {among}",
@@ -362,12 +402,12 @@ class SQLStore:
         new = [
             {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
         ]
-        old = [
+        old: list[dict[str, Any]] = [
             {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
             for c in ordered
             if c.version
         ]
-        removed = [
+        removed: list[dict[str, Any]] = [
             {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
             for c in ordered
             for tag, reason in c.removed
@@ -406,7 +446,17 @@ class SQLStore:
         try:
             with _translated(self.url, "write changes"), self._engine.begin() as connection:
                 if old:
-                    result = connection.execute(s["bump"], old)
+                    if self._postgres:
+                        result = connection.exec_driver_sql(
+                            self._pg["bump"],
+                            (
+                                [row["b_customer_id"] for row in old],
+                                [row["b_version"] for row in old],
+                                [_naive_utc(row["b_at"]) for row in old],
+                            ),
+                        )
+                    else:
+                        result = connection.execute(s["bump"], old)
                     if result.rowcount != len(old):
                         raise ConcurrentUpdate(
                             f"{_describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
@@ -414,7 +464,20 @@ class SQLStore:
                         )
                 if new:
                     self._insert(connection, t.customers, new)
-                if removed:
+                if removed and self._postgres:
+                    ids = [row["b_customer_id"] for row in removed]
+                    tags = [row["b_tag"] for row in removed]
+                    connection.exec_driver_sql(self._pg["unhold"], (ids, tags))
+                    connection.exec_driver_sql(
+                        self._pg["close"],
+                        (
+                            ids,
+                            tags,
+                            [_naive_utc(row["b_at"]) for row in removed],
+                            [row["b_reason"] for row in removed],
+                        ),
+                    )
+                elif removed:
                     connection.execute(s["unhold"], removed)
                     connection.execute(s["close"], removed)
                 if unset:
