@@ -567,9 +567,19 @@ class SQLStore:
         return iter([row[0] for row in self._rows(statement, "read members")])
 
     def held_tags(self, source: Source = "computed") -> frozenset[str]:
+        # A walk along the (tag, customer_id) index, one seek per distinct tag: a catalog has tens of
+        # tags and a store millions of memberships, which a DISTINCT would all read.
         m = self.tables.memberships
-        statement = select(m.c.tag).distinct().where(m.c.source == source)
-        return frozenset(row[0] for row in self._rows(statement, "read tags"))
+        following = select(m.c.tag).where(m.c.tag > bindparam("after")).order_by(m.c.tag).limit(1)
+        held_from = select(m.c.tag).where(m.c.tag == bindparam("tag"), m.c.source == source).limit(1)
+        found: set[str] = set()
+        with _translated(self.url, "read tags"), self._engine.connect() as connection:
+            tag = connection.execute(following, {"after": ""}).scalar()
+            while tag is not None:
+                if connection.execute(held_from, {"tag": tag}).first() is not None:
+                    found.add(tag)
+                tag = connection.execute(following, {"after": tag}).scalar()
+        return frozenset(found)
 
     def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
         o = self.tables.outbox
