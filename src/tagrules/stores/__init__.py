@@ -18,9 +18,10 @@ from tagrules.stores._base import (
     Source,
     TagStore,
 )
+from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
 from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
 from tagrules.stores.memory import MemoryStore
-from tagrules.stores.sql import HEAD_REVISION, SQLStore, current_revision, upgrade
+from tagrules.stores.sql import SQLStore
 
 __all__ = [
     "DEFAULT_PREFIX",

@@ -1,22 +1,16 @@
-"""A tag store in a SQL database through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL.
-
-Every database error is translated here into a :class:`~tagrules.StoreError` that names the store
-and keeps the driver's error as its cause.
-"""
+"""A tag store in a SQL database through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL."""
 
 from __future__ import annotations
 
 import datetime
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, final
 
 import sqlalchemy
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
@@ -28,144 +22,21 @@ from tagrules.stores._base import (
     Override,
     Source,
 )
+from tagrules.stores._database import (
+    HEAD_REVISION,
+    create_engine,
+    current_revision,
+    describe,
+    naive_utc,
+    translated,
+    upgrade,
+)
 from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, check_prefix, store_tables
 
-__all__ = ["HEAD_REVISION", "SQLStore", "upgrade"]
+__all__ = ["SQLStore"]
 
-#: The schema revision this version of tagrules reads and writes.
-HEAD_REVISION = "0001"
-_MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_BATCH = 1000
 _EMPTY: frozenset[str] = frozenset()
-# Deadlocks and lock timeouts: the transaction was rolled back, and running it again is safe.
-_RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
-
-
-def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
-    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _describe(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
-
-
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
-    orig = error.orig
-    code = getattr(orig, "sqlstate", None)
-    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
-        code = orig.args[0]
-    return code in _RETRYABLE_CODES or "database is locked" in str(orig)
-
-
-def create_engine(url: str | URL) -> Engine:
-    """An engine for ``url`` with the settings the store relies on.
-
-    Raises:
-        StoreError: ``url`` is not a database URL, or its driver is not installed.
-    """
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError as error:
-        raise StoreError(
-            f"{url!s}: not a database URL (examples: sqlite:///tagrules.db, "
-            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db)"
-        ) from error
-    backend = parsed.get_backend_name()
-    options: dict[str, Any] = {"pool_pre_ping": True}
-    if backend == "sqlite":
-        options["connect_args"] = {"timeout": 60}
-    elif backend in ("mysql", "mariadb"):
-        options["isolation_level"] = "READ COMMITTED"
-    try:
-        engine = sqlalchemy.create_engine(parsed, **options)
-    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
-        extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
-        raise StoreError(
-            f"{_describe(parsed)}: no database driver for {parsed.drivername!r}{extra.get(backend, '')}"
-        ) from error
-    except sqlalchemy.exc.ArgumentError as error:
-        raise StoreError(f"{_describe(parsed)}: {error}") from error
-    if backend == "sqlite":
-        sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-@contextmanager
-def _translated(url: URL, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except sqlalchemy.exc.DBAPIError as error:
-        if _is_retryable(error):
-            raise ConcurrentUpdate(f"{_describe(url)}: {doing}: {_first_line(error)}") from error
-        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-            raise StoreError(
-                f"{_describe(url)}: cannot {doing}: {_first_line(error)}; is the database running and "
-                "reachable?"
-            ) from error
-        if isinstance(error, sqlalchemy.exc.ProgrammingError):
-            raise StoreError(
-                f"{_describe(url)}: cannot {doing}: {_first_line(error)}; are the tables created "
-                "(tagrules db upgrade URL) with this table prefix?"
-            ) from error
-        raise StoreError(f"{_describe(url)}: cannot {doing}: {_first_line(error)}") from error
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StoreError(f"{_describe(url)}: cannot {doing}: {error}") from error
-
-
-def _alembic_config(connection: Connection, prefix: str) -> Any:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.set_main_option("path_separator", "os")
-    config.attributes["connection"] = connection
-    config.attributes["table_prefix"] = prefix
-    return config
-
-
-def current_revision(engine: Engine, prefix: str = DEFAULT_PREFIX) -> str | None:
-    """The schema revision of the store with ``prefix`` in ``engine``'s database; ``None`` if none."""
-    from alembic.runtime.migration import MigrationContext
-
-    with _translated(engine.url, "read the schema revision"), engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": f"{prefix}alembic_version"})
-        revision: str | None = context.get_current_revision()
-        return revision
-
-
-def upgrade(url: str | URL | Engine, *, prefix: str = DEFAULT_PREFIX) -> str:
-    """Create or upgrade the store's tables at ``url`` to the newest schema; return the revision.
-
-    Tables are named ``<prefix>customers``, ``<prefix>memberships``, ... and the schema revision is
-    kept in ``<prefix>alembic_version``, so a store can live in an application's own database.
-
-    Raises:
-        StoreError: the database cannot be reached, or the migration failed.
-    """
-    from alembic import command
-
-    check_prefix(prefix)
-    engine = url if isinstance(url, Engine) else create_engine(url)
-    try:
-        with _translated(engine.url, "upgrade the schema"), engine.begin() as connection:
-            command.upgrade(_alembic_config(connection, prefix), "head")
-    finally:
-        if not isinstance(url, Engine):
-            engine.dispose()
-    return HEAD_REVISION
 
 
 @final
@@ -221,12 +92,12 @@ class SQLStore:
             return
         state = "has no tag store tables" if revision is None else f"has schema revision {revision}"
         raise StoreError(
-            f"{_describe(self.url)} {state} (table prefix {self.prefix!r}); run "
+            f"{describe(self.url)} {state} (table prefix {self.prefix!r}); run "
             f"`tagrules db upgrade URL` to set it up (revision {HEAD_REVISION})"
         )
 
     def __repr__(self) -> str:
-        return f"SQLStore({_describe(self.url)!r}, prefix={self.prefix!r})"
+        return f"SQLStore({describe(self.url)!r}, prefix={self.prefix!r})"
 
     def _among(self, values: list[str]) -> tuple[str, Sequence[Any]]:
         """``customer_id`` among ``values``, in the driver's own parameter style."""
@@ -336,7 +207,7 @@ class SQLStore:
         aggregate = self._aggregate
         # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
         # objects, one short statement per table.
-        with _translated(self.url, "read customers"), self._engine.connect() as connection:
+        with translated(self.url, "read customers"), self._engine.connect() as connection:
             cursor = connection.connection.cursor()
             try:
                 for start in range(0, len(ids), _LOAD_BATCH):
@@ -444,7 +315,7 @@ class SQLStore:
             for e in c.events
         ]
         try:
-            with _translated(self.url, "write changes"), self._engine.begin() as connection:
+            with translated(self.url, "write changes"), self._engine.begin() as connection:
                 if old:
                     if self._postgres:
                         result = connection.exec_driver_sql(
@@ -452,14 +323,14 @@ class SQLStore:
                             (
                                 [row["b_customer_id"] for row in old],
                                 [row["b_version"] for row in old],
-                                [_naive_utc(row["b_at"]) for row in old],
+                                [naive_utc(row["b_at"]) for row in old],
                             ),
                         )
                     else:
                         result = connection.execute(s["bump"], old)
                     if result.rowcount != len(old):
                         raise ConcurrentUpdate(
-                            f"{_describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
+                            f"{describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
                             "changed since they were read"
                         )
                 if new:
@@ -473,7 +344,7 @@ class SQLStore:
                         (
                             ids,
                             tags,
-                            [_naive_utc(row["b_at"]) for row in removed],
+                            [naive_utc(row["b_at"]) for row in removed],
                             [row["b_reason"] for row in removed],
                         ),
                     )
@@ -492,14 +363,14 @@ class SQLStore:
         except StoreError as error:
             if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
                 raise ConcurrentUpdate(
-                    f"{_describe(self.url)}: a customer was changed by another writer"
+                    f"{describe(self.url)}: a customer was changed by another writer"
                 ) from error.__cause__
             raise
 
     # -- queries ------------------------------------------------------------------------------------
 
     def _rows(self, statement: Any, doing: str) -> list[Any]:
-        with _translated(self.url, doing), self._engine.connect() as connection:
+        with translated(self.url, doing), self._engine.connect() as connection:
             return list(connection.execute(statement))
 
     def memberships(self, customer_id: str) -> list[Membership]:
@@ -573,7 +444,7 @@ class SQLStore:
         following = select(m.c.tag).where(m.c.tag > bindparam("after")).order_by(m.c.tag).limit(1)
         held_from = select(m.c.tag).where(m.c.tag == bindparam("tag"), m.c.source == source).limit(1)
         found: set[str] = set()
-        with _translated(self.url, "read tags"), self._engine.connect() as connection:
+        with translated(self.url, "read tags"), self._engine.connect() as connection:
             tag = connection.execute(following, {"after": ""}).scalar()
             while tag is not None:
                 if connection.execute(held_from, {"tag": tag}).first() is not None:
@@ -593,13 +464,13 @@ class SQLStore:
     def acknowledge(self, event_ids: Iterable[int]) -> None:
         ids = list(event_ids)
         o = self.tables.outbox
-        with _translated(self.url, "acknowledge events"), self._engine.begin() as connection:
+        with translated(self.url, "acknowledge events"), self._engine.begin() as connection:
             for start in range(0, len(ids), _LOAD_BATCH):
                 connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
 
     def forget(self, customer_id: str) -> None:
         t = self.tables
-        with _translated(self.url, "forget a customer"), self._engine.begin() as connection:
+        with translated(self.url, "forget a customer"), self._engine.begin() as connection:
             for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
                 connection.execute(delete(table).where(table.c.customer_id == customer_id))
 
