@@ -25,6 +25,10 @@ def changes(store: TagStore) -> list[tuple[str, str, str, str]]:
 
 
 class TestMemberships:
+    def test_is_a_tag_store(self, store: TagStore) -> None:
+        """Each implementation satisfies the TagStore protocol."""
+        assert isinstance(store, TagStore)
+
     def test_apply_stores_memberships_history_and_events(self, store: TagStore) -> None:
         """Applying a snapshot stores each assigned tag as a computed membership, opens its history
         period, and puts one 'added' event per tag in the outbox."""
