@@ -36,6 +36,7 @@ from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, ch
 __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
+_FIRST_ANALYZE = 20_000
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -70,6 +71,8 @@ class SQLStore:
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
+        self._inserted = 0
+        self._analyze_at = _FIRST_ANALYZE
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
@@ -366,6 +369,21 @@ class SQLStore:
                     f"{describe(self.url)}: a customer was changed by another writer"
                 ) from error.__cause__
             raise
+        if self._postgres:
+            self._keep_statistics(len(added) + len(new))
+
+    def _keep_statistics(self, inserted: int) -> None:
+        # PostgreSQL plans from table statistics, which autovacuum refreshes only after a pause: a
+        # bulk load into new tables would be read with sequential scans until then. The store runs
+        # ANALYZE itself each time it has doubled what it inserted.
+        self._inserted += inserted
+        if self._inserted < self._analyze_at:
+            return
+        self._analyze_at = 2 * self._inserted
+        t = self.tables
+        with translated(self.url, "analyze tables"), self._engine.connect() as connection:
+            connection.exec_driver_sql(f"ANALYZE {t.customers.name}, {t.memberships.name}, {t.history.name}")
+            connection.commit()
 
     # -- queries ------------------------------------------------------------------------------------
 
