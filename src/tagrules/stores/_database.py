@@ -33,6 +33,8 @@ __all__ = [
 HEAD_REVISION = "0001"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Deadlocks and lock timeouts: the transaction was rolled back, and running it again is safe.
+# how SQLite, PostgreSQL and MariaDB say that a table is not there
+_MISSING_TABLE = ("no such table", "does not exist", "doesn't exist")
 _RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
 
 
@@ -105,12 +107,15 @@ def translated(url: URL, doing: str) -> Iterator[None]:
     except sqlalchemy.exc.DBAPIError as error:
         if _is_retryable(error):
             raise ConcurrentUpdate(f"{describe(url)}: {doing}: {_first_line(error)}") from error
-        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        message = _first_line(error)
+        missing_table = any(marker in message for marker in _MISSING_TABLE)
+        if not missing_table and isinstance(
+            error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
+        ):
             raise StoreError(
-                f"{describe(url)}: cannot {doing}: {_first_line(error)}; is the database running and "
-                "reachable?"
+                f"{describe(url)}: cannot {doing}: {message}; is the database running and reachable?"
             ) from error
-        if isinstance(error, sqlalchemy.exc.ProgrammingError):
+        if missing_table or isinstance(error, sqlalchemy.exc.ProgrammingError):
             raise StoreError(
                 f"{describe(url)}: cannot {doing}: {_first_line(error)}; are the tables created "
                 "(tagrules db upgrade URL) with this table prefix?"
