@@ -1,7 +1,8 @@
 """Worker processes for the concurrency and crash tests: ``python tests/store_workers.py KIND ...``.
 
-* ``race URL PREFIX SEED ROUNDS CUSTOMERS``: applies random snapshots to the same few customers, in
-  small chunks, as fast as it can;
+* ``race URL PREFIX SEED ROUNDS CUSTOMERS START``: from the wall-clock time START on (so that all
+  workers begin together), applies random snapshots to the same few customers, in small chunks, as
+  fast as it can;
 * ``batch URL PREFIX COUNT CHUNK``: applies COUNT generated retail customers, printing ``committed N``
   after each chunk.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 
 from store_helpers import catalog
 from tagrules import SQLStore, Tagger
@@ -23,10 +25,11 @@ SNAPSHOTS = [
 ]
 
 
-def race(url: str, prefix: str, seed: int, rounds: int, customers: int) -> None:
+def race(url: str, prefix: str, seed: int, rounds: int, customers: int, start: float) -> None:
     rng = random.Random(seed)
     store = SQLStore(url, prefix=prefix)
     tagger = Tagger(catalog(), store)
+    time.sleep(max(0.0, start - time.time()))
     ids = [f"c{number}" for number in range(customers)]
     retries = 0
     for _ in range(rounds):
@@ -53,6 +56,7 @@ def batch(url: str, prefix: str, count: int, chunk: int) -> None:
 if __name__ == "__main__":
     kind, url, prefix, *numbers = sys.argv[1:]
     if kind == "race":
-        race(url, prefix, *map(int, numbers))
+        seed, rounds, customers = map(int, numbers[:3])
+        race(url, prefix, seed, rounds, customers, float(numbers[3]))
     else:
         batch(url, prefix, *map(int, numbers))

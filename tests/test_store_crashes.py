@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ class TestConcurrentWriters:
         """Four processes applying random snapshots to the same customers leave, for every customer and
         tag, an outbox alternating added/removed that replays to the stored memberships."""
         prefix = prefixes[0]
-        processes = [worker("race", url_text(database_url), prefix, seed, 12, 16) for seed in range(4)]
+        start = time.time() + 5
+        processes = [worker("race", url_text(database_url), prefix, seed, 12, 16, start) for seed in range(4)]
         retries = 0
         for process in processes:
             out, err = process.communicate(timeout=600)
