@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -198,3 +199,35 @@ class TestDatabase:
         assert message in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.splitlines()) == 1
+
+
+class TestProgress:
+    def test_bar_on_a_terminal(
+        self, monkeypatch: pytest.MonkeyPatch, write: Callable[[str, str], Path]
+    ) -> None:
+        """On a terminal the progress is a bar against the input's line count, rewritten in place."""
+        from tagrules.cli import _store_commands
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        monkeypatch.setattr(_store_commands, "_PROGRESS_AFTER", 0.0)
+        path = write("many.jsonl", "{}\n" * 40)
+        stream = Terminal()
+        progress = _store_commands._Progress(stream, str(path))
+        progress(10)
+        progress.done()
+        assert stream.getvalue().startswith(
+            "\rtagrules: [########......................]  25% 10/40 customers ("
+        )
+        assert stream.getvalue().endswith("/s)\n")
+
+    def test_lines_elsewhere(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Off a terminal, and without a file to count, the progress is a plain line."""
+        from tagrules.cli import _store_commands
+
+        monkeypatch.setattr(_store_commands, "_PROGRESS_AFTER", 0.0)
+        stream = io.StringIO()
+        _store_commands._Progress(stream, "-")(5)
+        assert stream.getvalue().startswith("tagrules: 5 customers (")

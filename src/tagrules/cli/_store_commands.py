@@ -119,14 +119,28 @@ def _snapshots(path: str, failures: list[str]) -> Iterator[tuple[str, Any]]:
         yield str(identifier), value
 
 
-class _Progress:
-    """Customers processed, on stderr, once a run takes a while: rewritten in place on a terminal, a
-    line every few seconds otherwise."""
+def _count_lines(path: str) -> int | None:
+    """The number of lines of a regular file (a fast byte count), or ``None`` for stdin and pipes."""
+    if path == "-" or not Path(path).is_file():
+        return None
+    lines = 0
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            lines += block.count(b"\n")
+    return lines
 
-    def __init__(self, stream: IO[str]) -> None:
+
+class _Progress:
+    """Customers processed, on stderr, once a run takes a while: a bar rewritten in place on a
+    terminal, a line every few seconds otherwise. The total is the input file's line count, when the
+    input is a file."""
+
+    def __init__(self, stream: IO[str], path: str) -> None:
         self.stream = stream
+        self.path = path
         self.started = time.monotonic()
         self.shown = 0.0
+        self.total: int | None = None
         self.terminal = stream.isatty()
 
     def __call__(self, count: int) -> None:
@@ -134,12 +148,21 @@ class _Progress:
         elapsed = now - self.started
         if elapsed < _PROGRESS_AFTER or (not self.terminal and now - self.shown < _PROGRESS_EVERY):
             return
+        if not self.shown:
+            self.total = _count_lines(self.path)
         self.shown = now
-        line = f"tagrules: {count:,} customers ({count / elapsed:,.0f}/s)"
+        line = f"{count:,} customers ({count / elapsed:,.0f}/s)"
+        if self.total:
+            share = min(count / self.total, 1.0)
+            filled = round(share * 30)
+            line = (
+                f"[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} {count:,}/{self.total:,} customers"
+                + (f" ({count / elapsed:,.0f}/s)")
+            )
         if self.terminal:
-            self.stream.write(f"\r{line}")
+            self.stream.write(f"\rtagrules: {line}")
         else:
-            self.stream.write(line + "\n")
+            self.stream.write(f"tagrules: {line}\n")
         self.stream.flush()
 
     def done(self) -> None:
@@ -176,7 +199,7 @@ def run_run(arguments: argparse.Namespace) -> int:
         return 1
     store = _open_store(arguments.store, arguments.prefix, create=True)
     failures: list[str] = []
-    progress = _Progress(sys.stderr)
+    progress = _Progress(sys.stderr, arguments.snapshots)
     try:
         with _changes_writer(arguments.changes) as listener:
             tagger = Tagger(catalog, store, listeners=[listener] if listener else [])
