@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 DEMO_DIR := build/demo
 NOW := 2026-06-01T00:00:00Z
+LATER := 2026-07-01T00:00:00Z
+DEMO_STORE := sqlite:///$(DEMO_DIR)/tagrules.db
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-test demo test lint typecheck unit docs bench test-differential clean
 
 help:
-	@echo "make demo    - install into $(VENV) and tag the retail sample customers"
+	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
 	@echo "make test    - install with test extras; run ruff, mypy --strict, import contracts, tests, docs"
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
@@ -42,6 +44,20 @@ demo: install
 	@cat $(DEMO_DIR)/tags.jsonl
 	@echo "--- why C0000003 is or is not VIP:"
 	$(BIN)/tagrules explain retail $(DEMO_DIR)/customers.jsonl --id C0000003 --tag vip --now $(NOW)
+	@rm -f $(DEMO_DIR)/tagrules.db $(DEMO_DIR)/tagrules.db-wal $(DEMO_DIR)/tagrules.db-shm
+	@echo "--- first run: the tags of the 12 customers kept in $(DEMO_DIR)/tagrules.db"
+	$(BIN)/tagrules run retail $(DEMO_DIR)/customers.jsonl --store $(DEMO_STORE) --now $(NOW)
+	@echo "--- a month later, customers C0000010 to C0000012 have new data (another sample's profiles)"
+	@head -n 9 $(DEMO_DIR)/customers.jsonl > $(DEMO_DIR)/customers-later.jsonl
+	$(BIN)/tagrules sample --pack retail --count 12 --seed 2 --now $(LATER) | tail -n 3 >> $(DEMO_DIR)/customers-later.jsonl
+	$(BIN)/tagrules run retail $(DEMO_DIR)/customers-later.jsonl --store $(DEMO_STORE) --now $(LATER) --changes $(DEMO_DIR)/changes.jsonl
+	@echo "--- the changes of the second run ($(DEMO_DIR)/changes.jsonl):"
+	@cat $(DEMO_DIR)/changes.jsonl
+	@echo "--- the tag history of C0000012:"
+	$(BIN)/tagrules history --store $(DEMO_STORE) --id C0000012
+	@echo "--- active customers on $(NOW), and now:"
+	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active --as-of $(NOW)
+	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks examples

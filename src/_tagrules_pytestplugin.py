@@ -28,6 +28,8 @@ import pytest
 
 if TYPE_CHECKING:
     from tagrules.catalog import Catalog
+    from tagrules.stores import MemoryStore
+    from tagrules.tagger import Tagger
     from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, RuleCoverage
     from tagrules.testing._cases import Case
 
@@ -218,6 +220,24 @@ def tagrules_evaluator(tagrules_catalog: Catalog, tagrules_now: datetime.datetim
     from tagrules.testing._cases import shared_evaluator
 
     return FrozenEvaluator(shared_evaluator(tagrules_catalog), tagrules_now)
+
+
+@pytest.fixture
+def tagrules_store() -> Iterator[MemoryStore]:
+    """An empty in-memory tag store, closed after the test."""
+    from tagrules.stores import MemoryStore
+
+    store = MemoryStore()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def tagrules_tagger(tagrules_catalog: Catalog, tagrules_store: MemoryStore) -> Tagger:
+    """A :class:`~tagrules.Tagger` of ``tagrules_catalog`` over ``tagrules_store``."""
+    from tagrules.tagger import Tagger
+
+    return Tagger(tagrules_catalog, tagrules_store)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
+import os
 import re
 import subprocess
 import sys
@@ -382,3 +383,26 @@ class TestExamplePlugin:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "4 cases: 4 passed, 0 failed" in result.stdout
+
+    def test_its_listener_hears_the_changes_of_a_run(self, tmp_path: Path) -> None:
+        """``tagrules run`` hands every committed change to the listeners of installed plugins."""
+        members = tmp_path / "members.jsonl"
+        members.write_text(
+            '{"id": "m1", "joined_at": "2024-01-01T00:00:00Z", "last_order_at": null, "orders": [], '
+            '"points": 2500}\n',
+            encoding="utf-8",
+        )
+        audit = tmp_path / "audit.jsonl"
+        command = [sys.executable, "-m", "tagrules.cli", "run", "loyalty", str(members)]
+        command += ["--store", f"sqlite:///{tmp_path / 'tags.db'}", "--now", "2026-06-01T00:00:00Z"]
+        environment = {**os.environ, "TAGRULES_LOYALTY_AUDIT": str(audit)}
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+        assert result.returncode == 0, result.stderr
+        heard = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
+        assert sorted((event["id"], event["tag"], event["change"]) for event in heard) == [
+            ("m1", "dormant", "added"),
+            ("m1", "points_silver", "added"),
+        ]
+        again = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+        assert again.returncode == 0, again.stderr
+        assert len(audit.read_text(encoding="utf-8").splitlines()) == 2

@@ -9,20 +9,32 @@ class TestPublicApi:
     def test_all_is_pinned(self) -> None:
         """The package exports exactly the documented names, sorted."""
         assert tagrules.__all__ == [
+            "ApplyReport",
             "Catalog",
+            "ChangeEvent",
+            "ConcurrentUpdate",
             "DefinitionError",
             "Evaluation",
             "EvaluationUnit",
             "Evaluator",
             "Explanation",
             "FieldType",
+            "HistoryEntry",
+            "Membership",
+            "MemoryStore",
+            "Override",
             "Problem",
+            "SQLStore",
             "Schema",
             "SnapshotError",
+            "StoreError",
+            "TagCounts",
             "TagDefinition",
             "TagDiff",
             "TagExplanation",
             "TagStatus",
+            "TagStore",
+            "Tagger",
             "TagrulesError",
             "__version__",
             "diff",
@@ -37,3 +49,5 @@ class TestPublicApi:
         """Every tagrules error is a TagrulesError, so one except clause catches them all."""
         assert issubclass(tagrules.DefinitionError, tagrules.TagrulesError)
         assert issubclass(tagrules.SnapshotError, tagrules.TagrulesError)
+        assert issubclass(tagrules.StoreError, tagrules.TagrulesError)
+        assert issubclass(tagrules.ConcurrentUpdate, tagrules.StoreError)

@@ -141,6 +141,14 @@ def test_frozen_now(tagrules_evaluator, tagrules_now):
 def test_marker_chooses_pack(tagrules_catalog, tagrules_now):
     assert len(tagrules_catalog) == 47
     assert tagrules_now.year == 2030
+
+def test_store_and_tagger(tagrules_tagger, tagrules_store, tagrules_now):
+    snapshot = {"spend_365d": 150000.0, "orders_30d": 4, "last_order_at": None}
+    change = tagrules_tagger.apply("c1", snapshot, now=tagrules_now)
+    assert change.added == {"vip", "spend_high", "freq_high", "churned"}
+    held = {membership.tag for membership in tagrules_store.memberships("c1")}
+    assert held == change.added
+    assert not tagrules_tagger.apply("c1", snapshot, now=tagrules_now).changed
 """
 
 
@@ -149,7 +157,7 @@ class TestFixtures:
         """assert_tags uses the configured catalog and frozen time; its failure shows the explanation."""
         project.makepyfile(test_rules=TEST_MODULE)
         result = project.runpytest()
-        result.assert_outcomes(passed=3, failed=1)
+        result.assert_outcomes(passed=4, failed=1)
         result.stdout.fnmatch_lines(
             [
                 "*TagAssertionError: 1 tag not as expected:",

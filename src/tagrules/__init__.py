@@ -2,35 +2,65 @@
 
 Tags are declarative definitions whose boolean rules, written in rule-engine's expression language,
 run against a typed customer snapshot. An :class:`Evaluator` computes a customer's tags and
-:func:`diff` tells what changed against the tags held before.
+:func:`diff` tells what changed against the tags held before. A :class:`Tagger` keeps customers'
+tags, their history and change events in a :class:`TagStore` (:class:`MemoryStore`, :class:`SQLStore`).
 """
 
 from __future__ import annotations
 
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.definitions import TagDefinition, TagStatus
-from tagrules.errors import DefinitionError, Problem, SnapshotError, TagrulesError
+from tagrules.errors import (
+    ConcurrentUpdate,
+    DefinitionError,
+    Problem,
+    SnapshotError,
+    StoreError,
+    TagrulesError,
+)
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
 from tagrules.rules._explain import Explanation
 from tagrules.schema import FieldType, Schema
+from tagrules.stores import (
+    ChangeEvent,
+    HistoryEntry,
+    Membership,
+    MemoryStore,
+    Override,
+    SQLStore,
+    TagStore,
+)
+from tagrules.tagger import ApplyReport, TagCounts, Tagger
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyReport",
     "Catalog",
+    "ChangeEvent",
+    "ConcurrentUpdate",
     "DefinitionError",
     "Evaluation",
     "EvaluationUnit",
     "Evaluator",
     "Explanation",
     "FieldType",
+    "HistoryEntry",
+    "Membership",
+    "MemoryStore",
+    "Override",
     "Problem",
+    "SQLStore",
     "Schema",
     "SnapshotError",
+    "StoreError",
+    "TagCounts",
     "TagDefinition",
     "TagDiff",
     "TagExplanation",
     "TagStatus",
+    "TagStore",
+    "Tagger",
     "TagrulesError",
     "__version__",
     "diff",

@@ -4,11 +4,13 @@ Every error is a :class:`TagrulesError`; catch that to catch them all::
 
     TagrulesError
     ├── DefinitionError      a catalog, tag or schema is not valid; ``problems`` lists every problem
-    └── SnapshotError        a snapshot does not fit the schema; ``problems`` names each bad field
+    ├── SnapshotError        a snapshot does not fit the schema; ``problems`` names each bad field
+    └── StoreError           a tag store cannot be reached, is not set up, or refused a change
+        └── ConcurrentUpdate a customer changed since it was read; the work is retried on fresh state
 
-Errors of rule-engine, YAML, JSON and pydantic are translated where they enter tagrules and kept as
-the ``__cause__`` of the error raised. A rule that fails on one snapshot is not an exception: the
-evaluator records it in ``Evaluation.errors`` and goes on (see ``docs/errors.md``).
+Errors of rule-engine, YAML, JSON, pydantic and the database drivers are translated where they enter
+tagrules and kept as the ``__cause__`` of the error raised. A rule that fails on one snapshot is not an
+exception: the evaluator records it in ``Evaluation.errors`` and goes on (see ``docs/errors.md``).
 
 This module imports nothing from tagrules.
 """
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["DefinitionError", "Problem", "SnapshotError", "TagrulesError"]
+__all__ = ["ConcurrentUpdate", "DefinitionError", "Problem", "SnapshotError", "StoreError", "TagrulesError"]
 
 
 class TagrulesError(Exception):
@@ -94,3 +96,19 @@ class SnapshotError(TagrulesError, ValueError):
     def __init__(self, problems: dict[str, str]) -> None:
         self.problems = dict(problems)
         super().__init__("; ".join(f"field {name!r}: {message}" for name, message in self.problems.items()))
+
+
+class StoreError(TagrulesError):
+    """A tag store cannot be reached, is not set up, or refused a change.
+
+    The message says which store and what to do (``run `tagrules db upgrade URL```); the database
+    driver's own error, when there is one, is the ``__cause__``.
+    """
+
+
+class ConcurrentUpdate(StoreError):
+    """A customer's stored state changed between reading it and writing the change.
+
+    Raised by :meth:`TagStore.commit` when another writer got there first; nothing of the batch was
+    written. :class:`~tagrules.Tagger` reads the customers again and retries.
+    """

@@ -24,12 +24,13 @@ import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, final
+from typing import final
 
 from tagrules.catalog import Catalog
 from tagrules.errors import TagrulesError
 from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.schema import suggest
+from tagrules.stores import ChangeEvent
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,8 +47,8 @@ ENTRY_POINT_GROUP = "tagrules.plugins"
 #: A pack: a catalog file, or a callable building the catalog from the registry's functions and fields.
 PackSource = str | Path | Callable[["PluginRegistry"], Catalog]
 
-#: A change listener: called with each change event after it is stored.
-ChangeListener = Callable[[Any], object]
+#: A change listener: called with each change event after it is committed.
+ChangeListener = Callable[[ChangeEvent], object]
 
 
 class PluginError(TagrulesError):
@@ -66,7 +67,8 @@ class Plugin:
             loaded with every installed plugin's functions and derived fields.
         functions: custom rule functions (``$name(...)``).
         derived_fields: fields computed from snapshots before rules run.
-        listeners: callables given each change event after it is stored.
+        listeners: callables given each :class:`~tagrules.ChangeEvent` after it is committed;
+            ``tagrules run`` passes them to its :class:`~tagrules.Tagger`.
         description: one line about the plugin.
     """
 

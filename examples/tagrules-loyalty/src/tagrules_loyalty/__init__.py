@@ -8,13 +8,16 @@ listener. tagrules finds it through the ``tagrules.plugins`` entry point in ``py
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.plugins import Plugin
+from tagrules.stores import ChangeEvent
 
 __all__ = ["count_within", "days_since", "log_change", "plugin"]
 
@@ -53,9 +56,17 @@ def _days_since_last_order(snapshot: Mapping[str, Any], now: datetime.datetime) 
     return (now - last).days
 
 
-def log_change(event: Any) -> None:
-    """Log one tag change (a listener: called after the change is stored)."""
-    logger.info("tag change: %s", event)
+def log_change(event: ChangeEvent) -> None:
+    """Log one tag change (a listener: called after the change is committed).
+
+    With ``TAGRULES_LOYALTY_AUDIT`` set to a file name, each change is also appended to that file
+    as one JSON line, an audit trail a compliance team can keep.
+    """
+    logger.info("%s %s %s (%s)", event.customer_id, event.change, event.tag, event.reason)
+    audit = os.environ.get("TAGRULES_LOYALTY_AUDIT")
+    if audit:
+        with open(audit, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(event.to_data()) + "\n")
 
 
 plugin = Plugin(

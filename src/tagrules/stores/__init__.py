@@ -1,0 +1,44 @@
+"""Tag stores: where memberships, history, overrides and change events are kept.
+
+:class:`TagStore` is the interface; :class:`MemoryStore` keeps everything in memory and
+:class:`SQLStore` in SQLite, PostgreSQL or MariaDB/MySQL. :func:`store_tables` gives the SQL tables
+of a table prefix, and :func:`upgrade` creates or upgrades them.
+"""
+
+from __future__ import annotations
+
+from tagrules.stores._base import (
+    NEW_CUSTOMER,
+    ChangeEvent,
+    CustomerChange,
+    CustomerState,
+    HistoryEntry,
+    Membership,
+    Override,
+    Source,
+    TagStore,
+)
+from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
+from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
+from tagrules.stores.memory import MemoryStore
+from tagrules.stores.sql import SQLStore
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "HEAD_REVISION",
+    "NEW_CUSTOMER",
+    "ChangeEvent",
+    "CustomerChange",
+    "CustomerState",
+    "HistoryEntry",
+    "Membership",
+    "MemoryStore",
+    "Override",
+    "SQLStore",
+    "Source",
+    "StoreTables",
+    "TagStore",
+    "current_revision",
+    "store_tables",
+    "upgrade",
+]

@@ -1,0 +1,260 @@
+"""The tag store interface and the values it keeps.
+
+A store holds, per customer: the current memberships (computed by rules or given by people), the
+history of every membership with since/until, the manual overrides, and an outbox of change events
+written in the same transaction as the memberships. It knows nothing of rules: a
+:class:`~tagrules.Tagger` reads a batch of customers' states with :meth:`TagStore.load`, works out
+what changes, and writes it with :meth:`TagStore.commit`, which checks each customer's version so
+that concurrent writers never lose an update or emit an event twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, final, runtime_checkable
+
+__all__ = [
+    "ChangeEvent",
+    "CustomerChange",
+    "CustomerState",
+    "HistoryEntry",
+    "Membership",
+    "Override",
+    "Source",
+    "TagStore",
+]
+
+#: ``computed``: assigned by a rule; ``manual``: given by a person (an ``include`` override).
+Source = Literal["computed", "manual"]
+#: ``include`` gives a customer a tag; ``exclude`` keeps a tag away from a customer whatever the rules say.
+OverrideKind = Literal["include", "exclude"]
+Change = Literal["added", "removed"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A customer holds a tag.
+
+    Attributes:
+        customer_id: the customer.
+        tag: the tag's key.
+        source: ``computed`` (a rule assigned it) or ``manual`` (a person did).
+        since: when the customer got the tag (the evaluation time of the run that assigned it).
+        rule_version: the :attr:`~tagrules.TagDefinition.rule_version` of the rule that assigned it;
+            ``None`` for manual tags.
+    """
+
+    customer_id: str
+    tag: str
+    source: Source
+    since: datetime.datetime
+    rule_version: str | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One period during which a customer held a tag.
+
+    Attributes:
+        customer_id: the customer.
+        tag: the tag's key.
+        source: ``computed`` or ``manual``.
+        since: when the period began.
+        until: when it ended; ``None`` while the customer still holds the tag.
+        rule_version: the version of the rule that assigned it (``None`` for manual tags).
+        reason: why the period ended (``rule``, ``retired``, ``manual``), ``None`` while open.
+    """
+
+    customer_id: str
+    tag: str
+    source: Source
+    since: datetime.datetime
+    until: datetime.datetime | None = None
+    rule_version: str | None = None
+    reason: str | None = None
+
+    def covers(self, moment: datetime.datetime) -> bool:
+        """Whether the customer held the tag at ``moment``: ``since <= moment < until``."""
+        return self.since <= moment and (self.until is None or moment < self.until)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A person's decision about one customer's tag.
+
+    Attributes:
+        customer_id: the customer.
+        tag: the tag's key (any tag, also one no catalog defines).
+        kind: ``include`` (the customer holds the tag) or ``exclude`` (rules never assign it).
+        by: who decided.
+        reason: why.
+        at: when.
+    """
+
+    customer_id: str
+    tag: str
+    kind: OverrideKind
+    by: str
+    reason: str
+    at: datetime.datetime
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A customer gained or lost a tag; the outbox keeps one per change until it is acknowledged.
+
+    Attributes:
+        customer_id: the customer.
+        tag: the tag's key.
+        change: ``added`` or ``removed``.
+        at: when (the evaluation time, or the time of the override).
+        reason: ``rule`` (a rule's result changed), ``retired`` (the tag left the catalog or was
+            retired), or ``manual`` (an override was set or cleared).
+        id: the event's position in the outbox; ``None`` until it is read back from the store.
+    """
+
+    customer_id: str
+    tag: str
+    change: Change
+    at: datetime.datetime
+    reason: str
+    id: int | None = None
+
+    def to_data(self) -> dict[str, object]:
+        """Plain data: ``{"id": customer, "tag": ..., "change": ..., "at": ISO 8601, "reason": ...}``."""
+        return {
+            "id": self.customer_id,
+            "tag": self.tag,
+            "change": self.change,
+            "at": self.at.isoformat(),
+            "reason": self.reason,
+        }
+
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """What a store holds for one customer, as much as deciding a change needs.
+
+    Attributes:
+        version: bumped by every committed change; ``0`` for a customer the store has never changed.
+        computed: the tags rules assigned.
+        manual: the tags people included.
+        excluded: the tags people excluded.
+    """
+
+    version: int = 0
+    computed: frozenset[str] = _EMPTY
+    manual: frozenset[str] = _EMPTY
+    excluded: frozenset[str] = _EMPTY
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Every tag the customer holds."""
+        return self.computed | self.manual
+
+
+#: The state of a customer a store has never seen.
+NEW_CUSTOMER = CustomerState()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CustomerChange:
+    """Everything one commit changes for one customer, applied all at once or not at all.
+
+    Attributes:
+        customer_id: the customer.
+        version: the version the change was worked out from; the commit fails with
+            :class:`~tagrules.ConcurrentUpdate` if the stored version differs.
+        at: when the change happens (memberships' since, history's until, events' time).
+        added: memberships to add (each opens a history period).
+        removed: ``(tag, reason)`` of memberships to remove (each closes its history period).
+        overrides: overrides to set (replacing the customer's override of the same tag).
+        cleared: tags whose override is removed.
+        events: the change events to put in the outbox.
+    """
+
+    customer_id: str
+    version: int
+    at: datetime.datetime
+    added: tuple[Membership, ...] = ()
+    removed: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[Override, ...] = ()
+    cleared: tuple[str, ...] = ()
+    events: tuple[ChangeEvent, ...] = field(default=())
+
+
+@runtime_checkable
+class TagStore(Protocol):
+    """Where memberships, history, overrides and change events live.
+
+    Implementations: :class:`~tagrules.MemoryStore` and :class:`~tagrules.SQLStore`. Customer ids are
+    text. Every method may raise :class:`~tagrules.StoreError`.
+    """
+
+    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        """The state of each customer in ``customer_ids`` the store knows; unknown ones are left out."""
+        ...
+
+    def commit(self, changes: Sequence[CustomerChange]) -> None:
+        """Write every change in one transaction.
+
+        Raises:
+            ConcurrentUpdate: some customer's version is no longer the one in its change; nothing was
+                written.
+        """
+        ...
+
+    def memberships(self, customer_id: str) -> list[Membership]:
+        """The customer's current memberships, sorted by tag."""
+        ...
+
+    def overrides(self, customer_id: str) -> list[Override]:
+        """The customer's overrides, sorted by tag."""
+        ...
+
+    def members(self, tag: str, as_of: datetime.datetime | None = None) -> list[str]:
+        """The sorted ids of the customers holding ``tag`` now, or at ``as_of``."""
+        ...
+
+    def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        """The tags the customer held at ``as_of``."""
+        ...
+
+    def history(self, customer_id: str) -> list[HistoryEntry]:
+        """Every membership period of the customer, by since, then tag."""
+        ...
+
+    def customers_holding(self, tags: Collection[str], source: Source = "computed") -> Iterator[str]:
+        """The ids of the customers holding any of ``tags`` from ``source``, sorted."""
+        ...
+
+    def held_tags(self, source: Source = "computed") -> frozenset[str]:
+        """Every tag some customer holds from ``source``."""
+        ...
+
+    def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
+        """The oldest unacknowledged change events (with their ``id``), in outbox order."""
+        ...
+
+    def acknowledge(self, event_ids: Iterable[int]) -> None:
+        """Remove delivered events from the outbox; unknown ids are ignored."""
+        ...
+
+    def forget(self, customer_id: str) -> None:
+        """Erase the customer: memberships, history, overrides and pending events."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...

@@ -1,0 +1,157 @@
+"""The tables of a SQL tag store, as SQLAlchemy Core objects built for a table prefix.
+
+Writers other than :class:`~tagrules.SQLStore` (set-wise updates inside the database) use
+:func:`store_tables` so that they write exactly the rows the store reads. The Alembic migrations in
+``tagrules/stores/migrations`` create the same tables; a test keeps both in step.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+from typing import Any, NamedTuple
+
+import sqlalchemy
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+
+__all__ = ["DEFAULT_PREFIX", "StoreTables", "UTCDateTime", "check_prefix", "store_tables"]
+
+DEFAULT_PREFIX = "tagrules_"
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+#: Customer ids are text; 191 characters keeps a utf8mb4 key within MySQL's oldest index limits.
+ID_LENGTH = 191
+TAG_LENGTH = 64
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` itself, if it is a safe start for table names (lowercase, ``[a-z][a-z0-9_]*``)."""
+    if not _PREFIX.match(prefix):
+        raise ValueError(
+            f"table prefix {prefix!r} must be lowercase letters, digits and '_', starting with a letter "
+            "(at most 30 characters)"
+        )
+    return prefix
+
+
+class UTCDateTime(sqlalchemy.types.TypeDecorator[datetime.datetime]):
+    """An aware UTC datetime, stored naive in UTC with microseconds on every database."""
+
+    impl = sqlalchemy.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sqlalchemy.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sqlalchemy.DateTime())
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=datetime.timezone.utc)
+
+
+class StoreTables(NamedTuple):
+    """The tables of one store (one prefix), in one :class:`sqlalchemy.MetaData`.
+
+    Attributes:
+        customers: one row per customer the store has changed: ``customer_id``, ``version`` (bumped by
+            each committed change, checked by the next one), ``updated_at``.
+        memberships: the current memberships: ``customer_id``, ``tag``, ``source``, ``since``,
+            ``rule_version``; one row per customer and tag.
+        history: every membership period: ``id``, ``customer_id``, ``tag``, ``source``, ``since``,
+            ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed).
+        overrides: people's decisions: ``customer_id``, ``tag``, ``kind`` (include/exclude), ``by``,
+            ``reason``, ``at``.
+        outbox: change events until acknowledged: ``id`` (outbox order), ``customer_id``, ``tag``,
+            ``change`` (added/removed), ``at``, ``reason``.
+    """
+
+    metadata: sqlalchemy.MetaData
+    customers: sqlalchemy.Table
+    memberships: sqlalchemy.Table
+    history: sqlalchemy.Table
+    overrides: sqlalchemy.Table
+    outbox: sqlalchemy.Table
+
+
+def _id() -> sqlalchemy.String:
+    return sqlalchemy.String(ID_LENGTH)
+
+
+def _tag() -> sqlalchemy.String:
+    return sqlalchemy.String(TAG_LENGTH)
+
+
+_BIGINT = sqlalchemy.BigInteger().with_variant(sqlalchemy.Integer(), "sqlite")
+
+
+@functools.lru_cache(maxsize=64)
+def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
+    """The tables of the store whose table names start with ``prefix`` (default ``tagrules_``)."""
+    check_prefix(prefix)
+    metadata = sqlalchemy.MetaData()
+    column = sqlalchemy.Column
+    customers = sqlalchemy.Table(
+        f"{prefix}customers",
+        metadata,
+        column("customer_id", _id(), primary_key=True),
+        column("version", sqlalchemy.Integer, nullable=False),
+        column("updated_at", UTCDateTime(), nullable=False),
+    )
+    memberships = sqlalchemy.Table(
+        f"{prefix}memberships",
+        metadata,
+        column("customer_id", _id(), primary_key=True),
+        column("tag", _tag(), primary_key=True),
+        column("source", sqlalchemy.String(16), nullable=False),
+        column("since", UTCDateTime(), nullable=False),
+        column("rule_version", sqlalchemy.String(32)),
+        sqlalchemy.Index(f"{prefix}memberships_tag", "tag", "customer_id"),
+    )
+    history = sqlalchemy.Table(
+        f"{prefix}history",
+        metadata,
+        column("id", _BIGINT, primary_key=True, autoincrement=True),
+        column("customer_id", _id(), nullable=False),
+        column("tag", _tag(), nullable=False),
+        column("source", sqlalchemy.String(16), nullable=False),
+        column("since", UTCDateTime(), nullable=False),
+        column("until", UTCDateTime()),
+        column("rule_version", sqlalchemy.String(32)),
+        column("reason", sqlalchemy.String(32)),
+        sqlalchemy.Index(f"{prefix}history_customer", "customer_id", "tag"),
+        sqlalchemy.Index(f"{prefix}history_tag", "tag", "since"),
+    )
+    overrides = sqlalchemy.Table(
+        f"{prefix}overrides",
+        metadata,
+        column("customer_id", _id(), primary_key=True),
+        column("tag", _tag(), primary_key=True),
+        column("kind", sqlalchemy.String(16), nullable=False),
+        column("by", sqlalchemy.String(ID_LENGTH), nullable=False),
+        column("reason", sqlalchemy.Text, nullable=False),
+        column("at", UTCDateTime(), nullable=False),
+    )
+    outbox = sqlalchemy.Table(
+        f"{prefix}outbox",
+        metadata,
+        column("id", _BIGINT, primary_key=True, autoincrement=True),
+        column("customer_id", _id(), nullable=False),
+        column("tag", _tag(), nullable=False),
+        column("change", sqlalchemy.String(16), nullable=False),
+        column("at", UTCDateTime(), nullable=False),
+        column("reason", sqlalchemy.String(32), nullable=False),
+        sqlalchemy.Index(f"{prefix}outbox_customer", "customer_id"),
+    )
+    return StoreTables(metadata, customers, memberships, history, overrides, outbox)

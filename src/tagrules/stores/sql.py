@@ -1,0 +1,497 @@
+"""A tag store in a SQL database through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL."""
+
+from __future__ import annotations
+
+import datetime
+import operator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Any, final
+
+import sqlalchemy
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import URL, Connection
+
+from tagrules.errors import ConcurrentUpdate, StoreError
+from tagrules.stores._base import (
+    ChangeEvent,
+    CustomerChange,
+    CustomerState,
+    HistoryEntry,
+    Membership,
+    Override,
+    Source,
+)
+from tagrules.stores._database import (
+    HEAD_REVISION,
+    create_engine,
+    current_revision,
+    describe,
+    naive_utc,
+    translated,
+    upgrade,
+)
+from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, check_prefix, store_tables
+
+__all__ = ["SQLStore"]
+
+_LOAD_BATCH = 1000
+_FIRST_ANALYZE = 20_000
+_EMPTY: frozenset[str] = frozenset()
+
+
+@final
+class SQLStore:
+    """A :class:`~tagrules.TagStore` in a SQL database.
+
+    Args:
+        url: a SQLAlchemy URL: ``sqlite:///tagrules.db``, ``postgresql+psycopg://user@host/db``,
+            ``mysql+pymysql://user@host/db``.
+        prefix: the start of every table name, so the store can share an application's database.
+        migrate: create or upgrade the tables when they are missing or old. By default only SQLite
+            files are set up this way; server databases are set up with ``tagrules db upgrade URL``.
+
+    Raises:
+        StoreError: a bad URL, a missing driver, an unreachable database, or tables not set up.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tags.db"
+        >>> store = SQLStore(f"sqlite:///{path}")
+        >>> store.members("vip")
+        []
+        >>> store.close()
+    """
+
+    def __init__(self, url: str | URL, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None) -> None:
+        self.prefix = check_prefix(prefix)
+        self._engine = create_engine(url)
+        self.url = self._engine.url
+        self.tables: StoreTables = store_tables(prefix)
+        self._postgres = self.url.get_backend_name() == "postgresql"
+        self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
+        self._inserted = 0
+        self._analyze_at = _FIRST_ANALYZE
+        try:
+            self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._statements = self._prepare()
+        self._pg = self._prepare_postgres()
+        marked = "CASE WHEN source = 'computed' THEN tag ELSE '!' || tag END"
+        self._aggregate: str | None = {
+            "sqlite": f"group_concat({marked}, ' ')",
+            "postgresql": f"string_agg({marked}, ' ')",
+        }.get(self.url.get_backend_name())
+
+    def _check_schema(self, migrate: bool) -> None:
+        revision = current_revision(self._engine, self.prefix)
+        if revision == HEAD_REVISION:
+            return
+        if migrate:
+            upgrade(self._engine, prefix=self.prefix)
+            return
+        state = "has no tag store tables" if revision is None else f"has schema revision {revision}"
+        raise StoreError(
+            f"{describe(self.url)} {state} (table prefix {self.prefix!r}); run "
+            f"`tagrules db upgrade URL` to set it up (revision {HEAD_REVISION})"
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLStore({describe(self.url)!r}, prefix={self.prefix!r})"
+
+    def _among(self, values: list[str]) -> tuple[str, Sequence[Any]]:
+        """``customer_id`` among ``values``, in the driver's own parameter style."""
+        if self._postgres:
+            # one array parameter instead of a thousand: the driver parses a short query
+            return "= ANY(%s)", (values,)
+        placeholder = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        return f"IN ({', '.join([placeholder] * len(values))})", tuple(values)
+
+    def _insert(self, connection: Connection, table: sqlalchemy.Table, rows: list[dict[str, Any]]) -> None:
+        names = tuple(rows[0])
+        if self._postgres and len(rows) >= 16:
+            # PostgreSQL: the whole batch as one array per column, unnested by the server
+            arrays = {f"u_{name}": [row[name] for row in rows] for name in names}
+            columns = [
+                sqlalchemy.func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type)))
+                for name in names
+            ]
+            connection.execute(insert(table).from_select(names, select(*columns)), arrays)
+            return
+        # Straight to the driver: SQLAlchemy's per-row parameter processing would cost more than the
+        # database's work. Times are converted once per distinct value (a batch shares one time).
+        sql, order, times = self._insert_statement(table, names)
+        if times:
+            converted: dict[Any, Any] = {None: None}
+            for name, process in times.items():
+                for value in {row[name] for row in rows}:
+                    if value not in converted:
+                        converted[value] = process(value)
+            rows = [{**row, **{name: converted[row[name]] for name in times}} for row in rows]
+        if order is None:
+            connection.exec_driver_sql(sql, rows)
+        else:
+            values = operator.itemgetter(*order)
+            connection.exec_driver_sql(sql, [values(row) for row in rows])
+
+    def _insert_statement(
+        self, table: sqlalchemy.Table, names: tuple[str, ...]
+    ) -> tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any]]]:
+        key = (table.name, names)
+        found = self._inserts.get(key)
+        if found is None:
+            dialect = self._engine.dialect
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            times: dict[str, Callable[[Any], Any]] = {}
+            for name in names:
+                column_type = table.c[name].type
+                if isinstance(column_type, UTCDateTime):
+                    outer = column_type.dialect_impl(dialect).bind_processor(dialect)
+                    if outer is not None:
+                        times[name] = outer
+            found = self._inserts[key] = (compiled.string, order, times)
+        return found
+
+    def _prepare_postgres(self) -> dict[str, str]:
+        # Set-wise forms of the per-row statements: one statement per batch, arrays unnested
+        t = self.tables
+        return {
+            "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
+            "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
+            "WHERE c.customer_id = r.customer_id AND c.version = r.version",
+            "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
+            "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
+            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[]) "
+            "AS r(customer_id, tag, at, reason) "
+            "WHERE h.customer_id = r.customer_id AND h.tag = r.tag AND h.until IS NULL",
+        }
+
+    def _prepare(self) -> dict[str, Any]:
+        t = self.tables
+        return {
+            "bump": update(t.customers)
+            .where(
+                t.customers.c.customer_id == bindparam("b_customer_id"),
+                t.customers.c.version == bindparam("b_version"),
+            )
+            .values(version=t.customers.c.version + 1, updated_at=bindparam("b_at")),
+            "unhold": delete(t.memberships).where(
+                t.memberships.c.customer_id == bindparam("b_customer_id"),
+                t.memberships.c.tag == bindparam("b_tag"),
+            ),
+            "close": update(t.history)
+            .where(
+                t.history.c.customer_id == bindparam("b_customer_id"),
+                t.history.c.tag == bindparam("b_tag"),
+                t.history.c.until.is_(None),
+            )
+            .values(until=bindparam("b_at"), reason=bindparam("b_reason")),
+            "unset": delete(t.overrides).where(
+                t.overrides.c.customer_id == bindparam("b_customer_id"),
+                t.overrides.c.tag == bindparam("b_tag"),
+            ),
+        }
+
+    # -- reading and writing batches ---------------------------------------------------------------
+
+    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        t = self.tables
+        versions: dict[str, int] = {}
+        computed: dict[str, Any] = {}
+        manual: dict[str, Any] = {}
+        excluded: dict[str, set[str]] = {}
+        ids = list(customer_ids)
+        customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
+        aggregate = self._aggregate
+        # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
+        # objects, one short statement per table.
+        with translated(self.url, "read customers"), self._engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    batch = ids[start : start + _LOAD_BATCH]
+                    among, parameters = self._among(batch)
+                    cursor.execute(
+                        f"SELECT customer_id, version FROM {customers} WHERE customer_id {among}", parameters
+                    )
+                    versions.update(cursor.fetchall())
+                    if aggregate is not None:
+                        # one row per customer, its tags in one text ("!" marks manual ones)
+                        cursor.execute(
+                            f"SELECT customer_id, {aggregate} FROM {memberships} "
+                            f"WHERE customer_id {among} GROUP BY customer_id",
+                            parameters,
+                        )
+                        for customer_id, text in cursor.fetchall():
+                            tags = text.split(" ")
+                            if "!" in text:
+                                manual[customer_id] = {tag[1:] for tag in tags if tag[0] == "!"}
+                                tags = [tag for tag in tags if tag[0] != "!"]
+                            computed[customer_id] = tags
+                    else:
+                        cursor.execute(
+                            f"SELECT customer_id, tag, source FROM {memberships} WHERE customer_id {among}",
+                            parameters,
+                        )
+                        for customer_id, tag, source in cursor.fetchall():
+                            target = computed if source == "computed" else manual
+                            held = target.get(customer_id)
+                            if held is None:
+                                target[customer_id] = {tag}
+                            else:
+                                held.add(tag)
+                    cursor.execute(
+                        f"SELECT customer_id, tag FROM {overrides} "
+                        f"WHERE kind = 'exclude' AND customer_id {among}",
+                        parameters,
+                    )
+                    for customer_id, tag in cursor.fetchall():
+                        excluded.setdefault(customer_id, set()).add(tag)
+            except self._driver_error as error:
+                raise sqlalchemy.exc.DBAPIError.instance(
+                    "SELECT ...", None, error, self._driver_error
+                ) from error
+            finally:
+                cursor.close()
+        states: dict[str, CustomerState] = {}
+        for customer_id in versions.keys() | computed.keys() | manual.keys() | excluded.keys():
+            states[customer_id] = CustomerState(
+                versions.get(customer_id, 0),
+                frozenset(computed.get(customer_id, _EMPTY)),
+                frozenset(manual.get(customer_id, _EMPTY)),
+                frozenset(excluded.get(customer_id, _EMPTY)),
+            )
+        return states
+
+    def commit(self, changes: Sequence[CustomerChange]) -> None:
+        if not changes:
+            return
+        ordered = sorted(changes, key=lambda change: change.customer_id)
+        t, s = self.tables, self._statements
+        new = [
+            {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
+        ]
+        old: list[dict[str, Any]] = [
+            {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
+            for c in ordered
+            if c.version
+        ]
+        removed: list[dict[str, Any]] = [
+            {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
+            for c in ordered
+            for tag, reason in c.removed
+        ]
+        added = [
+            {
+                "customer_id": m.customer_id,
+                "tag": m.tag,
+                "source": m.source,
+                "since": m.since,
+                "rule_version": m.rule_version,
+            }
+            for c in ordered
+            for m in c.added
+        ]
+        unset = [{"b_customer_id": c.customer_id, "b_tag": tag} for c in ordered for tag in c.cleared] + [
+            {"b_customer_id": o.customer_id, "b_tag": o.tag} for c in ordered for o in c.overrides
+        ]
+        overrides = [
+            {
+                "customer_id": o.customer_id,
+                "tag": o.tag,
+                "kind": o.kind,
+                "by": o.by,
+                "reason": o.reason,
+                "at": o.at,
+            }
+            for c in ordered
+            for o in c.overrides
+        ]
+        events = [
+            {"customer_id": e.customer_id, "tag": e.tag, "change": e.change, "at": e.at, "reason": e.reason}
+            for c in ordered
+            for e in c.events
+        ]
+        try:
+            with translated(self.url, "write changes"), self._engine.begin() as connection:
+                if old:
+                    if self._postgres:
+                        result = connection.exec_driver_sql(
+                            self._pg["bump"],
+                            (
+                                [row["b_customer_id"] for row in old],
+                                [row["b_version"] for row in old],
+                                [naive_utc(row["b_at"]) for row in old],
+                            ),
+                        )
+                    else:
+                        result = connection.execute(s["bump"], old)
+                    if result.rowcount != len(old):
+                        raise ConcurrentUpdate(
+                            f"{describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
+                            "changed since they were read"
+                        )
+                if new:
+                    self._insert(connection, t.customers, new)
+                if removed and self._postgres:
+                    ids = [row["b_customer_id"] for row in removed]
+                    tags = [row["b_tag"] for row in removed]
+                    connection.exec_driver_sql(self._pg["unhold"], (ids, tags))
+                    connection.exec_driver_sql(
+                        self._pg["close"],
+                        (
+                            ids,
+                            tags,
+                            [naive_utc(row["b_at"]) for row in removed],
+                            [row["b_reason"] for row in removed],
+                        ),
+                    )
+                elif removed:
+                    connection.execute(s["unhold"], removed)
+                    connection.execute(s["close"], removed)
+                if unset:
+                    connection.execute(s["unset"], unset)
+                if overrides:
+                    connection.execute(insert(t.overrides), overrides)
+                if added:
+                    self._insert(connection, t.memberships, added)
+                    self._insert(connection, t.history, added)
+                if events:
+                    self._insert(connection, t.outbox, events)
+        except StoreError as error:
+            if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                raise ConcurrentUpdate(
+                    f"{describe(self.url)}: a customer was changed by another writer"
+                ) from error.__cause__
+            raise
+        if self._postgres:
+            self._keep_statistics(len(added) + len(new))
+
+    def _keep_statistics(self, inserted: int) -> None:
+        # PostgreSQL plans from table statistics, which autovacuum refreshes only after a pause: a
+        # bulk load into new tables would be read with sequential scans until then. The store runs
+        # ANALYZE itself each time it has doubled what it inserted.
+        self._inserted += inserted
+        if self._inserted < self._analyze_at:
+            return
+        self._analyze_at = 2 * self._inserted
+        t = self.tables
+        with translated(self.url, "analyze tables"), self._engine.connect() as connection:
+            connection.exec_driver_sql(f"ANALYZE {t.customers.name}, {t.memberships.name}, {t.history.name}")
+            connection.commit()
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def _rows(self, statement: Any, doing: str) -> list[Any]:
+        with translated(self.url, doing), self._engine.connect() as connection:
+            return list(connection.execute(statement))
+
+    def memberships(self, customer_id: str) -> list[Membership]:
+        m = self.tables.memberships
+        rows = self._rows(
+            select(m.c.customer_id, m.c.tag, m.c.source, m.c.since, m.c.rule_version)
+            .where(m.c.customer_id == customer_id)
+            .order_by(m.c.tag),
+            "read memberships",
+        )
+        return [Membership(*row) for row in rows]
+
+    def overrides(self, customer_id: str) -> list[Override]:
+        o = self.tables.overrides
+        rows = self._rows(
+            select(o.c.customer_id, o.c.tag, o.c.kind, o.c.by, o.c.reason, o.c.at)
+            .where(o.c.customer_id == customer_id)
+            .order_by(o.c.tag),
+            "read overrides",
+        )
+        return [Override(*row) for row in rows]
+
+    def _covering(self, as_of: datetime.datetime) -> Any:
+        h = self.tables.history
+        return (h.c.since <= as_of) & or_(h.c.until.is_(None), h.c.until > as_of)
+
+    def members(self, tag: str, as_of: datetime.datetime | None = None) -> list[str]:
+        if as_of is None:
+            m = self.tables.memberships
+            statement = select(m.c.customer_id).where(m.c.tag == tag).order_by(m.c.customer_id)
+        else:
+            h = self.tables.history
+            statement = (
+                select(h.c.customer_id)
+                .distinct()
+                .where(h.c.tag == tag, self._covering(as_of))
+                .order_by(h.c.customer_id)
+            )
+        return [row[0] for row in self._rows(statement, "read members")]
+
+    def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        h = self.tables.history
+        statement = select(h.c.tag).where(h.c.customer_id == customer_id, self._covering(as_of))
+        return frozenset(row[0] for row in self._rows(statement, "read history"))
+
+    def history(self, customer_id: str) -> list[HistoryEntry]:
+        h = self.tables.history
+        statement = (
+            select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
+            .where(h.c.customer_id == customer_id)
+            .order_by(h.c.since, h.c.tag, h.c.id)
+        )
+        return [HistoryEntry(*row) for row in self._rows(statement, "read history")]
+
+    def customers_holding(self, tags: Collection[str], source: Source = "computed") -> Iterator[str]:
+        if not tags:
+            return iter(())
+        m = self.tables.memberships
+        statement = (
+            select(m.c.customer_id)
+            .distinct()
+            .where(m.c.tag.in_(list(tags)), m.c.source == source)
+            .order_by(m.c.customer_id)
+        )
+        return iter([row[0] for row in self._rows(statement, "read members")])
+
+    def held_tags(self, source: Source = "computed") -> frozenset[str]:
+        # A walk along the (tag, customer_id) index, one seek per distinct tag: a catalog has tens of
+        # tags and a store millions of memberships, which a DISTINCT would all read.
+        m = self.tables.memberships
+        following = select(m.c.tag).where(m.c.tag > bindparam("after")).order_by(m.c.tag).limit(1)
+        held_from = select(m.c.tag).where(m.c.tag == bindparam("tag"), m.c.source == source).limit(1)
+        found: set[str] = set()
+        with translated(self.url, "read tags"), self._engine.connect() as connection:
+            tag = connection.execute(following, {"after": ""}).scalar()
+            while tag is not None:
+                if connection.execute(held_from, {"tag": tag}).first() is not None:
+                    found.add(tag)
+                tag = connection.execute(following, {"after": tag}).scalar()
+        return frozenset(found)
+
+    def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
+        o = self.tables.outbox
+        statement = (
+            select(o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason, o.c.id)
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        return [ChangeEvent(*row) for row in self._rows(statement, "read the outbox")]
+
+    def acknowledge(self, event_ids: Iterable[int]) -> None:
+        ids = list(event_ids)
+        o = self.tables.outbox
+        with translated(self.url, "acknowledge events"), self._engine.begin() as connection:
+            for start in range(0, len(ids), _LOAD_BATCH):
+                connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
+
+    def forget(self, customer_id: str) -> None:
+        t = self.tables
+        with translated(self.url, "forget a customer"), self._engine.begin() as connection:
+            for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
+                connection.execute(delete(table).where(table.c.customer_id == customer_id))
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self._engine.dispose()

@@ -1,0 +1,269 @@
+"""The TagStore contract, run over every implementation: memory, SQLite, PostgreSQL, MariaDB."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from store_helpers import catalog, store
+from tagrules import ChangeEvent, ConcurrentUpdate, HistoryEntry, Membership, Tagger, TagStore
+from tagrules.stores import CustomerChange
+
+__all__ = ["store"]
+
+T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+T1 = T0 + datetime.timedelta(days=1)
+T2 = T0 + datetime.timedelta(days=2)
+RICH = {"spend": 2000.0, "orders": 4}
+MID = {"spend": 200.0, "orders": 1}
+POOR = {"spend": 10.0, "orders": 0}
+
+
+def changes(store: TagStore) -> list[tuple[str, str, str, str]]:
+    return [(e.customer_id, e.tag, e.change, e.reason) for e in store.pending_events(10_000)]
+
+
+class TestMemberships:
+    def test_is_a_tag_store(self, store: TagStore) -> None:
+        """Each implementation satisfies the TagStore protocol."""
+        assert isinstance(store, TagStore)
+
+    def test_apply_stores_memberships_history_and_events(self, store: TagStore) -> None:
+        """Applying a snapshot stores each assigned tag as a computed membership, opens its history
+        period, and puts one 'added' event per tag in the outbox."""
+        tagger = Tagger(catalog(), store)
+        result = tagger.apply("c1", RICH, now=T0)
+        assert result.added == {"spend_high", "frequent", "vip", "per_order_high"}
+        assert [m.tag for m in store.memberships("c1")] == ["frequent", "per_order_high", "spend_high", "vip"]
+        membership = store.memberships("c1")[0]
+        assert membership == Membership("c1", "frequent", "computed", T0, catalog()["frequent"].rule_version)
+        assert store.history("c1")[0] == HistoryEntry(
+            "c1", "frequent", "computed", T0, None, membership.rule_version
+        )
+        assert sorted(changes(store)) == [
+            ("c1", tag, "added", "rule") for tag in ["frequent", "per_order_high", "spend_high", "vip"]
+        ]
+
+    def test_repeated_apply_writes_nothing(self, store: TagStore) -> None:
+        """The same snapshot again changes nothing and emits no event."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c1", RICH, now=T0)
+        before = store.pending_events()
+        assert not tagger.apply("c1", RICH, now=T1).changed
+        assert store.pending_events() == before
+        assert all(m.since == T0 for m in store.memberships("c1"))
+
+    def test_removal_closes_history(self, store: TagStore) -> None:
+        """A tag whose rule turns false is removed, its period closed with reason 'rule'."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c1", RICH, now=T0)
+        result = tagger.apply("c1", MID, now=T1)
+        assert result.removed == {"spend_high", "frequent", "vip", "per_order_high"}
+        assert result.added == {"spend_mid"}
+        assert [m.tag for m in store.memberships("c1")] == ["spend_mid"]
+        closed = [e for e in store.history("c1") if e.tag == "vip"]
+        assert [(e.since, e.until, e.reason) for e in closed] == [(T0, T1, "rule")]
+        assert ("c1", "vip", "removed", "rule") in changes(store)
+
+    def test_failed_rule_keeps_previous_state(self, store: TagStore) -> None:
+        """A tag whose rule fails is neither added nor removed."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c1", {"spend": 2000.0, "orders": 1}, now=T0)
+        assert "per_order_high" in {m.tag for m in store.memberships("c1")}
+        result = tagger.apply("c1", {"spend": 2000.0, "orders": 0}, now=T1)
+        assert "per_order_high" in result.errors
+        assert "per_order_high" in {m.tag for m in store.memberships("c1")}
+
+    def test_times_round_trip_in_utc(self, store: TagStore) -> None:
+        """Times come back aware, in UTC, with their microseconds."""
+        moment = datetime.datetime(
+            2026, 6, 1, 8, 30, 15, 123456, tzinfo=datetime.timezone(datetime.timedelta(hours=8))
+        )
+        Tagger(catalog(), store).apply("c1", MID, now=moment)
+        since = store.memberships("c1")[0].since
+        assert since == moment
+        assert since.utcoffset() == datetime.timedelta(0)
+
+
+class TestQueries:
+    def test_members_now_and_as_of(self, store: TagStore) -> None:
+        """Members of a tag now, and as of an earlier time from the history."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.apply("b", RICH, now=T1)
+        tagger.apply("a", POOR, now=T2)
+        assert store.members("vip") == ["b"]
+        assert store.members("vip", as_of=T0) == ["a"]
+        assert store.members("vip", as_of=T1) == ["a", "b"]
+        assert store.members("vip", as_of=T2) == ["b"]
+        assert store.members("vip", as_of=T0 - datetime.timedelta(seconds=1)) == []
+
+    def test_tags_as_of(self, store: TagStore) -> None:
+        """A customer's tags at a time are the history periods covering it."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.apply("a", MID, now=T1)
+        assert store.tags_as_of("a", T0) == {"spend_high", "frequent", "vip", "per_order_high"}
+        assert store.tags_as_of("a", T1) == {"spend_mid"}
+        assert store.tags_as_of("nobody", T1) == frozenset()
+
+    def test_unknown_customer(self, store: TagStore) -> None:
+        """A customer the store never saw has nothing."""
+        assert store.memberships("x") == []
+        assert store.history("x") == []
+        assert store.overrides("x") == []
+        assert store.load(["x"]) == {}
+
+
+class TestOutbox:
+    def test_acknowledged_events_leave_the_outbox(self, store: TagStore) -> None:
+        """Pending events come in outbox order with ids; acknowledged ones are gone, others stay."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", MID, now=T0)
+        tagger.apply("b", RICH, now=T0)
+        events = store.pending_events()
+        ids = [event.id for event in events if event.id is not None]
+        assert len(ids) == len(events)
+        assert ids == sorted(ids)
+        assert events[0] == ChangeEvent("a", "spend_mid", "added", T0, "rule", ids[0])
+        store.acknowledge(ids[:2])
+        assert store.pending_events() == events[2:]
+        assert store.pending_events(limit=1) == events[2:3]
+
+    def test_listeners_see_committed_changes(self, store: TagStore) -> None:
+        """Listeners get each change event once its change is committed."""
+        seen: list[ChangeEvent] = []
+
+        def listener(event: ChangeEvent) -> None:
+            assert event.tag in {m.tag for m in store.memberships(event.customer_id)}
+            seen.append(event)
+
+        Tagger(catalog(), store, listeners=[listener]).apply("a", MID, now=T0)
+        assert [(e.customer_id, e.tag, e.change) for e in seen] == [("a", "spend_mid", "added")]
+
+
+class TestOverrides:
+    def test_included_tag_is_held_and_seen_by_rules(self, store: TagStore) -> None:
+        """A manual tag is held whatever the rules say, and rules see it in `tags`."""
+        tagger = Tagger(catalog(), store)
+        tagger.include("a", "key_account", by="ann", reason="signed a frame contract", now=T0)
+        tagger.apply("a", POOR, now=T1)
+        held = {m.tag: m.source for m in store.memberships("a")}
+        assert held == {"key_account": "manual", "key_account_vip": "computed"}
+        [override] = store.overrides("a")
+        assert (override.kind, override.by, override.reason) == ("include", "ann", "signed a frame contract")
+        assert ("a", "key_account", "added", "manual") in changes(store)
+
+    def test_rules_never_remove_a_manual_tag(self, store: TagStore) -> None:
+        """A tag the rules assigned becomes manual when included, and stays when the rule turns false."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", MID, now=T0)
+        tagger.include("a", "spend_mid", by="ann", reason="agreed tier", now=T1)
+        assert {m.tag: m.source for m in store.memberships("a")} == {"spend_mid": "manual"}
+        tagger.apply("a", POOR, now=T2)
+        assert {m.tag: m.source for m in store.memberships("a")} == {"spend_mid": "manual"}
+        assert [(c, t, ch) for c, t, ch, _ in changes(store)] == [("a", "spend_mid", "added")]
+
+    def test_excluded_tag_is_removed_and_never_assigned(self, store: TagStore) -> None:
+        """An exclusion removes a held tag at once, and rules do not assign it again."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.exclude("a", "vip", by="bob", reason="staff account", now=T1)
+        assert "vip" not in {m.tag for m in store.memberships("a")}
+        assert ("a", "vip", "removed", "manual") in changes(store)
+        assert not tagger.apply("a", RICH, now=T2).changed
+        assert "vip" not in {m.tag for m in store.memberships("a")}
+
+    def test_excluding_a_tier_assigns_the_next_one(self, store: TagStore) -> None:
+        """In an exclusive group, the next matching tier is assigned instead of the excluded one."""
+        tagger = Tagger(catalog(), store)
+        tagger.exclude("a", "spend_high", by="bob", reason="disputed orders", now=T0)
+        tagger.apply("a", RICH, now=T1)
+        assert "spend_mid" in {m.tag for m in store.memberships("a")}
+
+    def test_clearing_overrides_gives_the_tag_back_to_the_rules(self, store: TagStore) -> None:
+        """Clearing an inclusion removes the manual tag; clearing an exclusion lets the rules assign it."""
+        tagger = Tagger(catalog(), store)
+        tagger.include("a", "key_account", by="ann", reason="x", now=T0)
+        tagger.exclude("a", "vip", by="ann", reason="y", now=T0)
+        tagger.clear_override("a", "key_account", now=T1)
+        tagger.clear_override("a", "vip", now=T1)
+        tagger.clear_override("a", "never_set", now=T1)
+        assert store.overrides("a") == []
+        assert store.memberships("a") == []
+        tagger.apply("a", RICH, now=T2)
+        assert "vip" in {m.tag for m in store.memberships("a")}
+
+    def test_bad_tag_key(self, store: TagStore) -> None:
+        """An override needs a tag key."""
+        with pytest.raises(ValueError, match="not a tag key"):
+            Tagger(catalog(), store).include("a", "Key Account", by="ann", reason="x")
+
+
+class TestRetirement:
+    def test_retired_tags_are_closed_for_every_customer(self, store: TagStore) -> None:
+        """Computed memberships of a retired tag are closed with reason 'retired' on the next run,
+        also for customers the run does not include."""
+        Tagger(catalog(), store).apply_many([("a", RICH), ("b", RICH)], now=T0)
+        report = Tagger(catalog(vip="retired"), store).apply_many([("a", RICH)], now=T1)
+        assert report.tags["vip"].removed == 2
+        assert store.members("vip") == []
+        assert ("b", "vip", "removed", "retired") in changes(store)
+        [period] = [e for e in store.history("b") if e.tag == "vip"]
+        assert (period.until, period.reason) == (T1, "retired")
+
+    def test_removed_tags_are_closed(self, store: TagStore) -> None:
+        """A tag gone from the catalog is closed like a retired one, by apply too."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        smaller = catalog()
+        data = smaller.to_data()
+        data["tags"] = [tag for tag in data["tags"] if tag["key"] != "per_order_high"]
+        result = Tagger(type(smaller).from_data(data), store).apply("a", RICH, now=T1)
+        assert result.removed == {"per_order_high"}
+        assert ("a", "per_order_high", "removed", "retired") in changes(store)
+
+
+class TestForget:
+    def test_forget_erases_everything_of_one_customer(self, store: TagStore) -> None:
+        """Memberships, history, overrides and pending events of the customer go; others stay."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.include("a", "key_account", by="ann", reason="x", now=T0)
+        tagger.apply("b", MID, now=T0)
+        store.forget("a")
+        assert store.memberships("a") == []
+        assert store.history("a") == []
+        assert store.overrides("a") == []
+        assert {e.customer_id for e in store.pending_events()} == {"b"}
+        assert store.members("spend_mid") == ["b"]
+        assert tagger.apply("a", RICH, now=T1).added
+
+
+class TestConcurrency:
+    def test_stale_version_is_refused(self, store: TagStore) -> None:
+        """A change worked out from an old version writes nothing and raises ConcurrentUpdate."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", MID, now=T0)
+        stale = store.load(["a"])["a"]
+        tagger.apply("a", RICH, now=T1)
+        before = store.pending_events()
+        change = CustomerChange("a", stale.version, T2, removed=(("spend_high", "rule"),))
+        with pytest.raises(ConcurrentUpdate):
+            store.commit([change])
+        assert store.pending_events() == before
+
+    def test_new_customer_written_twice_is_refused(self, store: TagStore) -> None:
+        """Two writers creating the same customer: the second one fails and writes nothing."""
+        first = CustomerChange("n", 0, T0, events=(ChangeEvent("n", "x", "added", T0, "rule"),))
+        store.commit([first])
+        with pytest.raises(ConcurrentUpdate):
+            store.commit([first])
+        assert len(store.pending_events()) == 1
+
+    def test_same_customer_twice_in_a_batch(self, store: TagStore) -> None:
+        """A customer appearing twice in apply_many: the later snapshot applies after the earlier."""
+        report = Tagger(catalog(), store).apply_many([("a", RICH), ("a", MID)], now=T0, chunk_size=10)
+        assert report.customers == 2
+        assert [m.tag for m in store.memberships("a")] == ["spend_mid"]
