@@ -16,16 +16,22 @@ class TestPublicApi:
             "Evaluator",
             "Explanation",
             "FieldType",
+            "NotPushable",
             "Problem",
             "Schema",
             "SnapshotError",
+            "SourceError",
+            "TagCounts",
             "TagDefinition",
             "TagDiff",
             "TagExplanation",
+            "TagQuery",
             "TagStatus",
             "TagrulesError",
             "__version__",
+            "count_tags",
             "diff",
+            "tag_query",
         ]
 
     def test_every_exported_name_exists(self) -> None:
@@ -37,3 +43,5 @@ class TestPublicApi:
         """Every tagrules error is a TagrulesError, so one except clause catches them all."""
         assert issubclass(tagrules.DefinitionError, tagrules.TagrulesError)
         assert issubclass(tagrules.SnapshotError, tagrules.TagrulesError)
+        assert issubclass(tagrules.NotPushable, tagrules.TagrulesError)
+        assert issubclass(tagrules.SourceError, tagrules.TagrulesError)

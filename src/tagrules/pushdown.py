@@ -338,7 +338,7 @@ def stream_snapshots(
     mapping = dict(columns or {})
     names = [name for name in (fields if fields is not None else schema.fields) if mapping.get(name, name) in table.c]
     selected = [table.c[mapping.get(name, name)] for name in names]
-    readers = [_reader(schema.fields[name]) for name in names]
+    readers = [_reader(schema.fields[name]) if name in schema.fields else None for name in names]
     statement = sa.select(*selected) if selected else sa.select(sa.literal(1))
     result = connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
     plain = all(reader is None for reader in readers)

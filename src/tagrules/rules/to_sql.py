@@ -754,7 +754,7 @@ class PostgreSQLRuleCompiler(RuleCompiler):
         return "postgresql"
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
-        return subject.collate("C").op("~")(sa.bindparam(None, pattern, type_=sa.String()))
+        return subject.collate("C").op("~", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.String()))
 
 
 class MySQLRuleCompiler(RuleCompiler):
@@ -792,7 +792,7 @@ class MySQLRuleCompiler(RuleCompiler):
         return "pcre"
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
-        return self.text(subject).op("REGEXP")(sa.bindparam(None, pattern, type_=sa.String()))
+        return self.text(subject).op("REGEXP", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.String()))
 
 
 class SQLiteRuleCompiler(RuleCompiler):
