@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tagrules import __version__
-from tagrules.cli import _catalog_commands
+from tagrules.cli import _catalog_commands, _database_commands
 from tagrules.cli._common import CommandError
 
 __all__ = ["build_parser", "main"]
@@ -17,11 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tagrules`` command, with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="tagrules",
-        description="Rule-based customer tagging: validate catalogs, evaluate snapshots, explain tags.",
+        description=(
+            "Rule-based customer tagging: validate catalogs, evaluate snapshots, explain tags, "
+            "count tags in a database."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"tagrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _catalog_commands.register(commands)
+    _database_commands.register(commands)
     return parser
 
 

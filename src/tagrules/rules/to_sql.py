@@ -807,6 +807,13 @@ class SQLiteRuleCompiler(RuleCompiler):
     def text_length(self, expression: Expression) -> Expression:
         return sa.func.length(expression)
 
+    def divide(self, left: Expression, right: Expression) -> Expression:
+        # integer operands: SQLite truncates toward zero, as Decimal does
+        return left.op("/")(right)
+
+    def modulo(self, left: Expression, right: Expression) -> Expression:
+        return left.op("%")(right)
+
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if not isinstance(sql_type, sa.DateTime):
             # SQLAlchemy stores dates as 'YYYY-MM-DD' and datetimes with six fraction digits
