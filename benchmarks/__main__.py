@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: benchmark name -> module (each has ``run(quick) -> dict`` and ``table(report) -> str``)
-BENCHMARKS = {"compiler": "benchmarks.compiler"}
+BENCHMARKS = {"compiler": "benchmarks.compiler", "pushdown": "benchmarks.pushdown"}
 
 
 def machine() -> dict[str, Any]:

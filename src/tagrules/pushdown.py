@@ -186,6 +186,8 @@ class _QueryBuilder:
         labels = {name: f"f_{index}" for index, name in enumerate(sorted(needed))}
         tag_labels = {key: f"t_{index}" for index, key in enumerate(keys)}
         passed = [self.table.c[name].label(f"id_{index}") for index, name in enumerate(id_columns)]
+        # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
+        # copy every tag's expression into each expression that refers to it, level after level
         current = sa.select(
             *passed, *[base_fields[name].expression.label(labels[name]) for name in sorted(needed)]
         ).subquery("source")
@@ -215,7 +217,7 @@ class _QueryBuilder:
                     raw.append(sa.case(*whens, else_=0).label(f"r_{tag_labels[key]}"))
             with_raw = sa.select(
                 *[current.c[label] for label in carried + [tag_labels[key] for key in done]], *raw
-            ).subquery(f"rules_{len(done)}")
+            ).offset(0).subquery(f"rules_{len(done)}")
             finals: list[sa.ColumnElement[Any]] = []
             for unit in level:
                 results = [with_raw.c[f"r_{tag_labels[key]}"] for key in unit.keys]
@@ -229,7 +231,7 @@ class _QueryBuilder:
                     finals.append(state.label(tag_labels[key]))
             current = sa.select(
                 *[with_raw.c[label] for label in carried + [tag_labels[key] for key in done]], *finals
-            ).subquery(f"tags_{len(done)}")
+            ).offset(0).subquery(f"tags_{len(done)}")
             done.extend(key for unit in level for key in unit.keys)
         select = sa.select(
             *[current.c[f"id_{index}"].label(name) for index, name in enumerate(id_columns)],
