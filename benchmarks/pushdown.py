@@ -35,7 +35,9 @@ from tagrules.pushdown import _python_catalog, _rule_fields, open_table, stream_
 
 __all__ = ["run", "table"]
 
-SERVER_URL = os.environ.get("TAGRULES_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SERVER_URL = os.environ.get(
+    "TAGRULES_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 NOW = REFERENCE_NOW
 TABLE = "customers"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ tags:
   - {key: later, rule: "spend_365d >= 1", status: draft}
 """
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"spend_365d": 150000.0, "orders_30d": 4, "tier": "Gold"},
     {"spend_365d": 40000.0, "orders_30d": 0, "tier": None},
     {"spend_365d": 10.0, "orders_30d": 3, "tier": "gold"},
@@ -57,7 +58,13 @@ class TestCount:
         url = customers_table(sqlite_url, catalog, "customers")
         result = tagrules("count", str(catalog), "--db", url, "--table", "customers", "--now", NOW, "--json")
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout) == {"spend_high": 1, "spend_mid": 1, "freq_high": 2, "vip": 1, "gold": 2}
+        assert json.loads(result.stdout) == {
+            "spend_high": 1,
+            "spend_mid": 1,
+            "freq_high": 2,
+            "vip": 1,
+            "gold": 2,
+        }
         assert result.stdout.count("\n") == 1
 
     def test_text_says_where_each_tag_ran(self, sqlite_url: URL, catalog: Path) -> None:
@@ -85,13 +92,28 @@ class TestCount:
         engine = sa.create_engine(postgres_url)
         customers = list(generate_customers(200, seed=9))
         with engine.begin() as connection:
-            fill(connection, snapshot_table("cli_retail", catalog.schema, "postgresql", aware=True), catalog.schema, customers)
+            fill(
+                connection,
+                snapshot_table("cli_retail", catalog.schema, "postgresql", aware=True),
+                catalog.schema,
+                customers,
+            )
         engine.dispose()
         url = postgres_url.render_as_string(hide_password=False)
         now = REFERENCE_NOW.isoformat()
         pushed = tagrules("count", "retail", "--db", url, "--table", "cli_retail", "--now", now, "--json")
         python = tagrules(
-            "count", "retail", "--db", url, "--table", "cli_retail", "--now", now, "--json", "--mode", "python"
+            "count",
+            "retail",
+            "--db",
+            url,
+            "--table",
+            "cli_retail",
+            "--now",
+            now,
+            "--json",
+            "--mode",
+            "python",
         )
         assert pushed.returncode == 0, pushed.stderr
         assert json.loads(pushed.stdout) == json.loads(python.stdout)
@@ -126,7 +148,16 @@ class TestCount:
         assert result.returncode == 1
         assert "no column 'orders_30d' for the field 'orders_30d'" in result.stderr
         mapped = tagrules(
-            "count", str(catalog), "--db", str(sqlite_url), "--table", "thin",
-            "--column", "orders_30d=orders", "--column", "tier=orders", "--json",
+            "count",
+            str(catalog),
+            "--db",
+            str(sqlite_url),
+            "--table",
+            "thin",
+            "--column",
+            "orders_30d=orders",
+            "--column",
+            "tier=orders",
+            "--json",
         )
         assert mapped.returncode == 0, mapped.stderr

@@ -71,18 +71,59 @@ def python_states(engine: Engine, catalog: Catalog, table: sa.Table) -> dict[str
     return found
 
 
-ROWS = [
-    {"id": "a", "name": "abc", "tier": "gold", "spend": 0.1, "orders": 3, "age": 30,
-     "seen_at": NOW - datetime.timedelta(days=10), "partner": True},
-    {"id": "b", "name": "ABC", "tier": None, "spend": 0.30000000000000004, "orders": 0, "age": None,
-     "seen_at": NOW - datetime.timedelta(days=100), "partner": False},
-    {"id": "c", "name": "abc ", "tier": "Gold", "spend": 1e300, "orders": -7, "age": 17,
-     "seen_at": datetime.datetime(2026, 5, 31, 23, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
-     "partner": True},
-    {"id": "d", "name": "ábc", "tier": "", "spend": 99999.99, "orders": 2**62, "age": 0,
-     "seen_at": NOW, "partner": False},
-    {"id": "e", "name": None, "tier": "gold", "spend": None, "orders": None, "age": 45,
-     "seen_at": None, "partner": None},
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": "a",
+        "name": "abc",
+        "tier": "gold",
+        "spend": 0.1,
+        "orders": 3,
+        "age": 30,
+        "seen_at": NOW - datetime.timedelta(days=10),
+        "partner": True,
+    },
+    {
+        "id": "b",
+        "name": "ABC",
+        "tier": None,
+        "spend": 0.30000000000000004,
+        "orders": 0,
+        "age": None,
+        "seen_at": NOW - datetime.timedelta(days=100),
+        "partner": False,
+    },
+    {
+        "id": "c",
+        "name": "abc ",
+        "tier": "Gold",
+        "spend": 1e300,
+        "orders": -7,
+        "age": 17,
+        "seen_at": datetime.datetime(
+            2026, 5, 31, 23, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))
+        ),
+        "partner": True,
+    },
+    {
+        "id": "d",
+        "name": "ábc",
+        "tier": "",
+        "spend": 99999.99,
+        "orders": 2**62,
+        "age": 0,
+        "seen_at": NOW,
+        "partner": False,
+    },
+    {
+        "id": "e",
+        "name": None,
+        "tier": "gold",
+        "spend": None,
+        "orders": None,
+        "age": 45,
+        "seen_at": None,
+        "partner": None,
+    },
 ]
 
 
@@ -143,7 +184,9 @@ class TestSemantics:
 
     def test_division_by_zero_is_unknown(self, engine: Engine) -> None:
         """A row on which Python divides by zero is unknown (and not counted), never tagged."""
-        catalog = Catalog([{"key": "t", "rule": "orders % (age ?? 0) >= 0 or orders // (age ?? 0) < 0"}], SCHEMA)
+        catalog = Catalog(
+            [{"key": "t", "rule": "orders % (age ?? 0) >= 0 or orders // (age ?? 0) < 0"}], SCHEMA
+        )
         table = make_table(engine, catalog, ROWS)
         assert states(engine, catalog, table)["b"] == {"t": None}
         with engine.connect() as connection:
@@ -161,7 +204,7 @@ class TestSemantics:
 
     def test_literals_are_bound_parameters(self, engine: Engine) -> None:
         """Nothing from a rule is pasted into the SQL text."""
-        catalog = Catalog([{"key": "t", "rule": "name == \"x' OR 1=1 --\" or spend >= 12345.5"}], SCHEMA)
+        catalog = Catalog([{"key": "t", "rule": 'name == "x\' OR 1=1 --" or spend >= 12345.5'}], SCHEMA)
         table = snapshot_table("not_created", catalog.schema, engine.dialect.name)
         query = tag_query(catalog, table, dialect=engine.dialect.name, now=NOW)
         text = str(query.select.compile(dialect=engine.dialect))
@@ -201,12 +244,19 @@ class TestCatalogs:
         assert pushed.rows == python.rows == 400
         assert pushed.where["follows_category"] == "python"
         assert pushed.where["vip"] == "database"
-        assert set(pushed.in_python) == {"follows_category", "likes_electronics", "likes_beauty", "likes_home"}
+        assert set(pushed.in_python) == {
+            "follows_category",
+            "likes_electronics",
+            "likes_beauty",
+            "likes_home",
+        }
 
     def test_column_mapping(self, engine: Engine) -> None:
         """Fields read from columns of other names."""
         catalog = Catalog([{"key": "t", "rule": "orders >= 3"}], {"orders": "int"})
-        table = sa.Table(f"pushdown_map_{next(_names)}", sa.MetaData(), sa.Column("n_orders", sa.BigInteger()))
+        table = sa.Table(
+            f"pushdown_map_{next(_names)}", sa.MetaData(), sa.Column("n_orders", sa.BigInteger())
+        )
         with engine.begin() as connection:
             table.create(connection)
             connection.execute(table.insert(), [{"n_orders": 3}, {"n_orders": 1}])
@@ -229,7 +279,10 @@ class TestNotPushable:
     def test_comprehensions_are_not_pushable_anywhere(self, engine: Engine) -> None:
         """A comprehension names its tag and construct; auto mode evaluates it in Python."""
         catalog = Catalog(
-            [{"key": "many", "rule": "[x for x in items if x > 1].length > 0"}, {"key": "t", "rule": "n > 0"}],
+            [
+                {"key": "many", "rule": "[x for x in items if x > 1].length > 0"},
+                {"key": "t", "rule": "n > 0"},
+            ],
             {"items": "list[int]", "n": "int"},
         )
         table = snapshot_table("not_created", catalog.schema, engine.dialect.name)

@@ -11,10 +11,9 @@ or compilation raises :class:`~tagrules.NotPushable`. The default profile runs i
 from __future__ import annotations
 
 import collections
-import datetime
 import itertools
 import os
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +21,17 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import URL, Engine
 
-from rule_strategies import _DATETIMES, _FLOATS, _INTS, _STRINGS, NOW, TAG_KEYS, Hints, RandomSchema, RuleWriter
+from rule_strategies import (
+    _DATETIMES,
+    _FLOATS,
+    _INTS,
+    _STRINGS,
+    NOW,
+    TAG_KEYS,
+    Hints,
+    RandomSchema,
+    RuleWriter,
+)
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, DefinitionError, Evaluator, NotPushable
 from tagrules.pushdown import stream_snapshots, tag_query
@@ -86,14 +95,16 @@ def _value(draw: st.DrawFn, type_name: str, hints: Hints, dialect: str) -> Any:
     if draw(st.integers(0, 9 if not nullable else 3)) == 0:
         return None  # also in fields that are not nullable: the error path
     if base == "int":
-        options = [st.sampled_from(_INTS), st.integers(-5, 5), st.integers(-(2**63) + 1, 2**63 - 1)]
+        integers = [st.sampled_from(_INTS), st.integers(-5, 5), st.integers(-(2**63) + 1, 2**63 - 1)]
         if hints.ints:
-            options += [st.sampled_from([value for value in hints.ints if -(2**63) < value < 2**63] or [0])] * 3
-        return draw(st.one_of(options))
+            integers += [
+                st.sampled_from([value for value in hints.ints if -(2**63) < value < 2**63] or [0])
+            ] * 3
+        return draw(st.one_of(integers))
     if base == "float":
         floats = [value for value in _FLOATS if dialect != "mysql" or abs(value) != float("inf")]
         hinted = [value for value in hints.floats if dialect != "mysql" or abs(value) != float("inf")]
-        options = [
+        options: list[st.SearchStrategy[Any]] = [
             st.sampled_from(floats),
             st.floats(allow_nan=False, allow_infinity=dialect != "mysql", width=64),
             st.integers(-1000, 1000).map(lambda value: value / 4),
@@ -136,10 +147,14 @@ def check(url: URL, data: st.DataObject) -> None:
     except DefinitionError:
         assume(False)
         return
+    draw = cast(st.DrawFn, data.draw)
     rows = [
         {
             "id": str(index),
-            **{name: _value(data.draw, type_name, hints, dialect) for name, type_name in random_schema.types.items()},
+            **{
+                name: _value(draw, type_name, hints, dialect)
+                for name, type_name in random_schema.types.items()
+            },
         }
         for index in range(ROWS)
     ]
@@ -164,13 +179,13 @@ def _compare(connection: sa.Connection, catalog: Catalog, table: sa.Table, diale
         return False
     states = {row[0]: row[1:] for row in connection.execute(query.select)}
     evaluator = Evaluator(catalog)
-    snapshots = list(stream_snapshots(connection, table, catalog.schema, fields=["id", *catalog.schema.fields]))
+    snapshots = list(
+        stream_snapshots(connection, table, catalog.schema, fields=["id", *catalog.schema.fields])
+    )
     keys = list(query.tag_columns)
     for snapshot in snapshots:
         evaluation = evaluator.evaluate(snapshot, now=NOW)
-        expected = tuple(
-            None if key in evaluation.errors else int(key in evaluation.tags) for key in keys
-        )
+        expected = tuple(None if key in evaluation.errors else int(key in evaluation.tags) for key in keys)
         actual = tuple(None if state is None else int(state) for state in states[snapshot["id"]])
         assert actual == expected, (
             f"{dialect}: tags {keys}\ncatalog: {[(d.key, d.rule, d.group) for d in catalog.tags]}\n"

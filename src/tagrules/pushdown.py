@@ -128,13 +128,11 @@ class _QueryBuilder:
         placeholder = sa.literal_column("0", sa.Integer())
         pushed_keys: set[str] = set()
         active = {definition.key for definition in catalog.active}
-        fields = _field_columns(
-            catalog, self.table, self.columns, _rule_fields(catalog, sorted(active))
-        )
+        fields = _field_columns(catalog, self.table, self.columns, _rule_fields(catalog, sorted(active)))
         for unit in catalog.evaluation_order:
             reason: str | None = None
             for key in unit.keys:
-                dependencies = sorted(catalog.dependencies.get(key, ()) & active)
+                dependencies = sorted(catalog.dependencies.get(key, frozenset()) & active)
                 waiting = [dependency for dependency in dependencies if dependency not in pushed_keys]
                 if waiting:
                     reason = f"depends on {waiting[0]!r}, which is evaluated in Python"
@@ -154,12 +152,12 @@ class _QueryBuilder:
                 self.pushed.append(unit)
                 pushed_keys.update(unit.keys)
             else:
-                for key in unit.keys:
-                    self.in_python[key] = reason if key == unit.keys[-1] or unit.group is None else reason
-        for unit in catalog.evaluation_order:
-            if unit not in self.pushed:
-                for key in unit.keys:
-                    self.in_python.setdefault(key, "its exclusive group is evaluated in Python")
+                self.in_python[key] = reason
+                for member in unit.keys:
+                    self.in_python.setdefault(
+                        member,
+                        f"its exclusive group {unit.group!r} is evaluated in Python ({key!r}: {reason})",
+                    )
 
     def levels(self) -> list[list[EvaluationUnit]]:
         active = {definition.key for definition in self.catalog.active}
@@ -168,7 +166,7 @@ class _QueryBuilder:
         for unit in self.pushed:
             level = 0
             for key in unit.keys:
-                for dependency in self.catalog.dependencies.get(key, ()) & active:
+                for dependency in self.catalog.dependencies.get(key, frozenset()) & active:
                     level = max(level, level_of[dependency] + 1)
             for key in unit.keys:
                 level_of[key] = level
@@ -191,7 +189,7 @@ class _QueryBuilder:
         current = sa.select(
             *passed, *[base_fields[name].expression.label(labels[name]) for name in sorted(needed)]
         ).subquery("source")
-        carried = [label for label in (*[f"id_{index}" for index in range(len(id_columns))], *labels.values())]
+        carried = [*[f"id_{index}" for index in range(len(id_columns))], *labels.values()]
         done: list[str] = []
         active = {definition.key for definition in catalog.active}
         for level in self.levels():
@@ -208,16 +206,18 @@ class _QueryBuilder:
                     unknown = [rule.error] if rule.error is not None else []
                     unknown += [
                         states[dependency].is_(None)
-                        for dependency in sorted(catalog.dependencies.get(key, ()) & active)
+                        for dependency in sorted(catalog.dependencies.get(key, frozenset()) & active)
                     ]
                     whens: list[tuple[Any, Any]] = []
                     if unknown:
                         whens.append((sa.or_(*unknown), sa.null()))
                     whens.append((rule.value, 1))
                     raw.append(sa.case(*whens, else_=0).label(f"r_{tag_labels[key]}"))
-            with_raw = sa.select(
-                *[current.c[label] for label in carried + [tag_labels[key] for key in done]], *raw
-            ).offset(0).subquery(f"rules_{len(done)}")
+            with_raw = (
+                sa.select(*[current.c[label] for label in carried + [tag_labels[key] for key in done]], *raw)
+                .offset(0)
+                .subquery(f"rules_{len(done)}")
+            )
             finals: list[sa.ColumnElement[Any]] = []
             for unit in level:
                 results = [with_raw.c[f"r_{tag_labels[key]}"] for key in unit.keys]
@@ -229,9 +229,13 @@ class _QueryBuilder:
                     wins = sa.and_(results[index] == 1, *[result == 0 for result in results[:index]])
                     state = sa.case((any_unknown, sa.null()), (wins, 1), else_=0)
                     finals.append(state.label(tag_labels[key]))
-            current = sa.select(
-                *[with_raw.c[label] for label in carried + [tag_labels[key] for key in done]], *finals
-            ).offset(0).subquery(f"tags_{len(done)}")
+            current = (
+                sa.select(
+                    *[with_raw.c[label] for label in carried + [tag_labels[key] for key in done]], *finals
+                )
+                .offset(0)
+                .subquery(f"tags_{len(done)}")
+            )
             done.extend(key for unit in level for key in unit.keys)
         select = sa.select(
             *[current.c[f"id_{index}"].label(name) for index, name in enumerate(id_columns)],
@@ -338,7 +342,11 @@ def stream_snapshots(
     A field whose column is missing is absent from the snapshots.
     """
     mapping = dict(columns or {})
-    names = [name for name in (fields if fields is not None else schema.fields) if mapping.get(name, name) in table.c]
+    names = [
+        name
+        for name in (fields if fields is not None else schema.fields)
+        if mapping.get(name, name) in table.c
+    ]
     selected = [table.c[mapping.get(name, name)] for name in names]
     readers = [_reader(schema.fields[name]) if name in schema.fields else None for name in names]
     statement = sa.select(*selected) if selected else sa.select(sa.literal(1))
@@ -465,11 +473,18 @@ def _count(
         in_python = dict.fromkeys(active, "python mode")
         _field_columns(catalog, source, columns, _rule_fields(catalog, active))
     else:
-        query = tag_query(catalog, source, dialect=connection.dialect.name, now=now, columns=columns, mode=mode)  # type: ignore[arg-type]
+        query = tag_query(
+            catalog,
+            source,
+            dialect=connection.dialect.name,
+            now=now,
+            columns=columns,
+            mode="auto" if mode == "auto" else "database",
+        )
         in_python = dict(query.in_python)
         states = query.select.subquery("tagged")
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
-        for key, label in query.tag_columns.items():
+        for label in query.tag_columns.values():
             column = states.c[label]
             totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
             totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))

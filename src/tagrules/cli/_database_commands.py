@@ -29,7 +29,9 @@ def register(commands: Any) -> None:
     )
     count.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
     count.add_argument("--db", required=True, metavar="URL", help="a SQLAlchemy database URL")
-    count.add_argument("--table", required=True, metavar="NAME", help="the table of snapshots (schema.table allowed)")
+    count.add_argument(
+        "--table", required=True, metavar="NAME", help="the table of snapshots (schema.table allowed)"
+    )
     count.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     count.add_argument("--json", action="store_true", help='print one JSON object {"tag_key": count, ...}')
     count.add_argument(

@@ -32,7 +32,6 @@ from typing import Any, ClassVar, Final, final
 
 import sqlalchemy as sa
 from rule_engine import ast as re_ast
-from rule_engine.types import DataType
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -109,7 +108,9 @@ class _Sql:
         return self.constant is not _NOTHING
 
 
-_FAILED: Final = _Sql("null", sa.null(), sa.true())
+#: A sub-expression that always fails (the value of a folded constant that raised).
+_FAILED: Final[_Sql] = _Sql("null", sa.null(), sa.true())
+_FOLD_FAILED: Final = object()
 
 
 def _any(*conditions: Expression | None) -> Expression | None:
@@ -177,7 +178,7 @@ class RuleCompiler:
         """
         result = self.value(statement.expression)
         if result.is_constant:
-            if result.constant is _FAILED:
+            if result.constant is _FOLD_FAILED:
                 return SqlRule(sa.false(), sa.true())
             return SqlRule(sa.true() if _truth(result.constant) else sa.false(), None)
         if result.kind != "bool" or result.nullable:
@@ -206,7 +207,7 @@ class RuleCompiler:
             with decimal.localcontext(DECIMAL_CONTEXT):
                 value = node.evaluate(Scope({}, {}, set()))
         except Exception:
-            return _Sql("null", constant=_FAILED)
+            return _Sql("null", constant=_FOLD_FAILED)
         return _Sql(_kind_of_constant(value), constant=value)
 
     def unsupported(self, node: Any) -> _Sql:
@@ -315,7 +316,7 @@ class RuleCompiler:
         if not part.is_constant:
             return part
         value = part.constant
-        if value is _FAILED:
+        if value is _FOLD_FAILED:
             return _FAILED
         if value is None:
             return _Sql("null", sa.null(), nullable=True)
@@ -341,7 +342,7 @@ class RuleCompiler:
     def condition(self, node: Any) -> _Sql:
         part = self.value(node)
         if part.is_constant:
-            if part.constant is _FAILED:
+            if part.constant is _FOLD_FAILED:
                 return _Sql("bool", sa.false(), sa.true())
             return _Sql("bool", sa.true() if _truth(part.constant) else sa.false())
         if part.kind != "bool" or part.nullable:
@@ -350,9 +351,12 @@ class RuleCompiler:
 
     def logic(self, node: Any) -> _Sql:
         left, right = self.condition(node.left), self.condition(node.right)
-        assert left.expr is not None and right.expr is not None
+        assert left.expr is not None
+        assert right.expr is not None
         if node.type == "and":
-            return _Sql("bool", sa.and_(left.expr, right.expr), _any(left.error, _when(left.expr, right.error)))
+            return _Sql(
+                "bool", sa.and_(left.expr, right.expr), _any(left.error, _when(left.expr, right.error))
+            )
         return _Sql(
             "bool", sa.or_(left.expr, right.expr), _any(left.error, _when(sa.not_(left.expr), right.error))
         )
@@ -373,7 +377,9 @@ class RuleCompiler:
         condition = self.condition(node.condition)
         first, second = self.value(node.case_true), self.value(node.case_false)
         first, second = self.unify(first, second, node)
-        assert condition.expr is not None and first.expr is not None and second.expr is not None
+        assert condition.expr is not None
+        assert first.expr is not None
+        assert second.expr is not None
         error = _any(
             condition.error,
             _when(condition.expr, first.error),
@@ -402,7 +408,8 @@ class RuleCompiler:
         if left.is_constant:
             return self.value(node.left if left.constant is not None else node.right)
         left, right = self.unify(left, right, node)
-        assert left.expr is not None and right.expr is not None
+        assert left.expr is not None
+        assert right.expr is not None
         if not left.nullable:
             return left
         error = _any(left.error, _when(left.expr.is_(None), right.error))
@@ -414,9 +421,9 @@ class RuleCompiler:
         operator = _ORDER.get(node.type, node.type)
         operator = {"eq": "==", "ne": "!="}.get(operator, operator)
         left, right = self.value(node.left), self.value(node.right)
-        if left is _FAILED or left.constant is _FAILED:
+        if left is _FAILED or left.constant is _FOLD_FAILED:
             return _Sql("bool", sa.false(), sa.true())
-        if right.constant is _FAILED:
+        if right.constant is _FOLD_FAILED:
             return _Sql("bool", sa.false(), _any(left.error, sa.true()))
         if left.is_constant:
             operator, left, right = mirror(operator), right, left
@@ -434,15 +441,14 @@ class RuleCompiler:
         left, right = self.unify(left, right, node)
         if {left.kind, right.kind} == {"int", "float"}:
             raise NotPushable(f"an integer compared with a float ({unparse(node)})")
-        assert left.expr is not None and right.expr is not None
+        assert left.expr is not None
+        assert right.expr is not None
         plain = self.plain_compare(operator, left, right.expr)
         if not left.nullable and not right.nullable:
             return _Sql("bool", plain, errors)
         left_null, right_null = left.expr.is_(None), right.expr.is_(None)
         both_null = sa.and_(left_null, right_null)
-        one_null = sa.or_(
-            sa.and_(left_null, sa.not_(right_null)), sa.and_(sa.not_(left_null), right_null)
-        )
+        one_null = sa.or_(sa.and_(left_null, sa.not_(right_null)), sa.and_(sa.not_(left_null), right_null))
         if not ordering:
             value = sa.case(
                 (both_null, sa.true() if operator == "==" else sa.false()),
@@ -516,7 +522,9 @@ class RuleCompiler:
         bound = 2**64 if left.kind == "exact" else 2**63
         if not -bound < threshold < bound:
             return _infinite_comparison(native, math.inf if threshold > 0 else -math.inf)
-        parameter = sa.bindparam(None, threshold, type_=sa.Numeric() if left.kind == "exact" else sa.BigInteger())
+        parameter = sa.bindparam(
+            None, threshold, type_=sa.Numeric() if left.kind == "exact" else sa.BigInteger()
+        )
         return _COMPARE[native](left.expr, parameter)  # type: ignore[no-any-return]
 
     # -- arithmetic ----------------------------------------------------------------------------------
@@ -529,7 +537,7 @@ class RuleCompiler:
                 f"(rule-engine rounds it to 28 digits) ({unparse(node)})"
             )
         left, right = self.value(node.left), self.value(node.right)
-        if left.constant is _FAILED:
+        if left.constant is _FOLD_FAILED:
             return _FAILED
         for part in (left, right):
             if part.is_constant and not (
@@ -541,7 +549,8 @@ class RuleCompiler:
             if not part.is_constant and part.kind not in ("int", "exact"):
                 raise NotPushable(f"arithmetic on a {part.kind} value ({unparse(node)})")
         left, right = self.as_sql(left, "int"), self.as_sql(right, "int")
-        assert left.expr is not None and right.expr is not None
+        assert left.expr is not None
+        assert right.expr is not None
         errors = _any(
             left.error,
             right.error,
@@ -551,21 +560,24 @@ class RuleCompiler:
         if symbol in ("+", "-"):
             if left.kind == "exact" or right.kind == "exact":
                 raise NotPushable(f"nested integer arithmetic ({unparse(node)})")
-            operation = self.exact(left.expr) + right.expr if symbol == "+" else self.exact(left.expr) - right.expr
+            operation = (
+                self.exact(left.expr) + right.expr if symbol == "+" else self.exact(left.expr) - right.expr
+            )
             return _Sql("exact", operation, errors)
         zero = right.expr == 0
         guarded = sa.case((zero, sa.null()), else_=right.expr)
-        if symbol == "//":
-            value = self.divide(left.expr, guarded)
-        else:
-            value = self.modulo(left.expr, guarded)
+        value = self.divide(left.expr, guarded) if symbol == "//" else self.modulo(left.expr, guarded)
         return _Sql(left.kind if left.kind == "exact" else "int", value, _any(errors, zero))
 
     # -- membership, attributes, regex ---------------------------------------------------------------
 
     def contains(self, node: Any) -> _Sql:
         container, member_node = node.container, node.member
-        if isinstance(container, re_ast.SymbolExpression) and container.name == "tags" and container.scope is None:
+        if (
+            isinstance(container, re_ast.SymbolExpression)
+            and container.name == "tags"
+            and container.scope is None
+        ):
             member = self.value(member_node)
             if not member.is_constant or not isinstance(member.constant, str):
                 raise NotPushable(f"a tag looked up by a computed key ({unparse(node)})")
@@ -574,10 +586,10 @@ class RuleCompiler:
                 return _Sql("bool", sa.false())
             return _Sql("bool", sa.func.coalesce(state, 0) == 1)
         holder = self.value(container)
+        if holder.constant is _FOLD_FAILED:
+            return _FAILED
         if not holder.is_constant or not isinstance(holder.constant, (tuple, frozenset, set)):
             raise NotPushable(f"membership in a value read from a field ({unparse(node)})")
-        if holder.constant is _FAILED:
-            return _FAILED
         member = self.value(member_node)
         assert member.expr is not None
         matches: list[Expression] = []
@@ -588,7 +600,14 @@ class RuleCompiler:
                 continue
             element_kind = _kind_of_constant(element)
             if member.kind in _NUMBER_KINDS and element_kind in ("number", "bool"):
-                matches.append(self.number_threshold("==", member, decimal.Decimal(int(element)) if isinstance(element, bool) else element, node))
+                matches.append(
+                    self.number_threshold(
+                        "==",
+                        member,
+                        decimal.Decimal(int(element)) if isinstance(element, bool) else element,
+                        node,
+                    )
+                )
             elif member.kind == "bool" and element_kind in ("number", "bool"):
                 if isinstance(element, bool) or element in (0, 1):
                     matches.append(member.expr if bool(element) else sa.not_(member.expr))
@@ -629,7 +648,9 @@ class RuleCompiler:
         negated = node.type in ("ne_fzm", "ne_fzs")
         translated = translate_regex(pattern.constant, self.regex_flavour(), anchored=not search)
         if translated is None:
-            raise NotPushable(f"the regular expression {pattern.constant!r} on {self.dialect} ({unparse(node)})")
+            raise NotPushable(
+                f"the regular expression {pattern.constant!r} on {self.dialect} ({unparse(node)})"
+            )
         assert subject.expr is not None
         found = self.regex(subject.expr, translated)
         value = sa.not_(found) if negated else found
@@ -754,7 +775,9 @@ class PostgreSQLRuleCompiler(RuleCompiler):
         return "postgresql"
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
-        return subject.collate("C").op("~", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.String()))
+        return subject.collate("C").op("~", is_comparison=True)(
+            sa.bindparam(None, pattern, type_=sa.String())
+        )
 
 
 class MySQLRuleCompiler(RuleCompiler):
@@ -792,7 +815,9 @@ class MySQLRuleCompiler(RuleCompiler):
         return "pcre"
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
-        return self.text(subject).op("REGEXP", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.String()))
+        return self.text(subject).op("REGEXP", is_comparison=True)(
+            sa.bindparam(None, pattern, type_=sa.String())
+        )
 
 
 class SQLiteRuleCompiler(RuleCompiler):
