@@ -592,22 +592,13 @@ class RuleCompiler:
             raise NotPushable(f"membership in a value read from a field ({unparse(node)})")
         member = self.value(member_node)
         assert member.expr is not None
+        # Python's ``in``: equality element by element, where a decimal equals a boolean of its value
         matches: list[Expression] = []
         for element in holder.constant:
-            if element is None:
-                if member.nullable:
-                    matches.append(member.expr.is_(None))
-                continue
             element_kind = _kind_of_constant(element)
             if member.kind in _NUMBER_KINDS and element_kind in ("number", "bool"):
-                matches.append(
-                    self.number_threshold(
-                        "==",
-                        member,
-                        decimal.Decimal(int(element)) if isinstance(element, bool) else element,
-                        node,
-                    )
-                )
+                number = decimal.Decimal(int(element)) if isinstance(element, bool) else element
+                matches.append(self.number_threshold("==", member, number, node))
             elif member.kind == "bool" and element_kind in ("number", "bool"):
                 if isinstance(element, bool) or element in (0, 1):
                     matches.append(member.expr if bool(element) else sa.not_(member.expr))
@@ -615,13 +606,10 @@ class RuleCompiler:
                 right = self.as_sql(_Sql(element_kind, constant=element), member.kind)
                 assert right.expr is not None
                 matches.append(self.plain_compare("==", member, right.expr))
-            elif element_kind == "other":
-                raise NotPushable(f"membership in a collection holding {element!r} ({unparse(node)})")
         found: Expression = sa.or_(*matches) if matches else sa.false()
-        if member.nullable and any(element is not None for element in holder.constant):
-            found = sa.case((member.expr.is_(None), found if not matches else sa.false()), else_=found)
-            if any(element is None for element in holder.constant):
-                found = sa.or_(member.expr.is_(None), found)
+        if member.nullable:
+            holds_null = any(element is None for element in holder.constant)
+            found = sa.case((member.expr.is_(None), sa.true() if holds_null else sa.false()), else_=found)
         return _Sql("bool", found, member.error)
 
     def get_attribute(self, node: Any) -> _Sql:
