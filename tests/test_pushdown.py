@@ -15,6 +15,7 @@ from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import stream_snapshots
+from tagrules.rules.to_sql import FieldColumn, compiler_for
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)
@@ -322,3 +323,50 @@ class TestNotPushable:
         table = snapshot_table("not_created", catalog.schema, "postgresql")
         with pytest.raises(NotPushable, match=construct):
             tag_query(catalog, table, dialect="postgresql", now=NOW, mode="database")
+
+
+class TestCompiledSql:
+    @pytest.mark.parametrize(
+        ("dialect", "rule", "expected"),
+        [
+            (
+                "postgresql",
+                "name == 'abc'",
+                '(customers.name COLLATE "C") = (%(param_1)s::VARCHAR COLLATE "C")',
+            ),
+            (
+                "mysql",
+                "name == 'abc'",
+                "CONVERT(customers.name USING utf8mb4) COLLATE utf8mb4_nopad_bin = "
+                "CONVERT(%s USING utf8mb4) COLLATE utf8mb4_nopad_bin",
+            ),
+            ("sqlite", "name == 'abc'", '(customers.name COLLATE "BINARY") = (? COLLATE "BINARY")'),
+            ("postgresql", "name =~ 'a.c'", 'customers.name COLLATE "C" ~ %(param_1)s::VARCHAR'),
+            (
+                "postgresql",
+                "seen_at >= $now - t'P30D'",
+                "timezone(%(timezone_1)s::VARCHAR, customers.seen_at) >= %(param_1)s::TIMESTAMP WITHOUT TIME ZONE",
+            ),
+            (
+                "postgresql",
+                "orders + 1 > 5",
+                "CAST(customers.orders AS NUMERIC) + %(param_1)s::BIGINT > %(param_2)s",
+            ),
+            ("mysql", "orders // 2 > 5", "customers.orders DIV CASE WHEN"),
+        ],
+    )
+    def test_fixtures(self, dialect: str, rule: str, expected: str) -> None:
+        """Rule -> SQL fixtures: collations, regex operators, UTC conversion, exact arithmetic."""
+        from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+        catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
+        table = snapshot_table("customers", catalog.schema, dialect, aware=True)
+        fields = {
+            name: FieldColumn(table.c[name], catalog.schema.fields[name], table.c[name].type)
+            for name in catalog.rule("t").fields
+        }
+        compiler = compiler_for(dialect)(catalog.language.context, fields, NOW)
+        compiled = compiler.compile(catalog.rule("t").statement)
+        engine_dialect = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}[dialect].dialect()
+        text = " ".join(str(compiled.value.compile(dialect=engine_dialect)).split())
+        assert expected in text

@@ -154,6 +154,8 @@ class RuleCompiler:
     """
 
     dialect: ClassVar[str] = "sql"
+    #: whether boolean columns are SQL booleans (elsewhere they hold integers, non-zero meaning true)
+    native_boolean: ClassVar[bool] = True
     TRANSFORMS: ClassVar[dict[type, Callable[[RuleCompiler, Any], _Sql]]] = {}
 
     def __init__(
@@ -296,7 +298,7 @@ class RuleCompiler:
         elif kind == "bool":
             if not isinstance(sql_type, (sa.Boolean, sa.Integer)):
                 raise NotPushable(f"the field {name!r} in a {sql_type} column (a boolean column is needed)")
-            if not isinstance(sql_type, sa.Boolean) or self.dialect != "postgresql":
+            if not isinstance(sql_type, sa.Boolean) or not self.native_boolean:
                 expression = sa.case((expression.is_(None), sa.null()), else_=self.boolean_column(expression))
         elif kind == "date":
             _require(name, sql_type, (sa.Date,), "a date column")
@@ -747,8 +749,6 @@ class PostgreSQLRuleCompiler(RuleCompiler):
             return sa.cast(column, sa.DateTime())
         return column
 
-    def boolean_column(self, column: Expression) -> Expression:
-        return column
 
     def exact(self, expression: Expression) -> Expression:
         return sa.cast(expression, sa.Numeric())
@@ -772,6 +772,7 @@ class MySQLRuleCompiler(RuleCompiler):
     """MariaDB and MySQL: a binary no-pad collation for strings, ``DECIMAL(65)`` sums, PCRE regex."""
 
     dialect = "mysql"
+    native_boolean = False
     TRANSFORMS = {**RuleCompiler.TRANSFORMS}
 
     def text(self, expression: Expression) -> Expression:
@@ -812,6 +813,7 @@ class SQLiteRuleCompiler(RuleCompiler):
     """SQLite: binary collation; no exact wide integers and no regex, so those stay in Python."""
 
     dialect = "sqlite"
+    native_boolean = False
     TRANSFORMS = {**RuleCompiler.TRANSFORMS}
 
     def text(self, expression: Expression) -> Expression:
