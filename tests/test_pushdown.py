@@ -15,7 +15,8 @@ from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import stream_snapshots
-from tagrules.rules.to_sql import FieldColumn, compiler_for
+from tagrules.rules.sql_dialects import compiler_for
+from tagrules.rules.to_sql import FieldColumn
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)
@@ -345,7 +346,8 @@ class TestCompiledSql:
             (
                 "postgresql",
                 "seen_at >= $now - t'P30D'",
-                "timezone(%(timezone_1)s::VARCHAR, customers.seen_at) >= %(param_1)s::TIMESTAMP WITHOUT TIME ZONE",
+                "timezone(%(timezone_1)s::VARCHAR, customers.seen_at) >= "
+                "%(param_1)s::TIMESTAMP WITHOUT TIME ZONE",
             ),
             (
                 "postgresql",

@@ -26,7 +26,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
-from tagrules.rules.to_sql import FieldColumn, RuleCompiler, compiler_for
+from tagrules.rules.sql_dialects import compiler_for
+from tagrules.rules.to_sql import FieldColumn, RuleCompiler
 from tagrules.schema import FieldType, Schema
 
 __all__ = ["Mode", "TagCounts", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]

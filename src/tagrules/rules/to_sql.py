@@ -17,8 +17,9 @@ Only what SQL reproduces exactly is compiled; everything else raises :class:`~ta
 * strings compare by code point, case- and accent-sensitively, whatever the column's collation;
 * datetimes compare as UTC (naive columns hold UTC).
 
-The compiler is a table from node class to handler (``TRANSFORMS``); a dialect extends the table
-and overrides the few hooks where SQL differs (string collation, regex, datetime columns).
+The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
+(:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
+differs (string collation, regex, datetime columns, integer division).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any, ClassVar, Final, final
 
 import sqlalchemy as sa
 from rule_engine import ast as re_ast
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from tagrules.errors import NotPushable
@@ -42,15 +42,7 @@ from tagrules.rules._sql_regex import translate_regex
 from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
 
-__all__ = [
-    "FieldColumn",
-    "MySQLRuleCompiler",
-    "PostgreSQLRuleCompiler",
-    "RuleCompiler",
-    "SQLiteRuleCompiler",
-    "SqlRule",
-    "compiler_for",
-]
+__all__ = ["FieldColumn", "RuleCompiler", "SqlRule"]
 
 Expression = ColumnElement[Any]
 _NOTHING: Final = object()
@@ -682,23 +674,6 @@ def _require(name: str, sql_type: Any, wanted: tuple[type, ...], what: str) -> N
         raise NotPushable(f"the field {name!r} in a {sql_type} column ({what} is needed)")
 
 
-class _BinaryText(ColumnElement[Any]):
-    """``CONVERT(x USING utf8mb4) COLLATE utf8mb4_nopad_bin``: MariaDB strings compared by code point,
-    trailing spaces included, whatever the column's character set and collation."""
-
-    inherit_cache = True
-    type = sa.String()
-
-    def __init__(self, expression: Expression) -> None:
-        self.wrapped = expression
-
-
-@compiles(_BinaryText)
-def _compile_binary_text(element: _BinaryText, compiler: Any, **kw: Any) -> str:
-    inner = compiler.process(element.wrapped, **kw)
-    return f"CONVERT({inner} USING utf8mb4) COLLATE utf8mb4_nopad_bin"
-
-
 def _infinite_comparison(operator: str, threshold: float) -> Expression:
     """``x operator ±inf`` for finite ``x``."""
     positive = threshold > 0
@@ -728,126 +703,3 @@ RuleCompiler.TRANSFORMS = {
     re_ast.BitwiseExpression: RuleCompiler.unsupported,
     re_ast.BitwiseShiftExpression: RuleCompiler.unsupported,
 }
-
-
-class PostgreSQLRuleCompiler(RuleCompiler):
-    """PostgreSQL: ``COLLATE "C"`` for code point order, exact ``NUMERIC`` sums, POSIX regex."""
-
-    dialect = "postgresql"
-    TRANSFORMS = {**RuleCompiler.TRANSFORMS}
-
-    def text(self, expression: Expression) -> Expression:
-        return expression.collate("C")
-
-    def float_problem(self, column: Expression) -> Expression | None:
-        return column == sa.cast(sa.literal("NaN"), sa.Float(53))
-
-    def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
-        if isinstance(sql_type, sa.DateTime) and sql_type.timezone:
-            return sa.func.timezone("UTC", column)
-        if not isinstance(sql_type, sa.DateTime):
-            return sa.cast(column, sa.DateTime())
-        return column
-
-
-    def exact(self, expression: Expression) -> Expression:
-        return sa.cast(expression, sa.Numeric())
-
-    def divide(self, left: Expression, right: Expression) -> Expression:
-        return sa.func.div(sa.cast(left, sa.Numeric()), right)
-
-    def modulo(self, left: Expression, right: Expression) -> Expression:
-        return sa.func.mod(sa.cast(left, sa.Numeric()), right)
-
-    def regex_flavour(self) -> str:
-        return "postgresql"
-
-    def regex(self, subject: Expression, pattern: str) -> Expression:
-        return subject.collate("C").op("~", is_comparison=True)(
-            sa.bindparam(None, pattern, type_=sa.String())
-        )
-
-
-class MySQLRuleCompiler(RuleCompiler):
-    """MariaDB and MySQL: a binary no-pad collation for strings, ``DECIMAL(65)`` sums, PCRE regex."""
-
-    dialect = "mysql"
-    native_boolean = False
-    TRANSFORMS = {**RuleCompiler.TRANSFORMS}
-
-    def text(self, expression: Expression) -> Expression:
-        return _BinaryText(expression)
-
-    def float_parameter(self, value: float) -> Expression | bool | None:
-        if math.isinf(value):
-            return None
-        # the driver writes repr(value), read back exactly; against a DOUBLE it compares as a double
-        return sa.bindparam(None, value, type_=sa.Float(53))
-
-    def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
-        if isinstance(sql_type, sa.TIMESTAMP):
-            raise NotPushable("a MariaDB TIMESTAMP column (its values depend on the session's time zone)")
-        if not isinstance(sql_type, sa.DateTime):
-            return sa.cast(column, sa.DateTime())
-        return column
-
-    def exact(self, expression: Expression) -> Expression:
-        return sa.cast(expression, sa.Numeric(65, 0))
-
-    def divide(self, left: Expression, right: Expression) -> Expression:
-        return left.op("DIV")(right)
-
-    def modulo(self, left: Expression, right: Expression) -> Expression:
-        return sa.func.mod(left, right)
-
-    def regex_flavour(self) -> str:
-        return "pcre"
-
-    def regex(self, subject: Expression, pattern: str) -> Expression:
-        return self.text(subject).op("REGEXP", is_comparison=True)(
-            sa.bindparam(None, pattern, type_=sa.String())
-        )
-
-
-class SQLiteRuleCompiler(RuleCompiler):
-    """SQLite: binary collation; no exact wide integers and no regex, so those stay in Python."""
-
-    dialect = "sqlite"
-    native_boolean = False
-    TRANSFORMS = {**RuleCompiler.TRANSFORMS}
-
-    def text(self, expression: Expression) -> Expression:
-        return expression.collate("BINARY")
-
-    def text_length(self, expression: Expression) -> Expression:
-        return sa.func.length(expression)
-
-    def divide(self, left: Expression, right: Expression) -> Expression:
-        # integer operands: SQLite truncates toward zero, as Decimal does
-        return left.op("/")(right)
-
-    def modulo(self, left: Expression, right: Expression) -> Expression:
-        return left.op("%")(right)
-
-    def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
-        if not isinstance(sql_type, sa.DateTime):
-            # SQLAlchemy stores dates as 'YYYY-MM-DD' and datetimes with six fraction digits
-            return sa.type_coerce(column.op("||")(sa.literal(" 00:00:00.000000")), sa.String())
-        return sa.type_coerce(column, sa.String())
-
-    def datetime_parameter(self, value: datetime.datetime) -> Expression:
-        naive = value.astimezone(UTC).replace(tzinfo=None)
-        return sa.bindparam(None, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), type_=sa.String())
-
-
-_COMPILERS: dict[str, type[RuleCompiler]] = {
-    "postgresql": PostgreSQLRuleCompiler,
-    "mysql": MySQLRuleCompiler,
-    "mariadb": MySQLRuleCompiler,
-    "sqlite": SQLiteRuleCompiler,
-}
-
-
-def compiler_for(dialect: str) -> type[RuleCompiler]:
-    """The rule compiler of a SQLAlchemy dialect name (the generic one for other databases)."""
-    return _COMPILERS.get(dialect, RuleCompiler)
