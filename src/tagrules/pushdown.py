@@ -175,74 +175,90 @@ class _QueryBuilder:
         return [grouped[level] for level in sorted(grouped)]
 
     def build(self, id_columns: Sequence[str]) -> tuple[sa.Select[Any], dict[str, str]]:
+        """One ``SELECT`` per level of dependencies, each over the one before; the first reads the
+        table. Each level passes on the ids, the tag states so far and the fields later levels read."""
         catalog = self.catalog
+        levels = self.levels()
         keys = [key for unit in self.pushed for key in unit.keys]
-        needed = _rule_fields(catalog, keys)
-        base_fields = _field_columns(catalog, self.table, self.columns, needed)
         for name in id_columns:
             if name not in self.table.c:
                 raise SourceError(f"the table has no id column {name!r}")
-        labels = {name: f"f_{index}" for index, name in enumerate(sorted(needed))}
         tag_labels = {key: f"t_{index}" for index, key in enumerate(keys)}
-        passed = [self.table.c[name].label(f"id_{index}") for index, name in enumerate(id_columns)]
-        # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
-        # copy every tag's expression into each expression that refers to it, level after level
-        current = sa.select(
-            *passed, *[base_fields[name].expression.label(labels[name]) for name in sorted(needed)]
-        ).subquery("source")
-        carried = [*[f"id_{index}" for index in range(len(id_columns))], *labels.values()]
+        id_labels = [f"id_{index}" for index in range(len(id_columns))]
+        field_labels = {name: f"f_{index}" for index, name in enumerate(sorted(_rule_fields(catalog, keys)))}
+        fields = _field_columns(catalog, self.table, self.columns, set(field_labels))
+        current: sa.FromClause = self.table
+        carried: list[sa.ColumnElement[Any]] = [
+            self.table.c[name].label(label) for name, label in zip(id_columns, id_labels, strict=True)
+        ]
         done: list[str] = []
-        active = {definition.key for definition in catalog.active}
-        for level in self.levels():
-            fields = {
-                name: FieldColumn(current.c[labels[name]], column.field_type, column.sql_type)
-                for name, column in base_fields.items()
-            }
+        for index, level in enumerate(levels):
             states = {key: current.c[tag_labels[key]] for key in done}
             compiler = self.compiler(catalog.language.context, fields, self.now, states.get)
-            raw: list[sa.ColumnElement[Any]] = []
-            for unit in level:
-                for key in unit.keys:
-                    rule = compiler.compile(catalog.rule(key).statement)
-                    unknown = [rule.error] if rule.error is not None else []
-                    unknown += [
-                        states[dependency].is_(None)
-                        for dependency in sorted(catalog.dependencies.get(key, frozenset()) & active)
-                    ]
-                    whens: list[tuple[Any, Any]] = []
-                    if unknown:
-                        whens.append((sa.or_(*unknown), sa.null()))
-                    whens.append((rule.value, 1))
-                    raw.append(sa.case(*whens, else_=0).label(f"r_{tag_labels[key]}"))
-            with_raw = (
-                sa.select(*[current.c[label] for label in carried + [tag_labels[key] for key in done]], *raw)
-                .offset(0)
-                .subquery(f"rules_{len(done)}")
+            finals = [
+                state for unit in level for state in self.unit_states(unit, compiler, states, tag_labels)
+            ]
+            done.extend(key for unit in level for key in unit.keys)
+            later = _rule_fields(
+                catalog, [key for unit in _flatten(levels[index + 1 :]) for key in unit.keys]
             )
-            finals: list[sa.ColumnElement[Any]] = []
-            for unit in level:
-                results = [with_raw.c[f"r_{tag_labels[key]}"] for key in unit.keys]
-                if unit.group is None:
-                    finals.append(results[0].label(tag_labels[unit.keys[0]]))
-                    continue
-                any_unknown = sa.or_(*[result.is_(None) for result in results])
-                for index, key in enumerate(unit.keys):
-                    wins = sa.and_(results[index] == 1, *[result == 0 for result in results[:index]])
-                    state = sa.case((any_unknown, sa.null()), (wins, 1), else_=0)
-                    finals.append(state.label(tag_labels[key]))
+            passed_fields = [fields[name].expression.label(field_labels[name]) for name in sorted(later)]
+            # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
+            # copy every tag's expression into each expression that refers to it, level after level
             current = (
                 sa.select(
-                    *[with_raw.c[label] for label in carried + [tag_labels[key] for key in done]], *finals
+                    *carried, *[states[key].label(tag_labels[key]) for key in states], *finals, *passed_fields
                 )
+                .select_from(current)
                 .offset(0)
-                .subquery(f"tags_{len(done)}")
+                .subquery(f"level_{index}")
             )
-            done.extend(key for unit in level for key in unit.keys)
-        select = sa.select(
-            *[current.c[f"id_{index}"].label(name) for index, name in enumerate(id_columns)],
-            *[current.c[tag_labels[key]] for key in keys],
-        )
+            carried = [current.c[label] for label in id_labels]
+            fields = {
+                name: FieldColumn(current.c[field_labels[name]], column.field_type, column.sql_type)
+                for name, column in fields.items()
+                if name in later
+            }
+        if not levels:
+            select = sa.select(*carried).select_from(self.table)
+        else:
+            select = sa.select(
+                *[current.c[label].label(name) for label, name in zip(id_labels, id_columns, strict=True)],
+                *[current.c[tag_labels[key]] for key in keys],
+            )
         return select, tag_labels
+
+    def unit_states(
+        self,
+        unit: EvaluationUnit,
+        compiler: RuleCompiler,
+        states: Mapping[str, sa.ColumnElement[Any]],
+        tag_labels: Mapping[str, str],
+    ) -> list[sa.ColumnElement[Any]]:
+        """The state columns of one unit: 1, 0, or NULL where a rule fails, a dependency is unknown,
+        or (in an exclusive group) any member is unknown; in a group, the first true member wins."""
+        catalog = self.catalog
+        active = {definition.key for definition in catalog.active}
+        values: list[sa.ColumnElement[Any]] = []
+        unknowns: list[sa.ColumnElement[Any]] = []
+        for key in unit.keys:
+            rule = compiler.compile(catalog.rule(key).statement)
+            values.append(rule.value)
+            if rule.error is not None:
+                unknowns.append(rule.error)
+            for dependency in sorted(catalog.dependencies.get(key, frozenset()) & active):
+                unknowns.append(states[dependency].is_(None))
+        found: list[sa.ColumnElement[Any]] = []
+        for index, key in enumerate(unit.keys):
+            wins = sa.and_(values[index], *[sa.not_(value) for value in values[:index]])
+            whens: list[tuple[Any, Any]] = [(sa.or_(*unknowns), sa.null())] if unknowns else []
+            whens.append((wins, 1))
+            found.append(sa.case(*whens, else_=0).label(tag_labels[key]))
+        return found
+
+
+def _flatten(levels: Sequence[Sequence[EvaluationUnit]]) -> list[EvaluationUnit]:
+    return [unit for level in levels for unit in level]
 
 
 def tag_query(
@@ -470,6 +486,7 @@ def _count(
     where: dict[str, str] = {}
     in_python: dict[str, str] = {}
     rows = 0
+    query: TagQuery | None = None
     if mode == "python":
         in_python = dict.fromkeys(active, "python mode")
         _field_columns(catalog, source, columns, _rule_fields(catalog, active))
@@ -483,6 +500,7 @@ def _count(
             mode="auto" if mode == "auto" else "database",
         )
         in_python = dict(query.in_python)
+    if query is not None and query.tag_columns:
         states = query.select.subquery("tagged")
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
         for label in query.tag_columns.values():
