@@ -206,11 +206,14 @@ def table(report: dict[str, Any]) -> str:
         "|---|---:|",
         f"| bulk load (COPY) | {report['load_seconds']:.1f} s |",
         f"| `count`, auto mode (all {tags} tags) | {report['count_seconds']:.2f} s |",
-        f"| of which: the count query ({pushed} tags in the database) | {report['count_sql_seconds']:.2f} s |",
-        f"| of which: the {tags - pushed} tags left to Python, rows streamed | {report['fallback_seconds']:.2f} s |",
+        f"| of which: the count query ({pushed} tags in the database) | "
+        f"{report['count_sql_seconds']:.2f} s |",
+        f"| of which: the {tags - pushed} tags left to Python, rows streamed | "
+        f"{report['fallback_seconds']:.2f} s |",
         f"| {pushed} pushed tags of every row computed in the database (INSERT ... SELECT) | "
         f"{report['states_seconds']:.2f} s |",
-        f"| the same {pushed} tags, rows streamed through `Evaluator` | {report['python_pushed_seconds']:.2f} s |",
+        f"| the same {pushed} tags, rows streamed through `Evaluator` | "
+        f"{report['python_pushed_seconds']:.2f} s |",
         f"| speed-up on the pushed tags | {report['speed_up_pushed']:.1f}x |",
         f"| all {tags} tags, rows streamed through `Evaluator` | {report['python_seconds']:.2f} s |",
         f"| all {tags} tags, database + Python for the rest | "
