@@ -129,6 +129,14 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
+#: (dialect, rule) pairs of the table below that stay in Python ("*": on every dialect).
+KNOWN_REFUSALS = {
+    ("sqlite", "orders // (orders - orders) > 0"),
+    ("sqlite", "orders + 1 > 4611686018427387904"),
+    ("*", "orders == 3 or spend / 0 > 1"),
+}
+
+
 class TestSemantics:
     @pytest.mark.parametrize(
         "rule",
@@ -163,13 +171,16 @@ class TestSemantics:
         ],
     )
     def test_rule_agrees_with_python(self, engine: Engine, rule: str) -> None:
-        """Each construct, on rows of edge values and nulls: the database's states are Python's."""
+        """Each construct, on rows of edge values and nulls: the database's states are Python's (or
+        the construct is one the dialect is known not to push down)."""
         catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
         table = make_table(engine, catalog, ROWS)
         try:
-            assert states(engine, catalog, table, mode="database") == python_states(engine, catalog, table)
+            found = states(engine, catalog, table, mode="database")
         except NotPushable:
-            pytest.skip(f"not pushable on {engine.dialect.name}")
+            assert (engine.dialect.name, rule) in KNOWN_REFUSALS or ("*", rule) in KNOWN_REFUSALS
+            return
+        assert found == python_states(engine, catalog, table)
 
     def test_strings_compare_exactly_whatever_the_collation(self, engine: Engine) -> None:
         """Case, accents and trailing spaces count, also under MariaDB's case-insensitive collation."""
