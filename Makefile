@@ -10,13 +10,14 @@ LATER := 2026-07-01T00:00:00Z
 DEMO_STORE := sqlite:///$(DEMO_DIR)/tagrules.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test lint typecheck unit docs bench test-differential clean
+.PHONY: help install install-test demo test lint typecheck unit docs bench test-differential test-pushdown clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
 	@echo "make test    - install with test extras; run ruff, mypy --strict, import contracts, tests, docs"
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
+	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
@@ -80,6 +81,9 @@ bench: install-test
 
 test-differential: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider tests/test_compiler_differential.py
+
+test-pushdown: install-test
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

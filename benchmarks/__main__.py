@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 #: benchmark name -> module (each has ``run(quick) -> dict`` and ``table(report) -> str``)
-BENCHMARKS = {"compiler": "benchmarks.compiler", "storage": "benchmarks.storage"}
+BENCHMARKS = {
+    "compiler": "benchmarks.compiler",
+    "storage": "benchmarks.storage",
+    "pushdown": "benchmarks.pushdown",
+}
 
 
 def machine() -> dict[str, Any]:

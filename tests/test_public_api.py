@@ -13,6 +13,7 @@ class TestPublicApi:
             "Catalog",
             "ChangeEvent",
             "ConcurrentUpdate",
+            "CountReport",
             "DefinitionError",
             "Evaluation",
             "EvaluationUnit",
@@ -22,22 +23,27 @@ class TestPublicApi:
             "HistoryEntry",
             "Membership",
             "MemoryStore",
+            "NotPushable",
             "Override",
             "Problem",
             "SQLStore",
             "Schema",
             "SnapshotError",
+            "SourceError",
             "StoreError",
             "TagCounts",
             "TagDefinition",
             "TagDiff",
             "TagExplanation",
+            "TagQuery",
             "TagStatus",
             "TagStore",
             "Tagger",
             "TagrulesError",
             "__version__",
+            "count_tags",
             "diff",
+            "tag_query",
         ]
 
     def test_every_exported_name_exists(self) -> None:
@@ -51,3 +57,5 @@ class TestPublicApi:
         assert issubclass(tagrules.SnapshotError, tagrules.TagrulesError)
         assert issubclass(tagrules.StoreError, tagrules.TagrulesError)
         assert issubclass(tagrules.ConcurrentUpdate, tagrules.StoreError)
+        assert issubclass(tagrules.NotPushable, tagrules.TagrulesError)
+        assert issubclass(tagrules.SourceError, tagrules.TagrulesError)

@@ -4,6 +4,7 @@ Tags are declarative definitions whose boolean rules, written in rule-engine's e
 run against a typed customer snapshot. An :class:`Evaluator` computes a customer's tags and
 :func:`diff` tells what changed against the tags held before. A :class:`Tagger` keeps customers'
 tags, their history and change events in a :class:`TagStore` (:class:`MemoryStore`, :class:`SQLStore`).
+:func:`count_tags` and :func:`tag_query` evaluate a catalog inside a database, on a table of snapshots.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from tagrules.definitions import TagDefinition, TagStatus
 from tagrules.errors import (
     ConcurrentUpdate,
     DefinitionError,
+    NotPushable,
     Problem,
     SnapshotError,
+    SourceError,
     StoreError,
     TagrulesError,
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
+from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
 from tagrules.rules._explain import Explanation
 from tagrules.schema import FieldType, Schema
 from tagrules.stores import (
@@ -39,6 +43,7 @@ __all__ = [
     "Catalog",
     "ChangeEvent",
     "ConcurrentUpdate",
+    "CountReport",
     "DefinitionError",
     "Evaluation",
     "EvaluationUnit",
@@ -48,20 +53,25 @@ __all__ = [
     "HistoryEntry",
     "Membership",
     "MemoryStore",
+    "NotPushable",
     "Override",
     "Problem",
     "SQLStore",
     "Schema",
     "SnapshotError",
+    "SourceError",
     "StoreError",
     "TagCounts",
     "TagDefinition",
     "TagDiff",
     "TagExplanation",
+    "TagQuery",
     "TagStatus",
     "TagStore",
     "Tagger",
     "TagrulesError",
     "__version__",
+    "count_tags",
     "diff",
+    "tag_query",
 ]

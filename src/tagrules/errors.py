@@ -5,6 +5,8 @@ Every error is a :class:`TagrulesError`; catch that to catch them all::
     TagrulesError
     ├── DefinitionError      a catalog, tag or schema is not valid; ``problems`` lists every problem
     ├── SnapshotError        a snapshot does not fit the schema; ``problems`` names each bad field
+    ├── NotPushable          a rule has no exact SQL on a database; ``tag`` and ``construct`` say which
+    ├── SourceError          a database table cannot be read as snapshots (no such table or column)
     └── StoreError           a tag store cannot be reached, is not set up, or refused a change
         └── ConcurrentUpdate a customer changed since it was read; the work is retried on fresh state
 
@@ -21,7 +23,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["ConcurrentUpdate", "DefinitionError", "Problem", "SnapshotError", "StoreError", "TagrulesError"]
+__all__ = [
+    "ConcurrentUpdate",
+    "DefinitionError",
+    "NotPushable",
+    "Problem",
+    "SnapshotError",
+    "SourceError",
+    "StoreError",
+    "TagrulesError",
+]
 
 
 class TagrulesError(Exception):
@@ -112,3 +123,33 @@ class ConcurrentUpdate(StoreError):
     Raised by :meth:`TagStore.commit` when another writer got there first; nothing of the batch was
     written. :class:`~tagrules.Tagger` reads the customers again and retries.
     """
+
+
+class NotPushable(TagrulesError):
+    """A rule uses a construct that a database cannot evaluate exactly as Python does.
+
+    Raised when a catalog is compiled to SQL with ``mode="database"``; in ``auto`` mode such tags
+    are evaluated in Python over the streamed rows instead.
+
+    Attributes:
+        construct: what cannot be pushed down, with the rule fragment.
+        tag: the tag whose rule uses it (``None`` while the rule is compiled on its own).
+        dialect: the database's SQLAlchemy dialect name, when known.
+    """
+
+    def __init__(self, construct: str, *, tag: str | None = None, dialect: str | None = None) -> None:
+        self.construct = construct
+        self.tag = tag
+        self.dialect = dialect
+        where = f"tag {tag!r}: " if tag is not None else ""
+        database = f" on {dialect}" if dialect is not None else ""
+        super().__init__(f"{where}{construct} cannot be evaluated in the database{database}")
+
+    def for_tag(self, tag: str, dialect: str) -> NotPushable:
+        """The same error, naming the tag and the dialect."""
+        return NotPushable(self.construct, tag=tag, dialect=dialect)
+
+
+class SourceError(TagrulesError, LookupError):
+    """A database table cannot be read as snapshots: the table or a field's column is missing, or the
+    database cannot be reached. ``str()`` says which and how to fix it."""

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from tagrules import __version__
-from tagrules.cli import _catalog_commands, _plugin_commands, _store_commands, _test_command
+from tagrules.cli import (
+    _catalog_commands,
+    _database_commands,
+    _plugin_commands,
+    _store_commands,
+    _test_command,
+)
 from tagrules.cli._common import CommandError
 
 __all__ = ["build_parser", "main"]
@@ -19,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tagrules",
         description=(
             "Rule-based customer tagging: validate catalogs, evaluate snapshots, explain tags, "
-            "keep tags and their history in a store."
+            "keep tags and their history in a store, count tags in a database."
         ),
     )
     parser.add_argument("--version", action="version", version=f"tagrules {__version__}")
@@ -28,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_commands.register(commands)
     _test_command.register(commands)
     _store_commands.register(commands)
+    _database_commands.register(commands)
     return parser
 
 

@@ -1,0 +1,226 @@
+"""The retail pack evaluated inside PostgreSQL against the same rows streamed through Python.
+
+Generated retail customers are bulk-loaded into a PostgreSQL table (``COPY``) in a scratch
+database, then, side by side in one run:
+
+* ``count``: :func:`tagrules.count_tags` in ``auto`` mode — one query for the pushable tags, the
+  others evaluated in Python over the streamed rows of the columns they read;
+* whole-catalog evaluation in the database: every tag of every row computed and kept in the
+  database (``CREATE TEMPORARY TABLE ... AS`` the catalog query, as a set-wise retag would feed
+  ``INSERT ... SELECT``), plus the tags left to Python;
+* the same rows streamed through :class:`tagrules.Evaluator` (every tag, in Python).
+
+``TAGRULES_BENCH_POSTGRES_URL`` names the server (default: the local one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL, Engine, make_url
+
+from tagrules import Evaluator, count_tags, tag_query
+from tagrules.catalog import Catalog
+from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
+from tagrules.pushdown import _python_catalog, _rule_fields, open_table, stream_snapshots
+
+__all__ = ["run", "table"]
+
+SERVER_URL = os.environ.get(
+    "TAGRULES_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+NOW = REFERENCE_NOW
+TABLE = "customers"
+
+
+@contextmanager
+def scratch_database(server: str) -> Iterator[URL]:
+    url = make_url(server)
+    name = f"tagrules_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield url.set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _column_type(kind: str, nullable: bool) -> Any:
+    return {
+        "int": sa.BigInteger(),
+        "float": postgresql.DOUBLE_PRECISION(),
+        "str": sa.Text(),
+        "enum": sa.Text(),
+        "bool": sa.Boolean(),
+        "datetime": postgresql.TIMESTAMP(timezone=True),
+        "dict": postgresql.JSONB(),
+    }[kind]
+
+
+def load(engine: Engine, catalog: Catalog, count: int) -> float:
+    """Create the customers table and fill it with ``count`` generated customers; seconds taken."""
+    fields = catalog.schema.fields
+    columns = [
+        sa.Column(name, _column_type(field.kind, field.nullable), primary_key=name == "id")
+        for name, field in fields.items()
+    ]
+    table = sa.Table(TABLE, sa.MetaData(), *columns)
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        table.create(connection)
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        names = list(fields)
+        dicts = {name for name, field in fields.items() if field.kind == "dict"}
+        with raw.cursor() as cursor:  # type: ignore[attr-defined]
+            statement = f"COPY {TABLE} ({', '.join(names)}) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for customer in generate_customers(count, seed=1, now=NOW):
+                    copy.write_row(
+                        [
+                            json.dumps(customer[name]) if name in dicts else _plain(customer.get(name))
+                            for name in names
+                        ]
+                    )
+        connection.execute(sa.text(f"ANALYZE {TABLE}"))
+    return time.perf_counter() - started
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def timed(function: Any, rounds: int) -> tuple[float, Any]:
+    times = []
+    result = None
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def _python_states(engine: Engine, catalog: Catalog, keys: list[str] | None) -> tuple[int, dict[str, int]]:
+    """Stream the rows through an evaluator of ``keys`` (with what they depend on; ``None``: every
+    tag), reading only the columns their rules read; rows, and rows assigned per tag."""
+    sub = catalog if keys is None else _python_catalog(catalog, keys)
+    evaluator = Evaluator(sub)
+    fields = sorted(_rule_fields(sub, [tag.key for tag in sub.active]))
+    counts = {tag.key: 0 for tag in sub.active}
+    rows = 0
+    with engine.connect() as connection:
+        source = open_table(connection, TABLE)
+        for snapshot in stream_snapshots(connection, source, catalog.schema, fields=fields):
+            rows += 1
+            for key in evaluator.evaluate(snapshot, now=NOW).tags:
+                counts[key] += 1
+    return rows, counts
+
+
+def _states_in_database(engine: Engine, catalog: Catalog) -> int:
+    """Every pushed tag of every row computed and written to a table by one INSERT ... SELECT."""
+    with engine.begin() as connection:
+        source = open_table(connection, TABLE)
+        query = tag_query(catalog, source, dialect="postgresql", now=NOW, id_columns=["id"])
+        states = sa.Table(
+            "tag_states",
+            sa.MetaData(),
+            sa.Column("id", sa.Text()),
+            *[sa.Column(label, sa.SmallInteger()) for label in query.tag_columns.values()],
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        states.create(connection)
+        names = ["id", *query.tag_columns.values()]
+        result = connection.execute(states.insert().from_select(names, query.select))
+        return int(result.rowcount)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Load the customers, then time count, evaluation in the database and in Python."""
+    customers = 20_000 if quick else 1_000_000
+    catalog = load_catalog()
+    with scratch_database(SERVER_URL) as url:
+        engine = sa.create_engine(url)
+        try:
+            seconds_load = load(engine, catalog, customers)
+            with engine.connect() as connection:
+                query = tag_query(catalog, open_table(connection, TABLE), dialect="postgresql", now=NOW)
+            pushed = list(query.tag_columns)
+            python_keys = list(query.in_python)
+            seconds_count, counts = timed(lambda: count_tags(catalog, engine, TABLE, now=NOW), 1)
+            seconds_count_sql, _ = timed(
+                lambda: count_tags(load_pushed(catalog, pushed), engine, TABLE, now=NOW, mode="database"), 1
+            )
+            seconds_fallback, _ = timed(lambda: _python_states(engine, catalog, python_keys), 1)
+            seconds_states, _ = timed(lambda: _states_in_database(engine, catalog), 1)
+            seconds_python_pushed, _ = timed(lambda: _python_states(engine, catalog, pushed), 1)
+            seconds_python, (python_rows, python_counts) = timed(
+                lambda: _python_states(engine, catalog, None), 1
+            )
+        finally:
+            engine.dispose()
+    return {
+        "customers": customers,
+        "tags": len(catalog.active),
+        "pushed": len(pushed),
+        "in_python": dict(counts.in_python),
+        "load_seconds": seconds_load,
+        "count_seconds": seconds_count,
+        "count_sql_seconds": seconds_count_sql,
+        "fallback_seconds": seconds_fallback,
+        "states_seconds": seconds_states,
+        "python_pushed_seconds": seconds_python_pushed,
+        "python_seconds": seconds_python,
+        "python_rows": python_rows,
+        "speed_up_pushed": seconds_python_pushed / seconds_states,
+        "speed_up_whole": seconds_python / (seconds_states + seconds_fallback),
+        "counts_agree": dict(counts.counts) == python_counts,
+    }
+
+
+def load_pushed(catalog: Catalog, keys: list[str]) -> Catalog:
+    """The catalog restricted to the tags ``keys`` (all pushable, with their dependencies)."""
+    return _python_catalog(catalog, keys)
+
+
+def table(report: dict[str, Any]) -> str:
+    customers = report["customers"]
+    pushed, tags = report["pushed"], report["tags"]
+    lines = [
+        f"retail pack ({tags} tags, {pushed} pushed down), {customers:,} customers in PostgreSQL",
+        "",
+        "| measure | figure |",
+        "|---|---:|",
+        f"| bulk load (COPY) | {report['load_seconds']:.1f} s |",
+        f"| `count`, auto mode (all {tags} tags) | {report['count_seconds']:.2f} s |",
+        f"| of which: the count query ({pushed} tags in the database) | "
+        f"{report['count_sql_seconds']:.2f} s |",
+        f"| of which: the {tags - pushed} tags left to Python, rows streamed | "
+        f"{report['fallback_seconds']:.2f} s |",
+        f"| {pushed} pushed tags of every row computed in the database (INSERT ... SELECT) | "
+        f"{report['states_seconds']:.2f} s |",
+        f"| the same {pushed} tags, rows streamed through `Evaluator` | "
+        f"{report['python_pushed_seconds']:.2f} s |",
+        f"| speed-up on the pushed tags | {report['speed_up_pushed']:.1f}x |",
+        f"| all {tags} tags, rows streamed through `Evaluator` | {report['python_seconds']:.2f} s |",
+        f"| all {tags} tags, database + Python for the rest | "
+        f"{report['states_seconds'] + report['fallback_seconds']:.2f} s "
+        f"({report['speed_up_whole']:.1f}x) |",
+        f"| counts equal Python's | {'yes' if report['counts_agree'] else 'NO'} |",
+        "",
+        "evaluated in Python: " + (", ".join(sorted(report["in_python"])) or "none"),
+    ]
+    return "\n".join(lines)

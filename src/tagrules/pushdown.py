@@ -1,0 +1,541 @@
+"""Evaluating a catalog inside a database: one query for every pushable tag, Python for the rest.
+
+:func:`tag_query` compiles a catalog to one ``SELECT`` over a table whose columns hold the snapshot
+fields: per row, one column per tag with its state — ``1`` assigned, ``0`` not assigned, ``NULL``
+unknown (the rule failed on the row, or a tag it depends on did, or a member of its exclusive group
+did: the error policy of :class:`~tagrules.Evaluator`). Exclusive groups and ``'key' in tags``
+dependencies are resolved in the query, level by level.
+
+:func:`count_tags` runs it and counts. In ``auto`` mode, tags that cannot be pushed down
+(:class:`~tagrules.NotPushable`) — and the tags depending on them, and their exclusive groups — are
+evaluated in Python on the table's rows, streamed; ``database`` mode refuses them instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from tagrules.catalog import Catalog, EvaluationUnit
+from tagrules.errors import NotPushable, SourceError
+from tagrules.evaluation import Evaluator, resolve_now
+from tagrules.rules.sql_dialects import compiler_for
+from tagrules.rules.to_sql import FieldColumn, RuleCompiler
+from tagrules.schema import FieldType, Schema
+
+__all__ = ["CountReport", "Mode", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]
+
+Mode = Literal["auto", "database", "python"]
+_MODES = ("auto", "database", "python")
+_COLLECTIONS = frozenset({"list", "set", "dict", "object"})
+
+
+@final
+@dataclass(frozen=True)
+class TagQuery:
+    """A catalog compiled to one query over a table.
+
+    Attributes:
+        select: ``SELECT`` giving, per row, the id columns asked for and one column per tag of
+            ``tag_columns``: 1 assigned, 0 not assigned, NULL unknown. Use it as a subquery (to count,
+            or to feed ``INSERT ... SELECT``).
+        tag_columns: tag key -> the label of its column in ``select``, for the tags pushed down.
+        in_python: tag key -> why it is evaluated in Python (``auto`` mode only).
+        now: the time the rules see as ``$now``.
+    """
+
+    select: sa.Select[Any]
+    tag_columns: Mapping[str, str]
+    in_python: Mapping[str, str]
+    now: datetime.datetime
+
+
+@final
+@dataclass(frozen=True)
+class CountReport:
+    """How many rows each active tag is assigned to.
+
+    Attributes:
+        counts: tag key -> rows assigned, for every active tag.
+        unknown: tag key -> rows on which the tag is unknown (its rule failed); not counted as tagged.
+        rows: rows in the table.
+        where: tag key -> ``database`` or ``python``: where it was evaluated.
+        in_python: tag key -> why it was evaluated in Python.
+        now: the time the rules saw as ``$now``.
+    """
+
+    counts: Mapping[str, int]
+    unknown: Mapping[str, int]
+    rows: int
+    where: Mapping[str, str]
+    in_python: Mapping[str, str] = field(default_factory=dict)
+    now: datetime.datetime = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def to_data(self) -> dict[str, int]:
+        """``{tag_key: count}`` for every active tag."""
+        return dict(self.counts)
+
+
+def _field_columns(
+    catalog: Catalog, table: sa.FromClause, columns: Mapping[str, str] | None, needed: set[str]
+) -> dict[str, FieldColumn]:
+    mapping = dict(columns or {})
+    found: dict[str, FieldColumn] = {}
+    for name in sorted(needed):
+        column_name = mapping.get(name, name)
+        if column_name not in table.c:
+            raise SourceError(
+                f"the table {getattr(table, 'name', table)!s} has no column {column_name!r} for the field "
+                f"{name!r}; add it, or map the field to a column (columns={{{name!r}: 'column'}})"
+            )
+        column = table.c[column_name]
+        found[name] = FieldColumn(column, catalog.schema.fields[name], column.type)
+    return found
+
+
+def _rule_fields(catalog: Catalog, keys: Sequence[str]) -> set[str]:
+    return {name for key in keys for name in catalog.rule(key).fields}
+
+
+class _QueryBuilder:
+    """Builds the catalog query: which tags are pushed, then the query level by level."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        table: sa.FromClause,
+        compiler: type[RuleCompiler],
+        now: datetime.datetime,
+        columns: Mapping[str, str] | None,
+    ) -> None:
+        self.catalog = catalog
+        self.table = table
+        self.compiler = compiler
+        self.now = now
+        self.columns = columns
+        self.pushed: list[EvaluationUnit] = []
+        self.in_python: dict[str, str] = {}
+
+    def decide(self, mode: str) -> None:
+        """Which units are pushed down: a unit is if every rule compiles and every dependency is."""
+        catalog = self.catalog
+        placeholder = sa.literal_column("0", sa.Integer())
+        pushed_keys: set[str] = set()
+        active = {definition.key for definition in catalog.active}
+        fields = _field_columns(catalog, self.table, self.columns, _rule_fields(catalog, sorted(active)))
+        for unit in catalog.evaluation_order:
+            reason: str | None = None
+            for key in unit.keys:
+                dependencies = sorted(catalog.dependencies.get(key, frozenset()) & active)
+                waiting = [dependency for dependency in dependencies if dependency not in pushed_keys]
+                if waiting:
+                    reason = f"depends on {waiting[0]!r}, which is evaluated in Python"
+                    break
+                rule_compiler = self.compiler(
+                    catalog.language.context, fields, self.now, lambda _key: placeholder
+                )
+                try:
+                    rule_compiler.compile(catalog.rule(key).statement)
+                except NotPushable as error:
+                    located = error.for_tag(key, self.compiler.dialect)
+                    if mode == "database":
+                        raise located from None
+                    reason = str(located)
+                    break
+            if reason is None:
+                self.pushed.append(unit)
+                pushed_keys.update(unit.keys)
+            else:
+                self.in_python[key] = reason
+                for member in unit.keys:
+                    self.in_python.setdefault(
+                        member,
+                        f"its exclusive group {unit.group!r} is evaluated in Python ({key!r}: {reason})",
+                    )
+
+    def levels(self) -> list[list[EvaluationUnit]]:
+        active = {definition.key for definition in self.catalog.active}
+        level_of: dict[str, int] = {}
+        grouped: dict[int, list[EvaluationUnit]] = {}
+        for unit in self.pushed:
+            level = 0
+            for key in unit.keys:
+                for dependency in self.catalog.dependencies.get(key, frozenset()) & active:
+                    level = max(level, level_of[dependency] + 1)
+            for key in unit.keys:
+                level_of[key] = level
+            grouped.setdefault(level, []).append(unit)
+        return [grouped[level] for level in sorted(grouped)]
+
+    def build(self, id_columns: Sequence[str]) -> tuple[sa.Select[Any], dict[str, str]]:
+        """One ``SELECT`` per level of dependencies, each over the one before; the first reads the
+        table. Each level passes on the ids, the tag states so far and the fields later levels read."""
+        catalog = self.catalog
+        levels = self.levels()
+        keys = [key for unit in self.pushed for key in unit.keys]
+        for name in id_columns:
+            if name not in self.table.c:
+                raise SourceError(f"the table has no id column {name!r}")
+        tag_labels = {key: f"t_{index}" for index, key in enumerate(keys)}
+        id_labels = [f"id_{index}" for index in range(len(id_columns))]
+        field_labels = {name: f"f_{index}" for index, name in enumerate(sorted(_rule_fields(catalog, keys)))}
+        fields = _field_columns(catalog, self.table, self.columns, set(field_labels))
+        current: sa.FromClause = self.table
+        carried: list[sa.ColumnElement[Any]] = [
+            self.table.c[name].label(label) for name, label in zip(id_columns, id_labels, strict=True)
+        ]
+        done: list[str] = []
+        for index, level in enumerate(levels):
+            states = {key: current.c[tag_labels[key]] for key in done}
+            compiler = self.compiler(catalog.language.context, fields, self.now, states.get)
+            finals = [
+                state for unit in level for state in self.unit_states(unit, compiler, states, tag_labels)
+            ]
+            done.extend(key for unit in level for key in unit.keys)
+            later = _rule_fields(
+                catalog, [key for unit in _flatten(levels[index + 1 :]) for key in unit.keys]
+            )
+            passed_fields = [fields[name].expression.label(field_labels[name]) for name in sorted(later)]
+            # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
+            # copy every tag's expression into each expression that refers to it, level after level
+            current = (
+                sa.select(
+                    *carried, *[states[key].label(tag_labels[key]) for key in states], *finals, *passed_fields
+                )
+                .select_from(current)
+                .offset(0)
+                .subquery(f"level_{index}")
+            )
+            carried = [current.c[label] for label in id_labels]
+            fields = {
+                name: FieldColumn(current.c[field_labels[name]], column.field_type, column.sql_type)
+                for name, column in fields.items()
+                if name in later
+            }
+        if not levels:
+            select = sa.select(*carried).select_from(self.table)
+        else:
+            select = sa.select(
+                *[current.c[label].label(name) for label, name in zip(id_labels, id_columns, strict=True)],
+                *[current.c[tag_labels[key]] for key in keys],
+            )
+        return select, tag_labels
+
+    def unit_states(
+        self,
+        unit: EvaluationUnit,
+        compiler: RuleCompiler,
+        states: Mapping[str, sa.ColumnElement[Any]],
+        tag_labels: Mapping[str, str],
+    ) -> list[sa.ColumnElement[Any]]:
+        """The state columns of one unit: 1, 0, or NULL where a rule fails, a dependency is unknown,
+        or (in an exclusive group) any member is unknown; in a group, the first true member wins."""
+        catalog = self.catalog
+        active = {definition.key for definition in catalog.active}
+        values: list[sa.ColumnElement[Any]] = []
+        unknowns: list[sa.ColumnElement[Any]] = []
+        for key in unit.keys:
+            rule = compiler.compile(catalog.rule(key).statement)
+            values.append(rule.value)
+            if rule.error is not None:
+                unknowns.append(rule.error)
+            for dependency in sorted(catalog.dependencies.get(key, frozenset()) & active):
+                unknowns.append(states[dependency].is_(None))
+        found: list[sa.ColumnElement[Any]] = []
+        for index, key in enumerate(unit.keys):
+            wins = sa.and_(values[index], *[sa.not_(value) for value in values[:index]])
+            whens: list[tuple[Any, Any]] = [(sa.or_(*unknowns), sa.null())] if unknowns else []
+            whens.append((wins, 1))
+            found.append(sa.case(*whens, else_=0).label(tag_labels[key]))
+        return found
+
+
+def _flatten(levels: Sequence[Sequence[EvaluationUnit]]) -> list[EvaluationUnit]:
+    return [unit for level in levels for unit in level]
+
+
+def tag_query(
+    catalog: Catalog,
+    table: sa.FromClause,
+    *,
+    dialect: str,
+    now: datetime.datetime | None = None,
+    columns: Mapping[str, str] | None = None,
+    id_columns: Sequence[str] = (),
+    mode: Mode = "auto",
+) -> TagQuery:
+    """Compile ``catalog`` to one query over ``table`` (a :class:`sqlalchemy.Table` or any selectable).
+
+    Args:
+        catalog: the catalog whose active tags are computed.
+        table: the rows; its columns hold the snapshot fields (see ``columns``).
+        dialect: the SQLAlchemy dialect name the query is for (``postgresql``, ``mysql``, ``sqlite``
+            ...; others get generic SQL, which pushes down less).
+        now: the time ``$now`` and ``$today`` stand for (bound parameters); default: the current time.
+        columns: field name -> column name, where they differ.
+        id_columns: columns passed through to the result, first (e.g. the customer id).
+        mode: ``auto`` leaves tags that cannot be pushed down to Python (listed in ``in_python``);
+            ``database`` raises instead.
+
+    Raises:
+        NotPushable: in ``database`` mode, a rule that the dialect cannot evaluate exactly.
+        SourceError: a field read by a rule has no column.
+
+    Examples:
+        >>> import sqlalchemy as sa
+        >>> from datetime import datetime, timezone
+        >>> catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
+        >>> table = sa.table("customers", sa.column("id", sa.Integer()), sa.column("spend", sa.Float()))
+        >>> query = tag_query(catalog, table, dialect="postgresql", id_columns=["id"],
+        ...                   now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+        >>> dict(query.tag_columns)
+        {'big': 't_0'}
+    """
+    if mode not in ("auto", "database"):
+        raise ValueError(f"mode must be 'auto' or 'database' for a query, not {mode!r}")
+    moment = resolve_now(now)
+    builder = _QueryBuilder(catalog, table, compiler_for(dialect), moment, columns)
+    builder.decide(mode)
+    select, labels = builder.build(id_columns)
+    return TagQuery(select, MappingProxyType(labels), MappingProxyType(dict(builder.in_python)), moment)
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading tables
+# ---------------------------------------------------------------------------------------------------
+
+
+def open_table(connection: Connection, name: str) -> sa.Table:
+    """The table ``name`` (``schema.table`` allowed), reflected.
+
+    Raises:
+        SourceError: there is no such table.
+    """
+    schema, _, table_name = name.rpartition(".")
+    try:
+        return sa.Table(table_name, sa.MetaData(), schema=schema or None, autoload_with=connection)
+    except sa.exc.NoSuchTableError:
+        raise SourceError(f"no table {name!r} in the database") from None
+
+
+def _reader(field_type: FieldType) -> Any:
+    kind = field_type.kind
+    if kind == "bool":
+        return lambda value: bool(value) if type(value) is int else value
+    if kind in _COLLECTIONS:
+
+        def parse(value: Any) -> Any:
+            if isinstance(value, (str, bytes)):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    return value
+            return value
+
+        return parse
+    return None
+
+
+def stream_snapshots(
+    connection: Connection,
+    table: sa.FromClause,
+    schema: Schema,
+    *,
+    columns: Mapping[str, str] | None = None,
+    fields: Sequence[str] | None = None,
+    batch: int = 10_000,
+) -> Iterator[dict[str, Any]]:
+    """The table's rows as snapshots (field name -> value), streamed in batches.
+
+    Values are what the driver gives, with two readings: integers in boolean fields are booleans
+    (MariaDB stores booleans as integers) and text in list, set, dict and object fields is JSON.
+    A field whose column is missing is absent from the snapshots.
+    """
+    mapping = dict(columns or {})
+    names = [
+        name
+        for name in (fields if fields is not None else schema.fields)
+        if mapping.get(name, name) in table.c
+    ]
+    selected = [table.c[mapping.get(name, name)] for name in names]
+    readers = [_reader(schema.fields[name]) if name in schema.fields else None for name in names]
+    statement = sa.select(*selected) if selected else sa.select(sa.literal(1))
+    result = connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
+    plain = all(reader is None for reader in readers)
+    for partition in result.partitions(batch):
+        for row in partition:
+            if plain:
+                yield dict(zip(names, row, strict=False))
+                continue
+            yield {
+                name: value if reader is None or value is None else reader(value)
+                for name, value, reader in zip(names, row, readers, strict=False)
+            }
+
+
+# ---------------------------------------------------------------------------------------------------
+# counting
+# ---------------------------------------------------------------------------------------------------
+
+
+def _connect(bind: Engine | Connection | URL | str) -> tuple[Connection, Engine | None]:
+    if isinstance(bind, Connection):
+        return bind, None
+    try:
+        engine = bind if isinstance(bind, Engine) else sa.create_engine(bind)
+        return engine.connect(), (None if isinstance(bind, Engine) else engine)
+    except sa.exc.ArgumentError as error:
+        raise SourceError(f"not a database URL: {bind!s} ({error})") from None
+    except sa.exc.NoSuchModuleError as error:
+        raise SourceError(f"no SQLAlchemy dialect for {bind!s}: {error}") from None
+    except sa.exc.DBAPIError as error:
+        raise SourceError(f"cannot connect to the database: {error.orig}") from None
+    except ImportError as error:
+        raise SourceError(f"the database driver is not installed: {error}") from None
+
+
+def _python_catalog(catalog: Catalog, keys: Sequence[str]) -> Catalog:
+    """The tags ``keys`` with the tags they depend on, transitively, and their exclusive groups."""
+    wanted = set(keys)
+    pending = list(keys)
+    groups = catalog.groups
+    while pending:
+        key = pending.pop()
+        group = catalog[key].group
+        related = set(catalog.dependencies.get(key, ()))
+        if group is not None:
+            related |= set(groups.get(group, ()))
+        for other in related - wanted:
+            if other in catalog:
+                wanted.add(other)
+                pending.append(other)
+    definitions = [definition for definition in catalog.tags if definition.key in wanted]
+    return Catalog(definitions, catalog.schema, name=catalog.name)
+
+
+def count_tags(
+    catalog: Catalog,
+    bind: Engine | Connection | URL | str,
+    table: str | sa.FromClause,
+    *,
+    now: datetime.datetime | None = None,
+    columns: Mapping[str, str] | None = None,
+    mode: Mode = "auto",
+) -> CountReport:
+    """Count the rows of ``table`` each active tag of ``catalog`` would be assigned to.
+
+    Pushable tags are counted by one query in the database; in ``auto`` mode the others are
+    evaluated in Python over the streamed rows (``database`` mode raises :class:`NotPushable`
+    for them; ``python`` mode evaluates every tag in Python, for comparison). Rows on which a tag is
+    unknown are not counted as tagged; :attr:`CountReport.unknown` counts them.
+
+    Args:
+        catalog: the catalog.
+        bind: a SQLAlchemy engine or connection, or a database URL.
+        table: the table's name (``schema.table`` allowed), or a SQLAlchemy table or selectable.
+        now: the time ``$now`` stands for; default: the current time.
+        columns: field name -> column name, where they differ.
+        mode: ``auto``, ``database`` or ``python``.
+
+    Raises:
+        NotPushable: in ``database`` mode, a tag the database cannot evaluate exactly.
+        SourceError: the database cannot be reached, or the table or a column is missing.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    moment = resolve_now(now)
+    connection, engine = _connect(bind)
+    try:
+        with connection.begin() if not connection.in_transaction() else _nothing():
+            source = open_table(connection, table) if isinstance(table, str) else table
+            return _count(catalog, connection, source, moment, columns, mode)
+    except sa.exc.DBAPIError as error:
+        raise SourceError(f"the database refused the query: {error.orig}") from None
+    finally:
+        if engine is not None:
+            connection.close()
+            engine.dispose()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _count(
+    catalog: Catalog,
+    connection: Connection,
+    source: sa.FromClause,
+    now: datetime.datetime,
+    columns: Mapping[str, str] | None,
+    mode: str,
+) -> CountReport:
+    active = [definition.key for definition in catalog.active]
+    counts = dict.fromkeys(active, 0)
+    unknown = dict.fromkeys(active, 0)
+    where: dict[str, str] = {}
+    in_python: dict[str, str] = {}
+    rows = 0
+    query: TagQuery | None = None
+    if mode == "python":
+        in_python = dict.fromkeys(active, "python mode")
+        _field_columns(catalog, source, columns, _rule_fields(catalog, active))
+    else:
+        query = tag_query(
+            catalog,
+            source,
+            dialect=connection.dialect.name,
+            now=now,
+            columns=columns,
+            mode="auto" if mode == "auto" else "database",
+        )
+        in_python = dict(query.in_python)
+    if query is not None and query.tag_columns:
+        states = query.select.subquery("tagged")
+        totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
+        for label in query.tag_columns.values():
+            column = states.c[label]
+            totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
+            totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))
+        result = connection.execute(sa.select(*totals).select_from(states)).one()
+        rows = int(result[0])
+        for index, key in enumerate(query.tag_columns):
+            counts[key] = int(result[1 + 2 * index])
+            unknown[key] = int(result[2 + 2 * index])
+            where[key] = "database"
+    if in_python:
+        python_keys = [key for key in active if key in in_python]
+        sub_catalog = _python_catalog(catalog, python_keys)
+        evaluator = Evaluator(sub_catalog)
+        needed = sorted(_rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active]))
+        python_rows = 0
+        for snapshot in stream_snapshots(connection, source, catalog.schema, columns=columns, fields=needed):
+            python_rows += 1
+            evaluation = evaluator.evaluate(snapshot, now=now)
+            for key in evaluation.tags:
+                if key in in_python:
+                    counts[key] += 1
+            for key in evaluation.errors:
+                if key in in_python:
+                    unknown[key] += 1
+        rows = python_rows
+        for key in python_keys:
+            where[key] = "python"
+    return CountReport(
+        counts=MappingProxyType(counts),
+        unknown=MappingProxyType(unknown),
+        rows=rows,
+        where=MappingProxyType(where),
+        in_python=MappingProxyType(in_python),
+        now=now,
+    )

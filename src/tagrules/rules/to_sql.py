@@ -1,0 +1,705 @@
+"""Compiling rules to SQL: rule-engine's syntax tree -> SQLAlchemy Core expressions.
+
+A rule becomes two SQL expressions over the columns that hold the snapshot fields: its **value**
+and its **error** condition, true on the rows where Python evaluation raises (a null in a field
+that is not nullable, a division by zero, a comparison of mismatched types). The catalog query
+(:mod:`tagrules.pushdown`) turns them into a tag state per row: assigned, not assigned, or unknown
+— the error policy of :class:`~tagrules.Evaluator`.
+
+Only what SQL reproduces exactly is compiled; everything else raises :class:`~tagrules.NotPushable`:
+
+* numbers keep rule-engine's decimal semantics: a field compared with a literal uses the exact
+  native thresholds of :mod:`tagrules.rules._numbers`; integer ``+ - // %`` run in an exact
+  decimal type; float arithmetic, true division and products (rounded to 28 digits by rule-engine)
+  are not pushed;
+* a sub-expression that reads no field (``$now - t'P90D'``, a literal list) is evaluated in Python
+  once and bound as a parameter; nothing from a rule is pasted into SQL text;
+* strings compare by code point, case- and accent-sensitively, whatever the column's collation;
+* datetimes compare as UTC (naive columns hold UTC).
+
+The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
+(:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
+differs (string collation, regex, datetime columns, integer division).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final, final
+
+import sqlalchemy as sa
+from rule_engine import ast as re_ast
+from sqlalchemy.sql.elements import ColumnElement
+
+from tagrules.errors import NotPushable
+from tagrules.rules._language import DECIMAL_CONTEXT, UTC, RuleContext, Scope, evaluation_state
+from tagrules.rules._numbers import mirror, plan_float_comparison, plan_int_comparison
+from tagrules.rules._sql_regex import translate_regex
+from tagrules.rules._tree import unparse, walk
+from tagrules.schema import FieldType
+
+__all__ = ["FieldColumn", "RuleCompiler", "SqlRule"]
+
+Expression = ColumnElement[Any]
+_NOTHING: Final = object()
+_INT_LOW, _INT_HIGH = -(2**63), 2**63 - 1
+_ORDER = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "==": lambda left, right: left == right,
+    "!=": lambda left, right: left != right,
+    ">": lambda left, right: left > right,
+    ">=": lambda left, right: left >= right,
+    "<": lambda left, right: left < right,
+    "<=": lambda left, right: left <= right,
+}
+_NUMBER_KINDS = frozenset({"int", "exact", "float"})
+
+
+@final
+@dataclass(frozen=True)
+class FieldColumn:
+    """Where a snapshot field lives: its column (or any expression) and the field's type."""
+
+    expression: Expression
+    field_type: FieldType
+    sql_type: Any
+
+
+@final
+@dataclass(frozen=True)
+class SqlRule:
+    """A rule compiled to SQL: ``value`` is its truth, ``error`` (``None``: never) where it fails."""
+
+    value: Expression
+    error: Expression | None
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """A compiled sub-expression.
+
+    ``kind`` is what the SQL value is: ``bool``, ``int`` (a 64-bit integer), ``exact`` (a wider exact
+    integer), ``float`` (a double read as rule-engine reads floats), ``str``, ``datetime`` (naive UTC)
+    or ``null``; ``constant`` holds the rule-engine value of a sub-expression folded in Python.
+    ``error`` is the SQL condition under which evaluation raises; ``nullable`` whether the value
+    may be the rule's null (SQL NULL).
+    """
+
+    kind: str
+    expr: Expression | None = None
+    error: Expression | None = None
+    nullable: bool = False
+    constant: Any = _NOTHING
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant is not _NOTHING
+
+
+#: A sub-expression that always fails (the value of a folded constant that raised).
+_FAILED: Final[_Sql] = _Sql("null", sa.null(), sa.true())
+_FOLD_FAILED: Final = object()
+
+
+def _any(*conditions: Expression | None) -> Expression | None:
+    present = [condition for condition in conditions if condition is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else sa.or_(*present)
+
+
+def _when(condition: Expression, error: Expression | None) -> Expression | None:
+    return None if error is None else sa.and_(condition, error)
+
+
+def _kind_of_constant(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, decimal.Decimal):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, datetime.datetime):
+        return "datetime"
+    return "other"
+
+
+def _family(kind: str) -> str:
+    return "number" if kind in _NUMBER_KINDS else kind
+
+
+class RuleCompiler:
+    """Compiles rules over one table to SQLAlchemy expressions for one dialect (the base is generic SQL).
+
+    Args:
+        context: the catalog's rule context.
+        fields: field name -> its column.
+        now: the evaluation time (``$now``, ``$today``).
+        tag_state: tag key -> the SQL expression of its state (1 assigned, 0 not, NULL unknown), for
+            ``'key' in tags``; ``None`` for a tag no rule computes (always absent).
+    """
+
+    dialect: ClassVar[str] = "sql"
+    #: whether boolean columns are SQL booleans (elsewhere they hold integers, non-zero meaning true)
+    native_boolean: ClassVar[bool] = True
+    TRANSFORMS: ClassVar[dict[type, Callable[[RuleCompiler, Any], _Sql]]] = {}
+
+    def __init__(
+        self,
+        context: RuleContext,
+        fields: Mapping[str, FieldColumn],
+        now: datetime.datetime,
+        tag_state: Callable[[str], Expression | None] = lambda key: None,
+    ) -> None:
+        self.context = context
+        self.fields = fields
+        self.now = now
+        self.tag_state = tag_state
+
+    # -- entry points --------------------------------------------------------------------------------
+
+    def compile(self, statement: Any) -> SqlRule:
+        """The rule's truth and error condition.
+
+        Raises:
+            NotPushable: the rule uses a construct this dialect cannot evaluate exactly.
+        """
+        result = self.value(statement.expression)
+        if result.is_constant:
+            if result.constant is _FOLD_FAILED:
+                return SqlRule(sa.false(), sa.true())
+            return SqlRule(sa.true() if _truth(result.constant) else sa.false(), None)
+        if result.kind != "bool" or result.nullable:
+            raise NotPushable(f"a rule whose value is not a boolean ({unparse(statement.expression)})")
+        assert result.expr is not None
+        return SqlRule(result.expr, result.error)
+
+    def value(self, node: Any) -> _Sql:
+        if _reads_nothing(node):
+            return self.fold(node)
+        handler = self.TRANSFORMS.get(type(node))
+        if handler is None:
+            for kind, candidate in self.TRANSFORMS.items():
+                if isinstance(node, kind):
+                    handler = candidate
+                    break
+            else:
+                raise NotPushable(f"{type(node).__name__} ({unparse(node)})")
+        return handler(self, node)
+
+    def fold(self, node: Any) -> _Sql:
+        """A sub-expression reading no field, evaluated once in Python."""
+        evaluation_state.now = self.now
+        evaluation_state.steps = 0
+        try:
+            with decimal.localcontext(DECIMAL_CONTEXT):
+                value = node.evaluate(Scope({}, {}, set()))
+        except Exception:
+            return _Sql("null", constant=_FOLD_FAILED)
+        return _Sql(_kind_of_constant(value), constant=value)
+
+    def unsupported(self, node: Any) -> _Sql:
+        raise NotPushable(f"{_construct(node)} ({unparse(node)})")
+
+    # -- hooks a dialect overrides ---------------------------------------------------------------------
+
+    def text(self, expression: Expression) -> Expression:
+        """A string expression compared by code point, case- and accent-sensitively."""
+        return expression
+
+    def text_length(self, expression: Expression) -> Expression:
+        return sa.func.char_length(expression)
+
+    def float_parameter(self, value: float) -> Expression | bool | None:
+        """A float threshold as SQL; ``True``/``False`` when no stored value reaches an infinite one."""
+        return sa.bindparam(None, value, type_=sa.Float(53))
+
+    def float_problem(self, column: Expression) -> Expression | None:
+        """Where a float column holds a value the schema refuses (NaN)."""
+        return None
+
+    def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
+        """A datetime or date column as a naive UTC timestamp."""
+        return column
+
+    def datetime_parameter(self, value: datetime.datetime) -> Expression:
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return sa.bindparam(None, naive, type_=sa.DateTime())
+
+    def boolean_column(self, column: Expression) -> Expression:
+        return column != 0
+
+    def exact(self, expression: Expression) -> Expression:
+        """An integer expression in a type wide enough for sums of two 64-bit integers."""
+        raise NotPushable(f"integer arithmetic on {self.dialect} (its integers overflow)")
+
+    def divide(self, left: Expression, right: Expression) -> Expression:
+        """Integer division truncated toward zero (as ``Decimal`` does)."""
+        raise NotPushable(f"integer division on {self.dialect}")
+
+    def modulo(self, left: Expression, right: Expression) -> Expression:
+        """The remainder with the sign of the dividend (as ``Decimal`` does)."""
+        raise NotPushable(f"the remainder operator on {self.dialect}")
+
+    def regex(self, subject: Expression, pattern: str) -> Expression:
+        """Whether ``pattern`` (already translated for the dialect) is found in ``subject``."""
+        raise NotPushable(f"regular expressions on {self.dialect}")
+
+    def regex_flavour(self) -> str:
+        return "none"
+
+    # -- fields and symbols --------------------------------------------------------------------------
+
+    def symbol(self, node: Any) -> _Sql:
+        if node.scope is not None:
+            raise NotPushable(f"the builtin ${node.name}")
+        if node.name == "tags":
+            raise NotPushable("the tags set used other than in 'key' in tags")
+        column = self.fields.get(node.name)
+        if column is None:
+            raise NotPushable(f"the symbol {node.name!r}, which no column holds")
+        return self.field(node.name, column)
+
+    def field(self, name: str, column: FieldColumn) -> _Sql:
+        field_type = column.field_type
+        expression = column.expression
+        kind = field_type.kind
+        problems: list[Expression | None] = []
+        if not field_type.nullable:
+            problems.append(expression.is_(None))
+        if kind == "enum":
+            if field_type.is_number:
+                raise NotPushable(f"the numeric enum field {name!r}")
+            kind = "str"
+            choices = [sa.bindparam(None, choice, type_=sa.String()) for choice in field_type.choices]
+            problems.append(sa.and_(expression.is_not(None), self.text(expression).not_in(choices)))
+        sql_type = column.sql_type
+        if kind == "int":
+            _require(name, sql_type, (sa.Integer,), "an integer column")
+        elif kind == "float":
+            _require(name, sql_type, (sa.Float,), "a floating-point column")
+            problems.append(self.float_problem(expression))
+        elif kind == "str":
+            _require(name, sql_type, (sa.String, sa.Enum), "a text column")
+        elif kind == "bool":
+            if not isinstance(sql_type, (sa.Boolean, sa.Integer)):
+                raise NotPushable(f"the field {name!r} in a {sql_type} column (a boolean column is needed)")
+            if not isinstance(sql_type, sa.Boolean) or not self.native_boolean:
+                expression = sa.case((expression.is_(None), sa.null()), else_=self.boolean_column(expression))
+        elif kind == "date":
+            _require(name, sql_type, (sa.Date,), "a date column")
+            expression = self.datetime_column(expression, sql_type, field_type)
+            kind = "datetime"
+        elif kind == "datetime":
+            _require(name, sql_type, (sa.DateTime, sa.Date), "a datetime or date column")
+            expression = self.datetime_column(expression, sql_type, field_type)
+        else:
+            raise NotPushable(f"the {field_type} field {name!r} (collections stay in Python)")
+        return _Sql(kind, expression, _any(*problems), nullable=field_type.nullable)
+
+    # -- constants as SQL ----------------------------------------------------------------------------
+
+    def as_sql(self, part: _Sql, kind: str) -> _Sql:
+        """A folded constant as an SQL value of ``kind`` (the kind of the other operand)."""
+        if not part.is_constant:
+            return part
+        value = part.constant
+        if value is _FOLD_FAILED:
+            return _FAILED
+        if value is None:
+            return _Sql("null", sa.null(), nullable=True)
+        if isinstance(value, bool) and kind == "bool":
+            return _Sql("bool", sa.true() if value else sa.false())
+        if isinstance(value, decimal.Decimal) and not isinstance(value, bool) and kind in _NUMBER_KINDS:
+            if kind in ("int", "exact") and value == value.to_integral_value() and abs(value) < 2**63:
+                return _Sql("int", sa.bindparam(None, int(value), type_=sa.BigInteger()))
+            if kind == "float" and value.is_finite():
+                nearest = float(value)
+                if not math.isinf(nearest) and decimal.Decimal(repr(nearest)) == value:
+                    parameter = self.float_parameter(nearest)
+                    if isinstance(parameter, ColumnElement):
+                        return _Sql("float", parameter)
+        if isinstance(value, str) and kind == "str":
+            return _Sql("str", sa.bindparam(None, value, type_=sa.String()))
+        if isinstance(value, datetime.datetime) and kind == "datetime":
+            return _Sql("datetime", self.datetime_parameter(value))
+        raise NotPushable(f"the value {value!r} where SQL needs a {kind}")
+
+    # -- logic ---------------------------------------------------------------------------------------
+
+    def condition(self, node: Any) -> _Sql:
+        part = self.value(node)
+        if part.is_constant:
+            if part.constant is _FOLD_FAILED:
+                return _Sql("bool", sa.false(), sa.true())
+            return _Sql("bool", sa.true() if _truth(part.constant) else sa.false())
+        if part.kind != "bool" or part.nullable:
+            raise NotPushable(f"the truth of a value that is not a boolean ({unparse(node)})")
+        return part
+
+    def logic(self, node: Any) -> _Sql:
+        left, right = self.condition(node.left), self.condition(node.right)
+        assert left.expr is not None
+        assert right.expr is not None
+        if node.type == "and":
+            return _Sql(
+                "bool", sa.and_(left.expr, right.expr), _any(left.error, _when(left.expr, right.error))
+            )
+        return _Sql(
+            "bool", sa.or_(left.expr, right.expr), _any(left.error, _when(sa.not_(left.expr), right.error))
+        )
+
+    def unary(self, node: Any) -> _Sql:
+        if node.type == "not":
+            operand = self.condition(node.right)
+            assert operand.expr is not None
+            return _Sql("bool", sa.not_(operand.expr), operand.error)
+        operand = self.value(node.right)
+        if operand.kind not in ("int", "float"):
+            return self.unsupported(node)
+        assert operand.expr is not None
+        error = _any(operand.error, operand.expr.is_(None) if operand.nullable else None)
+        return _Sql(operand.kind, -operand.expr, error)
+
+    def ternary(self, node: Any) -> _Sql:
+        condition = self.condition(node.condition)
+        first, second = self.value(node.case_true), self.value(node.case_false)
+        first, second = self.unify(first, second, node)
+        assert condition.expr is not None
+        assert first.expr is not None
+        assert second.expr is not None
+        error = _any(
+            condition.error,
+            _when(condition.expr, first.error),
+            _when(sa.not_(condition.expr), second.error),
+        )
+        value = sa.case((condition.expr, first.expr), else_=second.expr)
+        return _Sql(first.kind, value, error, first.nullable or second.nullable)
+
+    def unify(self, first: _Sql, second: _Sql, node: Any) -> tuple[_Sql, _Sql]:
+        """Two values of one kind (a constant takes the kind of the other side)."""
+        if first.is_constant and second.is_constant:
+            return self.as_sql(first, first.kind), self.as_sql(second, second.kind)
+        if first.is_constant:
+            first = self.as_sql(first, second.kind)
+        if second.is_constant:
+            second = self.as_sql(second, first.kind)
+        if first.kind == "null" or second.kind == "null" or first.kind == second.kind:
+            kind = second.kind if first.kind == "null" else first.kind
+            return replace(first, kind=kind), replace(second, kind=kind)
+        if {first.kind, second.kind} <= {"int", "exact"}:
+            return replace(first, kind="exact"), replace(second, kind="exact")
+        raise NotPushable(f"values of two types in one expression ({unparse(node)})")
+
+    def coalesce(self, node: Any) -> _Sql:
+        left, right = self.value(node.left), self.value(node.right)
+        if left.is_constant:
+            return self.value(node.left if left.constant is not None else node.right)
+        left, right = self.unify(left, right, node)
+        assert left.expr is not None
+        assert right.expr is not None
+        if not left.nullable:
+            return left
+        error = _any(left.error, _when(left.expr.is_(None), right.error))
+        return _Sql(left.kind, sa.func.coalesce(left.expr, right.expr), error, right.nullable)
+
+    # -- comparisons ---------------------------------------------------------------------------------
+
+    def comparison(self, node: Any) -> _Sql:
+        operator = _ORDER.get(node.type, node.type)
+        operator = {"eq": "==", "ne": "!="}.get(operator, operator)
+        left, right = self.value(node.left), self.value(node.right)
+        if left is _FAILED or left.constant is _FOLD_FAILED:
+            return _Sql("bool", sa.false(), sa.true())
+        if right.constant is _FOLD_FAILED:
+            return _Sql("bool", sa.false(), _any(left.error, sa.true()))
+        if left.is_constant:
+            operator, left, right = mirror(operator), right, left
+        return self.compare(operator, left, right, node)
+
+    def compare(self, operator: str, left: _Sql, right: _Sql, node: Any) -> _Sql:
+        ordering = operator not in ("==", "!=")
+        errors = _any(left.error, right.error)
+        if right.is_constant:
+            return self.compare_constant(operator, left, right.constant, errors, node)
+        if _family(left.kind) != _family(right.kind) and "null" not in (left.kind, right.kind):
+            if ordering:
+                return _Sql("bool", sa.false(), sa.true() if errors is None else _any(errors, sa.true()))
+            return _Sql("bool", sa.true() if operator == "!=" else sa.false(), errors)
+        left, right = self.unify(left, right, node)
+        if {left.kind, right.kind} == {"int", "float"}:
+            raise NotPushable(f"an integer compared with a float ({unparse(node)})")
+        assert left.expr is not None
+        assert right.expr is not None
+        plain = self.plain_compare(operator, left, right.expr)
+        if not left.nullable and not right.nullable:
+            return _Sql("bool", plain, errors)
+        left_null, right_null = left.expr.is_(None), right.expr.is_(None)
+        both_null = sa.and_(left_null, right_null)
+        one_null = sa.or_(sa.and_(left_null, sa.not_(right_null)), sa.and_(sa.not_(left_null), right_null))
+        if not ordering:
+            value = sa.case(
+                (both_null, sa.true() if operator == "==" else sa.false()),
+                (one_null, sa.false() if operator == "==" else sa.true()),
+                else_=plain,
+            )
+            return _Sql("bool", value, errors)
+        value = sa.case((both_null, sa.true() if operator in (">=", "<=") else sa.false()), else_=plain)
+        return _Sql("bool", value, _any(errors, one_null))
+
+    def plain_compare(self, operator: str, left: _Sql, right: Expression) -> Expression:
+        assert left.expr is not None
+        if left.kind == "str":
+            return _COMPARE[operator](self.text(left.expr), self.text(right))  # type: ignore[no-any-return]
+        return _COMPARE[operator](left.expr, right)  # type: ignore[no-any-return]
+
+    def compare_constant(
+        self, operator: str, left: _Sql, constant: Any, errors: Expression | None, node: Any
+    ) -> _Sql:
+        """``left operator constant`` with rule-engine's rules for types and nulls."""
+        assert left.expr is not None
+        ordering = operator not in ("==", "!=")
+        is_null = left.expr.is_(None) if left.nullable else None
+        if constant is None:
+            if not ordering:
+                if is_null is None:
+                    return _Sql("bool", sa.false() if operator == "==" else sa.true(), errors)
+                return _Sql("bool", is_null if operator == "==" else sa.not_(is_null), errors)
+            result = sa.true() if operator in (">=", "<=") else sa.false()
+            return _Sql("bool", result, _any(errors, sa.true() if is_null is None else sa.not_(is_null)))
+        kind = _kind_of_constant(constant)
+        same = kind == _family(left.kind) or (kind == "bool" and left.kind == "bool")
+        if not same:
+            if ordering:
+                return _Sql("bool", sa.false(), _any(errors, sa.true()))
+            return _Sql("bool", sa.true() if operator == "!=" else sa.false(), errors)
+        if kind == "number":
+            plain = self.number_threshold(operator, left, constant, node)
+        else:
+            right = self.as_sql(_Sql(kind, constant=constant), left.kind)
+            assert right.expr is not None
+            plain = self.plain_compare(operator, left, right.expr)
+        if is_null is None:
+            return _Sql("bool", plain, errors)
+        if ordering:
+            return _Sql("bool", plain, _any(errors, is_null))
+        if operator == "==":
+            return _Sql("bool", sa.and_(sa.not_(is_null), plain), errors)
+        return _Sql("bool", sa.or_(is_null, plain), errors)
+
+    def number_threshold(self, operator: str, left: _Sql, literal: decimal.Decimal, node: Any) -> Expression:
+        """``left operator literal`` exactly as rule-engine's decimals compare."""
+        assert left.expr is not None
+        if left.kind == "float":
+            plan = plan_float_comparison(operator, literal)
+        else:
+            plan = plan_int_comparison(operator, literal)
+        if plan is None:
+            raise NotPushable(f"a comparison with NaN ({unparse(node)})")
+        if isinstance(plan, bool):
+            return sa.true() if plan else sa.false()
+        native, threshold = plan
+        if left.kind == "float":
+            assert isinstance(threshold, float)
+            parameter = self.float_parameter(threshold)
+            if isinstance(parameter, bool) or parameter is None:
+                # the column holds no infinities: compare a finite stand-in beyond every value
+                return _infinite_comparison(native, threshold)
+            return _COMPARE[native](left.expr, parameter)  # type: ignore[no-any-return]
+        assert isinstance(threshold, int)
+        bound = 2**64 if left.kind == "exact" else 2**63
+        if not -bound < threshold < bound:
+            return _infinite_comparison(native, math.inf if threshold > 0 else -math.inf)
+        parameter = sa.bindparam(
+            None, threshold, type_=sa.Numeric() if left.kind == "exact" else sa.BigInteger()
+        )
+        return _COMPARE[native](left.expr, parameter)  # type: ignore[no-any-return]
+
+    # -- arithmetic ----------------------------------------------------------------------------------
+
+    def arithmetic(self, node: Any) -> _Sql:
+        symbol = {"add": "+", "sub": "-", "fdiv": "//", "mod": "%"}.get(node.type)
+        if symbol is None:
+            raise NotPushable(
+                f"the operator {_OPERATOR_NAMES.get(node.type, node.type)} on a field "
+                f"(rule-engine rounds it to 28 digits) ({unparse(node)})"
+            )
+        left, right = self.value(node.left), self.value(node.right)
+        if left.constant is _FOLD_FAILED:
+            return _FAILED
+        for part in (left, right):
+            if part.is_constant and not (
+                isinstance(part.constant, decimal.Decimal)
+                and part.constant == part.constant.to_integral_value()
+                and abs(part.constant) < 2**63
+            ):
+                raise NotPushable(f"arithmetic with {part.constant!r} ({unparse(node)})")
+            if not part.is_constant and part.kind not in ("int", "exact"):
+                raise NotPushable(f"arithmetic on a {part.kind} value ({unparse(node)})")
+        left, right = self.as_sql(left, "int"), self.as_sql(right, "int")
+        assert left.expr is not None
+        assert right.expr is not None
+        errors = _any(
+            left.error,
+            right.error,
+            left.expr.is_(None) if left.nullable else None,
+            right.expr.is_(None) if right.nullable else None,
+        )
+        if symbol in ("+", "-"):
+            if left.kind == "exact" or right.kind == "exact":
+                raise NotPushable(f"nested integer arithmetic ({unparse(node)})")
+            operation = (
+                self.exact(left.expr) + right.expr if symbol == "+" else self.exact(left.expr) - right.expr
+            )
+            return _Sql("exact", operation, errors)
+        zero = right.expr == 0
+        guarded = sa.case((zero, sa.null()), else_=right.expr)
+        value = self.divide(left.expr, guarded) if symbol == "//" else self.modulo(left.expr, guarded)
+        return _Sql(left.kind if left.kind == "exact" else "int", value, _any(errors, zero))
+
+    # -- membership, attributes, regex ---------------------------------------------------------------
+
+    def contains(self, node: Any) -> _Sql:
+        container, member_node = node.container, node.member
+        if (
+            isinstance(container, re_ast.SymbolExpression)
+            and container.name == "tags"
+            and container.scope is None
+        ):
+            member = self.value(member_node)
+            if not member.is_constant or not isinstance(member.constant, str):
+                raise NotPushable(f"a tag looked up by a computed key ({unparse(node)})")
+            state = self.tag_state(member.constant)
+            if state is None:
+                return _Sql("bool", sa.false())
+            return _Sql("bool", sa.func.coalesce(state, 0) == 1)
+        holder = self.value(container)
+        if holder.constant is _FOLD_FAILED:
+            return _FAILED
+        if not holder.is_constant or not isinstance(holder.constant, (tuple, frozenset, set)):
+            raise NotPushable(f"membership in a value read from a field ({unparse(node)})")
+        member = self.value(member_node)
+        assert member.expr is not None
+        # Python's ``in``: equality element by element, where a decimal equals a boolean of its value
+        matches: list[Expression] = []
+        for element in holder.constant:
+            element_kind = _kind_of_constant(element)
+            if member.kind in _NUMBER_KINDS and element_kind in ("number", "bool"):
+                number = decimal.Decimal(int(element)) if isinstance(element, bool) else element
+                matches.append(self.number_threshold("==", member, number, node))
+            elif member.kind == "bool" and element_kind in ("number", "bool"):
+                if isinstance(element, bool) or element in (0, 1):
+                    matches.append(member.expr if bool(element) else sa.not_(member.expr))
+            elif member.kind == element_kind and member.kind in ("str", "datetime"):
+                right = self.as_sql(_Sql(element_kind, constant=element), member.kind)
+                assert right.expr is not None
+                matches.append(self.plain_compare("==", member, right.expr))
+        found: Expression = sa.or_(*matches) if matches else sa.false()
+        if member.nullable:
+            holds_null = any(element is None for element in holder.constant)
+            found = sa.case((member.expr.is_(None), sa.true() if holds_null else sa.false()), else_=found)
+        return _Sql("bool", found, member.error)
+
+    def get_attribute(self, node: Any) -> _Sql:
+        if node.name != "length":
+            raise NotPushable(f"the attribute .{node.name} ({unparse(node)})")
+        target = self.value(node.object)
+        if target.kind != "str":
+            raise NotPushable(f".length of a {target.kind} value ({unparse(node)})")
+        assert target.expr is not None
+        if not target.nullable:
+            return _Sql("int", self.text_length(target.expr), target.error)
+        if node.safe:
+            return _Sql("int", self.text_length(target.expr), target.error, nullable=True)
+        return _Sql("int", self.text_length(target.expr), _any(target.error, target.expr.is_(None)))
+
+    def fuzzy(self, node: Any) -> _Sql:
+        subject = self.value(node.left)
+        pattern = self.value(node.right)
+        if not pattern.is_constant or not isinstance(pattern.constant, str):
+            raise NotPushable(f"a regular expression that is not a literal ({unparse(node)})")
+        if subject.kind != "str":
+            raise NotPushable(f"a regular expression on a {subject.kind} value ({unparse(node)})")
+        search = node.type in ("eq_fzs", "ne_fzs")
+        negated = node.type in ("ne_fzm", "ne_fzs")
+        translated = translate_regex(pattern.constant, self.regex_flavour(), anchored=not search)
+        if translated is None:
+            raise NotPushable(
+                f"the regular expression {pattern.constant!r} on {self.dialect} ({unparse(node)})"
+            )
+        assert subject.expr is not None
+        found = self.regex(subject.expr, translated)
+        value = sa.not_(found) if negated else found
+        if subject.nullable:
+            value = sa.case((subject.expr.is_(None), sa.true() if negated else sa.false()), else_=value)
+        return _Sql("bool", value, subject.error)
+
+
+_OPERATOR_NAMES = {"mul": "*", "tdiv": "/", "pow": "**"}
+
+
+def _construct(node: Any) -> str:
+    if isinstance(node, re_ast.ComprehensionExpression):
+        return "a comprehension"
+    if isinstance(node, re_ast.FunctionCallExpression):
+        return "a function call"
+    if isinstance(node, (re_ast.GetItemExpression, re_ast.GetSliceExpression)):
+        return "indexing"
+    if isinstance(node, (re_ast.BitwiseExpression, re_ast.BitwiseShiftExpression)):
+        return "a bitwise operator"
+    return type(node).__name__
+
+
+def _truth(value: Any) -> bool:
+    return bool(value)
+
+
+def _reads_nothing(node: Any) -> bool:
+    for part, _ in walk(node):
+        if isinstance(part, re_ast.SymbolExpression) and (part.scope is None or part.name == "re_groups"):
+            return False
+        if isinstance(part, re_ast.ComprehensionExpression):
+            return False
+    return True
+
+
+def _require(name: str, sql_type: Any, wanted: tuple[type, ...], what: str) -> None:
+    if not isinstance(sql_type, wanted):
+        raise NotPushable(f"the field {name!r} in a {sql_type} column ({what} is needed)")
+
+
+def _infinite_comparison(operator: str, threshold: float) -> Expression:
+    """``x operator ±inf`` for finite ``x``."""
+    positive = threshold > 0
+    below = {">=": False, ">": False, "<=": True, "<": True, "==": False, "!=": True}
+    above = {">=": True, ">": True, "<=": False, "<": False, "==": False, "!=": True}
+    return sa.true() if (below if positive else above)[operator] else sa.false()
+
+
+RuleCompiler.TRANSFORMS = {
+    re_ast.SymbolExpression: RuleCompiler.symbol,
+    re_ast.LogicExpression: RuleCompiler.logic,
+    re_ast.UnaryExpression: RuleCompiler.unary,
+    re_ast.TernaryExpression: RuleCompiler.ternary,
+    re_ast.CoalesceExpression: RuleCompiler.coalesce,
+    re_ast.FuzzyComparisonExpression: RuleCompiler.fuzzy,
+    re_ast.ArithmeticComparisonExpression: RuleCompiler.comparison,
+    re_ast.ComparisonExpression: RuleCompiler.comparison,
+    re_ast.ArithmeticExpression: RuleCompiler.arithmetic,
+    re_ast.AddExpression: RuleCompiler.arithmetic,
+    re_ast.SubtractExpression: RuleCompiler.arithmetic,
+    re_ast.ContainsExpression: RuleCompiler.contains,
+    re_ast.GetAttributeExpression: RuleCompiler.get_attribute,
+    re_ast.ComprehensionExpression: RuleCompiler.unsupported,
+    re_ast.FunctionCallExpression: RuleCompiler.unsupported,
+    re_ast.GetItemExpression: RuleCompiler.unsupported,
+    re_ast.GetSliceExpression: RuleCompiler.unsupported,
+    re_ast.BitwiseExpression: RuleCompiler.unsupported,
+    re_ast.BitwiseShiftExpression: RuleCompiler.unsupported,
+}

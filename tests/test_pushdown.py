@@ -1,0 +1,385 @@
+"""Push-down: rules compiled to SQL, the catalog query, counts, and what stays in Python."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from sql_tables import fill, snapshot_table
+from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
+from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
+from tagrules.pushdown import stream_snapshots
+from tagrules.rules.sql_dialects import compiler_for
+from tagrules.rules.to_sql import FieldColumn
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)
+_names = itertools.count()
+
+SCHEMA = {
+    "name": "str",
+    "tier": "str | None",
+    "spend": "float",
+    "orders": "int",
+    "age": "int | None",
+    "seen_at": "datetime",
+    "partner": "bool",
+}
+
+
+@pytest.fixture
+def engine(database_url: URL) -> Iterator[Engine]:
+    created = sa.create_engine(database_url)
+    yield created
+    created.dispose()
+
+
+def make_table(engine: Engine, catalog: Catalog, rows: list[dict[str, Any]], **options: Any) -> sa.Table:
+    dialect = engine.dialect.name
+    table = snapshot_table(f"pushdown_unit_{next(_names)}", catalog.schema, dialect, **options)
+    with engine.begin() as connection:
+        fill(connection, table, catalog.schema, rows, aware=options.get("aware", False))
+    return table
+
+
+def states(engine: Engine, catalog: Catalog, table: sa.Table, **options: Any) -> dict[str, dict[str, Any]]:
+    """Row id -> tag -> 1, 0 or None (unknown), from the catalog query."""
+    query = tag_query(catalog, table, dialect=engine.dialect.name, now=NOW, id_columns=["id"], **options)
+    with engine.connect() as connection:
+        result = connection.execute(query.select).all()
+    return {row[0]: {key: row[1 + index] for index, key in enumerate(query.tag_columns)} for row in result}
+
+
+def python_states(engine: Engine, catalog: Catalog, table: sa.Table) -> dict[str, dict[str, Any]]:
+    """The same from Python evaluation of the rows read back."""
+    evaluator = Evaluator(catalog)
+    found = {}
+    with engine.connect() as connection:
+        fields = ["id", *catalog.schema.fields]
+        for snapshot in stream_snapshots(connection, table, catalog.schema, fields=fields):
+            evaluation = evaluator.evaluate(snapshot, now=NOW)
+            found[snapshot["id"]] = {
+                definition.key: None
+                if definition.key in evaluation.errors
+                else int(definition.key in evaluation.tags)
+                for definition in catalog.active
+            }
+    return found
+
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": "a",
+        "name": "abc",
+        "tier": "gold",
+        "spend": 0.1,
+        "orders": 3,
+        "age": 30,
+        "seen_at": NOW - datetime.timedelta(days=10),
+        "partner": True,
+    },
+    {
+        "id": "b",
+        "name": "ABC",
+        "tier": None,
+        "spend": 0.30000000000000004,
+        "orders": 0,
+        "age": None,
+        "seen_at": NOW - datetime.timedelta(days=100),
+        "partner": False,
+    },
+    {
+        "id": "c",
+        "name": "abc ",
+        "tier": "Gold",
+        "spend": 1e300,
+        "orders": -7,
+        "age": 17,
+        "seen_at": datetime.datetime(
+            2026, 5, 31, 23, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))
+        ),
+        "partner": True,
+    },
+    {
+        "id": "d",
+        "name": "ábc",
+        "tier": "",
+        "spend": 99999.99,
+        "orders": 2**62,
+        "age": 0,
+        "seen_at": NOW,
+        "partner": False,
+    },
+    {
+        "id": "e",
+        "name": None,
+        "tier": "gold",
+        "spend": None,
+        "orders": None,
+        "age": 45,
+        "seen_at": None,
+        "partner": None,
+    },
+]
+
+
+#: (dialect, rule) pairs of the table below that stay in Python ("*": on every dialect).
+KNOWN_REFUSALS = {
+    ("sqlite", "orders // (orders - orders) > 0"),
+    ("sqlite", "orders + 1 > 4611686018427387904"),
+    ("*", "orders == 3 or spend / 0 > 1"),
+}
+
+
+class TestSemantics:
+    @pytest.mark.parametrize(
+        "rule",
+        [
+            "name == 'abc'",
+            "name != 'abc'",
+            "name < 'abd'",
+            "name in ['abc', 'x']",
+            "(tier ?? 'none') == 'gold'",
+            "tier == null",
+            "tier == 'gold' or tier == null",
+            "spend >= 0.1",
+            "spend == 0.30000000000000004",
+            "spend > 0.3",
+            "spend < 1e300",
+            "spend >= 99999.99",
+            "orders > 2",
+            "orders // 2 >= 1",
+            "orders % 4 == 1",
+            "orders // (orders - orders) > 0",
+            "orders + 1 > 4611686018427387904",
+            "-orders > 5",
+            "(age ?? 0) >= 18 and (age ?? 0) <= 45",
+            "seen_at >= $now - t'P30D'",
+            "seen_at < $today",
+            "partner",
+            "not partner and orders >= 0",
+            "orders > 0 ? spend > 1 : name == 'ABC'",
+            "name.length == 3",
+            "orders == 3 or spend / 0 > 1",
+            "false and name == 'abc'",
+        ],
+    )
+    def test_rule_agrees_with_python(self, engine: Engine, rule: str) -> None:
+        """Each construct, on rows of edge values and nulls: the database's states are Python's (or
+        the construct is one the dialect is known not to push down)."""
+        catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
+        table = make_table(engine, catalog, ROWS)
+        try:
+            found = states(engine, catalog, table, mode="database")
+        except NotPushable:
+            assert (engine.dialect.name, rule) in KNOWN_REFUSALS or ("*", rule) in KNOWN_REFUSALS
+            return
+        assert found == python_states(engine, catalog, table)
+
+    def test_strings_compare_exactly_whatever_the_collation(self, engine: Engine) -> None:
+        """Case, accents and trailing spaces count, also under MariaDB's case-insensitive collation."""
+        catalog = Catalog([{"key": "t", "rule": "name == 'abc'"}], SCHEMA)
+        table = make_table(engine, catalog, ROWS)
+        found = states(engine, catalog, table)
+        assert {key for key, value in found.items() if value["t"] == 1} == {"a"}
+
+    def test_a_null_in_a_field_that_is_not_nullable_is_unknown(self, engine: Engine) -> None:
+        """Python fails a rule reading a null non-nullable field: the tag is unknown, not false."""
+        catalog = Catalog([{"key": "t", "rule": "orders >= 0"}], SCHEMA)
+        table = make_table(engine, catalog, ROWS)
+        assert states(engine, catalog, table)["e"] == {"t": None}
+
+    def test_division_by_zero_is_unknown(self, engine: Engine) -> None:
+        """A row on which Python divides by zero is unknown (and not counted), never tagged."""
+        catalog = Catalog(
+            [{"key": "t", "rule": "orders % (age ?? 0) >= 0 or orders // (age ?? 0) < 0"}], SCHEMA
+        )
+        table = make_table(engine, catalog, ROWS)
+        assert states(engine, catalog, table)["b"] == {"t": None}
+        with engine.connect() as connection:
+            counts = count_tags(catalog, connection, table, now=NOW, mode="database")
+        assert counts.unknown["t"] == 3  # 'b' and 'd' divide by zero, 'e' has null orders
+        assert counts.counts["t"] == 1  # -7 % 17 is -7 and -7 // 17 is 0, as in Decimal
+
+    def test_naive_timestamps_are_utc(self, engine: Engine) -> None:
+        """A naive column holds UTC; PostgreSQL's timestamptz columns compare as the instants they hold."""
+        catalog = Catalog([{"key": "t", "rule": "seen_at >= d'2026-06-01T03:00:00+03:00'"}], SCHEMA)
+        for aware in (False, True) if engine.dialect.name == "postgresql" else (False,):
+            table = make_table(engine, catalog, ROWS, aware=aware)
+            found = states(engine, catalog, table)
+            assert {key for key, value in found.items() if value["t"] == 1} == {"c", "d"}
+
+    def test_literals_are_bound_parameters(self, engine: Engine) -> None:
+        """Nothing from a rule is pasted into the SQL text."""
+        catalog = Catalog([{"key": "t", "rule": 'name == "x\' OR 1=1 --" or spend >= 12345.5'}], SCHEMA)
+        table = snapshot_table("not_created", catalog.schema, engine.dialect.name)
+        query = tag_query(catalog, table, dialect=engine.dialect.name, now=NOW)
+        text = str(query.select.compile(dialect=engine.dialect))
+        assert "OR 1=1" not in text
+        assert "12345.5" not in text
+
+
+class TestCatalogs:
+    def test_groups_and_dependencies(self, engine: Engine) -> None:
+        """Exclusive groups take the first true member by priority; dependents see the winners."""
+        catalog = Catalog(
+            [
+                {"key": "high", "rule": "spend >= 1000", "group": "spend", "priority": 2},
+                {"key": "low", "rule": "spend >= 0", "group": "spend", "priority": 1},
+                {"key": "vip", "rule": "'high' in tags and partner"},
+                {"key": "small", "rule": "'low' in tags or 'vip' in tags"},
+            ],
+            SCHEMA,
+        )
+        table = make_table(engine, catalog, ROWS)
+        found = states(engine, catalog, table)
+        assert found == python_states(engine, catalog, table)
+        assert found["c"] == {"high": 1, "low": 0, "vip": 1, "small": 1}
+        assert found["e"] == {"high": None, "low": None, "vip": None, "small": None}
+
+    def test_retail_pack_counts_equal_python(self, engine: Engine) -> None:
+        """The retail pack on generated customers: auto mode counts what Python counts."""
+        catalog = load_catalog()
+        customers = list(generate_customers(400, seed=5))
+        aware = engine.dialect.name == "postgresql"
+        table = make_table(engine, catalog, customers, aware=aware)
+        with engine.connect() as connection:
+            pushed = count_tags(catalog, connection, table, now=REFERENCE_NOW)
+            python = count_tags(catalog, connection, table, now=REFERENCE_NOW, mode="python")
+        assert pushed.counts == python.counts
+        assert pushed.unknown == python.unknown
+        assert pushed.rows == python.rows == 400
+        assert pushed.where["follows_category"] == "python"
+        assert pushed.where["vip"] == "database"
+        assert set(pushed.in_python) == {
+            "follows_category",
+            "likes_electronics",
+            "likes_beauty",
+            "likes_home",
+        }
+
+    def test_column_mapping(self, engine: Engine) -> None:
+        """Fields read from columns of other names."""
+        catalog = Catalog([{"key": "t", "rule": "orders >= 3"}], {"orders": "int"})
+        table = sa.Table(
+            f"pushdown_map_{next(_names)}", sa.MetaData(), sa.Column("n_orders", sa.BigInteger())
+        )
+        with engine.begin() as connection:
+            table.create(connection)
+            connection.execute(table.insert(), [{"n_orders": 3}, {"n_orders": 1}])
+        counts = count_tags(catalog, engine, table.name, now=NOW, columns={"orders": "n_orders"})
+        assert counts.to_data() == {"t": 1}
+
+    def test_missing_table_and_column(self, engine: Engine) -> None:
+        """A missing table or column is a SourceError that says which."""
+        catalog = Catalog([{"key": "t", "rule": "orders >= 3"}], {"orders": "int"})
+        with pytest.raises(SourceError, match="no table 'no_such_table'"):
+            count_tags(catalog, engine, "no_such_table", now=NOW)
+        table = sa.Table(f"pushdown_cols_{next(_names)}", sa.MetaData(), sa.Column("other", sa.BigInteger()))
+        with engine.begin() as connection:
+            table.create(connection)
+        with pytest.raises(SourceError, match="no column 'orders' for the field 'orders'"):
+            count_tags(catalog, engine, table.name, now=NOW)
+
+
+class TestNotPushable:
+    def test_comprehensions_are_not_pushable_anywhere(self, engine: Engine) -> None:
+        """A comprehension names its tag and construct; auto mode evaluates it in Python."""
+        catalog = Catalog(
+            [
+                {"key": "many", "rule": "[x for x in items if x > 1].length > 0"},
+                {"key": "t", "rule": "n > 0"},
+            ],
+            {"items": "list[int]", "n": "int"},
+        )
+        table = snapshot_table("not_created", catalog.schema, engine.dialect.name)
+        with pytest.raises(NotPushable, match="tag 'many': a comprehension") as raised:
+            tag_query(catalog, table, dialect=engine.dialect.name, now=NOW, mode="database")
+        assert raised.value.tag == "many"
+        query = tag_query(catalog, table, dialect=engine.dialect.name, now=NOW)
+        assert set(query.in_python) == {"many"}
+        assert set(query.tag_columns) == {"t"}
+
+    def test_regex_where_the_dialect_has_it(self, engine: Engine) -> None:
+        """Regex runs in PostgreSQL and MariaDB when the pattern translates exactly; never on SQLite."""
+        rules = ["name =~ 'a[b-c]+'", "name =~~ 'c$'", "name !~ '^A'", "(tier ?? '') =~ 'o.d'"]
+        catalog = Catalog([{"key": f"r{index}", "rule": rule} for index, rule in enumerate(rules)], SCHEMA)
+        table = make_table(engine, catalog, ROWS)
+        if engine.dialect.name == "sqlite":
+            with pytest.raises(NotPushable, match="regular expression"):
+                tag_query(catalog, table, dialect="sqlite", now=NOW, mode="database")
+            return
+        assert states(engine, catalog, table, mode="database") == python_states(engine, catalog, table)
+
+    @pytest.mark.parametrize(
+        ("rule", "construct"),
+        [
+            ("name =~ '(?i)abc'", "regular expression"),
+            ("name =~ '\\\\d+'", "regular expression"),
+            ("name.as_upper == 'ABC'", "attribute .as_upper"),
+            ("spend + 1.5 > 2", "arithmetic on a float"),
+            ("orders * 2 > 2", "operator *"),
+            ("orders / 2 > 2", "operator /"),
+            ("orders > spend", "values of two types"),
+        ],
+    )
+    def test_constructs_kept_in_python(self, rule: str, construct: str) -> None:
+        """Constructs without exact SQL raise NotPushable naming them."""
+        catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
+        table = snapshot_table("not_created", catalog.schema, "postgresql")
+        with pytest.raises(NotPushable, match=construct):
+            tag_query(catalog, table, dialect="postgresql", now=NOW, mode="database")
+
+
+class TestCompiledSql:
+    @pytest.mark.parametrize(
+        ("dialect", "rule", "expected"),
+        [
+            (
+                "postgresql",
+                "name == 'abc'",
+                '(customers.name COLLATE "C") = (%(param_1)s::VARCHAR COLLATE "C")',
+            ),
+            (
+                "mysql",
+                "name == 'abc'",
+                "CONVERT(customers.name USING utf8mb4) COLLATE utf8mb4_nopad_bin = "
+                "CONVERT(%s USING utf8mb4) COLLATE utf8mb4_nopad_bin",
+            ),
+            ("sqlite", "name == 'abc'", '(customers.name COLLATE "BINARY") = (? COLLATE "BINARY")'),
+            ("postgresql", "name =~ 'a.c'", 'customers.name COLLATE "C" ~ %(param_1)s::VARCHAR'),
+            (
+                "postgresql",
+                "seen_at >= $now - t'P30D'",
+                "timezone(%(timezone_1)s::VARCHAR, customers.seen_at) >= "
+                "%(param_1)s::TIMESTAMP WITHOUT TIME ZONE",
+            ),
+            (
+                "postgresql",
+                "orders + 1 > 5",
+                "CAST(customers.orders AS NUMERIC) + %(param_1)s::BIGINT > %(param_2)s",
+            ),
+            ("mysql", "orders // 2 > 5", "customers.orders DIV CASE WHEN"),
+        ],
+    )
+    def test_fixtures(self, dialect: str, rule: str, expected: str) -> None:
+        """Rule -> SQL fixtures: collations, regex operators, UTC conversion, exact arithmetic."""
+        from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+        catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
+        table = snapshot_table("customers", catalog.schema, dialect, aware=True)
+        fields = {
+            name: FieldColumn(table.c[name], catalog.schema.fields[name], table.c[name].type)
+            for name in catalog.rule("t").fields
+        }
+        compiler = compiler_for(dialect)(catalog.language.context, fields, NOW)
+        compiled = compiler.compile(catalog.rule("t").statement)
+        engine_dialect = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}[dialect].dialect()
+        text = " ".join(str(compiled.value.compile(dialect=engine_dialect)).split())
+        assert expected in text

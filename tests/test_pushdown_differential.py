@@ -1,0 +1,216 @@
+"""Push-down against Python evaluation: the same tags and unknowns, row by row, on every database.
+
+Random typed schemas of the field types a table can hold, random catalogs of one to three rules
+(exclusive groups and ``'key' in tags`` dependencies included) and random rows with edge values and
+nulls, also in fields that are not nullable. The rows go into a table; the catalog query's state of
+each tag on each row must equal what :class:`~tagrules.Evaluator` gives on the same row read back —
+or compilation raises :class:`~tagrules.NotPushable`. The default profile runs in ``make test``;
+``make test-pushdown`` runs the long one (``HYPOTHESIS_PROFILE=long``).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from typing import Any, cast
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import URL, Engine
+
+from rule_strategies import (
+    _DATETIMES,
+    _FLOATS,
+    _INTS,
+    _STRINGS,
+    NOW,
+    TAG_KEYS,
+    Hints,
+    RandomSchema,
+    RuleWriter,
+)
+from sql_tables import fill, snapshot_table
+from tagrules import Catalog, DefinitionError, Evaluator, NotPushable
+from tagrules.pushdown import stream_snapshots, tag_query
+
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+EXAMPLES = 2_000 if LONG else 60
+ROWS = 8
+
+#: Field types a table holds, and the kind of values rules see (as in rule_strategies).
+SQL_FIELD_TYPES = {
+    "int": "num",
+    "float": "num",
+    "int | None": "num?",
+    "float | None": "num?",
+    "str": "str",
+    "str | None": "str?",
+    "bool": "bool",
+    "bool | None": "bool?",
+    "datetime": "dt",
+    "datetime | None": "dt?",
+    "date": "dt",
+}
+
+#: Cases seen per dialect: rules pushed down, rules refused (NotPushable), rows compared.
+CASES: collections.Counter[tuple[str, str]] = collections.Counter()
+_names = itertools.count()
+_engines: dict[str, Engine] = {}
+
+
+def engine_of(url: URL) -> Engine:
+    key = url.render_as_string(hide_password=False)
+    if key not in _engines:
+        _engines[key] = sa.create_engine(url)
+    return _engines[key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_cases() -> Any:
+    yield
+    for engine in _engines.values():
+        engine.dispose()
+    if CASES:
+        print("\npush-down differential cases:", dict(sorted(CASES.items())))
+
+
+class _SqlSchema(RandomSchema):
+    pass
+
+
+@st.composite
+def sql_schemas(draw: st.DrawFn) -> RandomSchema:
+    names = list(SQL_FIELD_TYPES)
+    chosen = draw(st.lists(st.sampled_from(names), min_size=2, max_size=6))
+    chosen += [draw(st.sampled_from(["int", "float"])), "str"]
+    return RandomSchema({f"f{index}": type_name for index, type_name in enumerate(chosen)})
+
+
+def _value(draw: st.DrawFn, type_name: str, hints: Hints, dialect: str) -> Any:
+    nullable = type_name.endswith("| None")
+    base = type_name.split(" |")[0]
+    if draw(st.integers(0, 9 if not nullable else 3)) == 0:
+        return None  # also in fields that are not nullable: the error path
+    if base == "int":
+        integers = [st.sampled_from(_INTS), st.integers(-5, 5), st.integers(-(2**63) + 1, 2**63 - 1)]
+        if hints.ints:
+            integers += [
+                st.sampled_from([value for value in hints.ints if -(2**63) < value < 2**63] or [0])
+            ] * 3
+        return draw(st.one_of(integers))
+    if base == "float":
+        floats = [value for value in _FLOATS if dialect != "mysql" or abs(value) != float("inf")]
+        hinted = [value for value in hints.floats if dialect != "mysql" or abs(value) != float("inf")]
+        options: list[st.SearchStrategy[Any]] = [
+            st.sampled_from(floats),
+            st.floats(allow_nan=False, allow_infinity=dialect != "mysql", width=64),
+            st.integers(-1000, 1000).map(lambda value: value / 4),
+        ]
+        if hinted:
+            options += [st.sampled_from(hinted)] * 3
+        return draw(st.one_of(options))
+    if base == "str":
+        text = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=4)
+        return draw(st.one_of(st.sampled_from(_STRINGS + hints.strings + ["a ", "ß", "SS", "Ab"]), text))
+    if base == "bool":
+        return draw(st.booleans())
+    if base == "datetime":
+        return draw(st.sampled_from(_DATETIMES))
+    if base == "date":
+        return draw(st.sampled_from(_DATETIMES)).date()
+    raise AssertionError(base)
+
+
+@st.composite
+def catalogs(draw: st.DrawFn, schema: RandomSchema) -> tuple[list[dict[str, Any]], Hints]:
+    """One to three tags over ``schema``, keyed by the tags rules may test, sometimes in a group."""
+    writer = RuleWriter(draw, schema)
+    count = draw(st.integers(1, 3))
+    group = draw(st.sampled_from([None, "g"]))
+    definitions = []
+    for index in range(count):
+        text = writer.boolean(draw(st.integers(1, 3)))
+        member = group if index < 2 else None
+        definitions.append({"key": TAG_KEYS[index], "rule": text, "group": member, "priority": index})
+    return definitions, writer.hints()
+
+
+def check(url: URL, data: st.DataObject) -> None:
+    dialect = url.get_backend_name()
+    random_schema = data.draw(sql_schemas())
+    definitions, hints = data.draw(catalogs(random_schema))
+    try:
+        catalog = Catalog(definitions, random_schema.schema)
+    except DefinitionError:
+        assume(False)
+        return
+    draw = cast(st.DrawFn, data.draw)
+    rows = [
+        {
+            "id": str(index),
+            **{
+                name: _value(draw, type_name, hints, dialect)
+                for name, type_name in random_schema.types.items()
+            },
+        }
+        for index in range(ROWS)
+    ]
+    aware = dialect == "postgresql" and data.draw(st.booleans())
+    table = snapshot_table(f"pushdown_{next(_names)}", catalog.schema, dialect, aware=aware)
+    engine = engine_of(url)
+    with engine.begin() as connection:
+        fill(connection, table, catalog.schema, rows, aware=aware)
+    try:
+        with engine.connect() as connection:
+            pushed = _compare(connection, catalog, table, dialect)
+    finally:
+        with engine.begin() as connection:
+            table.drop(connection)
+    CASES[(dialect, "catalogs pushed" if pushed else "catalogs refused")] += 1
+
+
+def _compare(connection: sa.Connection, catalog: Catalog, table: sa.Table, dialect: str) -> bool:
+    try:
+        query = tag_query(catalog, table, dialect=dialect, now=NOW, id_columns=["id"], mode="database")
+    except NotPushable:
+        return False
+    states = {row[0]: row[1:] for row in connection.execute(query.select)}
+    evaluator = Evaluator(catalog)
+    snapshots = list(
+        stream_snapshots(connection, table, catalog.schema, fields=["id", *catalog.schema.fields])
+    )
+    keys = list(query.tag_columns)
+    for snapshot in snapshots:
+        evaluation = evaluator.evaluate(snapshot, now=NOW)
+        expected = tuple(None if key in evaluation.errors else int(key in evaluation.tags) for key in keys)
+        actual = tuple(None if state is None else int(state) for state in states[snapshot["id"]])
+        assert actual == expected, (
+            f"{dialect}: tags {keys}\ncatalog: {[(d.key, d.rule, d.group) for d in catalog.tags]}\n"
+            f"row: {snapshot!r}\nPython: {expected} errors {dict(evaluation.errors)}\nSQL: {actual}\n"
+            f"{query.select.compile(connection, compile_kwargs={'literal_binds': False})}"
+        )
+        CASES[(dialect, "rows compared")] += 1
+    return True
+
+
+_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+
+class TestPushdownDifferential:
+    @_SETTINGS
+    @given(data=st.data())
+    def test_sql_equals_python(self, database_url: URL, data: st.DataObject) -> None:
+        """Random catalogs and rows: the query's tag states equal Python's tags and unknowns, row by row."""
+        check(database_url, data)
