@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
+from tagrules.extensions import RuleFunction
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import stream_snapshots
 from tagrules.rules.sql_dialects import compiler_for
@@ -383,3 +384,45 @@ class TestCompiledSql:
         engine_dialect = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}[dialect].dialect()
         text = " ".join(str(compiled.value.compile(dialect=engine_dialect)).split())
         assert expected in text
+
+
+def _capped(value: int, cap: int) -> int:
+    return min(value, cap)
+
+
+CAPPED = RuleFunction(
+    "capped",
+    _capped,
+    arguments=["int", "int"],
+    returns="int",
+    sql=lambda value, cap: sa.case((value > cap, cap), else_=value),
+)
+HALVED = RuleFunction("halved", lambda value: value / 2, arguments=["float"], returns="float")
+
+
+class TestCustomFunctions:
+    def test_a_function_with_a_sql_form_is_pushed_down(self, engine: Engine) -> None:
+        """A plugin function that gives its SQL form runs in the database, with Python's results."""
+        catalog = Catalog(
+            [
+                {"key": "t", "rule": "$capped(orders, 3) >= 3"},
+                {"key": "u", "rule": "$capped(orders, 1) == orders"},
+            ],
+            SCHEMA,
+            functions=[CAPPED],
+        )
+        table = make_table(engine, catalog, ROWS)
+        assert states(engine, catalog, table, mode="database") == python_states(engine, catalog, table)
+
+    def test_a_function_without_one_stays_in_python(self, engine: Engine) -> None:
+        """Without a SQL form the call is not pushable; auto mode evaluates that tag in Python."""
+        catalog = Catalog([{"key": "t", "rule": "$halved(spend) > 1"}], SCHEMA, functions=[HALVED])
+        table = make_table(engine, catalog, ROWS)
+        with pytest.raises(NotPushable, match=r"the function \$halved, which has no SQL form"):
+            states(engine, catalog, table, mode="database")
+        with engine.connect() as connection:
+            counts = count_tags(catalog, connection, table, now=NOW)
+            python = count_tags(catalog, connection, table, now=NOW, mode="python")
+        assert counts.where == {"t": "python"}
+        assert counts.counts == python.counts
+        assert counts.unknown == python.unknown

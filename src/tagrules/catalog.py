@@ -79,6 +79,7 @@ class Catalog:
         "_language",
         "_order",
         "_rules",
+        "_snapshot_schema",
         "_tags",
         "description",
         "name",
@@ -103,6 +104,7 @@ class Catalog:
         problems: list[Problem] = []
         self._functions = types.MappingProxyType(check_functions(list(functions), source))
         snapshot_schema = self._schema(schema, problems)
+        self._snapshot_schema = snapshot_schema
         self._derived: Mapping[str, DerivedField] = types.MappingProxyType({})
         resolved_schema = snapshot_schema
         if snapshot_schema is not None:
@@ -291,6 +293,12 @@ class Catalog:
     def functions(self) -> Mapping[str, RuleFunction]:
         """The custom functions rules may call, by name (without the ``$``)."""
         return self._functions
+
+    @property
+    def snapshot_schema(self) -> Schema:
+        """The schema of the snapshots themselves: :attr:`schema` without the derived fields."""
+        assert self._snapshot_schema is not None  # a catalog that exists has a schema
+        return self._snapshot_schema
 
     @property
     def derived_fields(self) -> Mapping[str, DerivedField]:

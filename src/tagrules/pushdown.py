@@ -27,8 +27,8 @@ from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.rules.sql_dialects import compiler_for
-from tagrules.rules.to_sql import FieldColumn, RuleCompiler
-from tagrules.schema import FieldType, Schema
+from tagrules.rules.to_sql import FieldColumn, RuleCompiler, SqlFunction
+from tagrules.schema import FieldType, Schema, SchemaError, parse_type
 
 __all__ = ["CountReport", "Mode", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]
 
@@ -104,6 +104,25 @@ def _rule_fields(catalog: Catalog, keys: Sequence[str]) -> set[str]:
     return {name for key in keys for name in catalog.rule(key).fields}
 
 
+def _declared(text: str) -> FieldType | None:
+    try:
+        return parse_type(text)
+    except SchemaError:
+        return None  # "any", "list", "set": not a type a SQL form can take or give
+
+
+def _sql_functions(catalog: Catalog) -> dict[str, SqlFunction]:
+    """The SQL forms of the catalog's custom functions that have one."""
+    forms = {}
+    for name, function in catalog.functions.items():
+        returns = _declared(function.returns)
+        if function.sql is None or returns is None:
+            continue
+        arguments = tuple(_declared(text) for text in function.arguments)
+        forms[name] = SqlFunction(function.sql, arguments, returns, function.uses_now)
+    return forms
+
+
 class _QueryBuilder:
     """Builds the catalog query: which tags are pushed, then the query level by level."""
 
@@ -120,6 +139,7 @@ class _QueryBuilder:
         self.compiler = compiler
         self.now = now
         self.columns = columns
+        self.functions = _sql_functions(catalog)
         self.pushed: list[EvaluationUnit] = []
         self.in_python: dict[str, str] = {}
 
@@ -139,7 +159,11 @@ class _QueryBuilder:
                     reason = f"depends on {waiting[0]!r}, which is evaluated in Python"
                     break
                 rule_compiler = self.compiler(
-                    catalog.language.context, fields, self.now, lambda _key: placeholder
+                    catalog.language.context,
+                    fields,
+                    self.now,
+                    lambda _key: placeholder,
+                    functions=self.functions,
                 )
                 try:
                     rule_compiler.compile(catalog.rule(key).statement)
@@ -194,7 +218,9 @@ class _QueryBuilder:
         done: list[str] = []
         for index, level in enumerate(levels):
             states = {key: current.c[tag_labels[key]] for key in done}
-            compiler = self.compiler(catalog.language.context, fields, self.now, states.get)
+            compiler = self.compiler(
+                catalog.language.context, fields, self.now, states.get, functions=self.functions
+            )
             finals = [
                 state for unit in level for state in self.unit_states(unit, compiler, states, tag_labels)
             ]
@@ -417,7 +443,13 @@ def _python_catalog(catalog: Catalog, keys: Sequence[str]) -> Catalog:
                 wanted.add(other)
                 pending.append(other)
     definitions = [definition for definition in catalog.tags if definition.key in wanted]
-    return Catalog(definitions, catalog.schema, name=catalog.name)
+    return Catalog(
+        definitions,
+        catalog.snapshot_schema,
+        name=catalog.name,
+        functions=catalog.functions.values(),
+        derived=catalog.derived_fields.values(),
+    )
 
 
 def count_tags(

@@ -42,7 +42,7 @@ from tagrules.rules._sql_regex import translate_regex
 from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
 
-__all__ = ["FieldColumn", "RuleCompiler", "SqlRule"]
+__all__ = ["FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
 
 Expression = ColumnElement[Any]
 _NOTHING: Final = object()
@@ -76,6 +76,25 @@ class SqlRule:
 
     value: Expression
     error: Expression | None
+
+
+@final
+@dataclass(frozen=True)
+class SqlFunction:
+    """The SQL form of a custom rule function (``$name(...)``).
+
+    ``build`` receives the SQL expressions of the arguments (preceded by ``now`` as a bound
+    parameter when ``uses_now``) and returns the call's SQL expression; ``arguments`` and ``returns``
+    are the declared types.
+    """
+
+    build: Callable[..., Expression]
+    arguments: tuple[FieldType | None, ...]
+    returns: FieldType
+    uses_now: bool = False
+
+
+_FUNCTION_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "datetime": "datetime"}
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,7 @@ class RuleCompiler:
         now: the evaluation time (``$now``, ``$today``).
         tag_state: tag key -> the SQL expression of its state (1 assigned, 0 not, NULL unknown), for
             ``'key' in tags``; ``None`` for a tag no rule computes (always absent).
+        functions: custom function name -> its SQL form; calls of other functions are not pushable.
     """
 
     dialect: ClassVar[str] = "sql"
@@ -156,11 +176,13 @@ class RuleCompiler:
         fields: Mapping[str, FieldColumn],
         now: datetime.datetime,
         tag_state: Callable[[str], Expression | None] = lambda key: None,
+        functions: Mapping[str, SqlFunction] | None = None,
     ) -> None:
         self.context = context
         self.fields = fields
         self.now = now
         self.tag_state = tag_state
+        self.functions: Mapping[str, SqlFunction] = functions or {}
 
     # -- entry points --------------------------------------------------------------------------------
 
@@ -206,6 +228,38 @@ class RuleCompiler:
 
     def unsupported(self, node: Any) -> _Sql:
         raise NotPushable(f"{_construct(node)} ({unparse(node)})")
+
+    def function_call(self, node: Any) -> _Sql:
+        """A custom function whose plugin gives its SQL form; other calls stay in Python."""
+        function = node.function
+        if not isinstance(function, re_ast.SymbolExpression) or function.scope is None:
+            return self.unsupported(node)
+        declared = self.functions.get(function.name)
+        if declared is None:
+            raise NotPushable(f"the function ${function.name}, which has no SQL form ({unparse(node)})")
+        kind = _FUNCTION_KINDS.get(declared.returns.kind)
+        if kind is None:
+            raise NotPushable(f"${function.name}, which returns {declared.returns} ({unparse(node)})")
+        expressions: list[Expression] = []
+        errors: list[Expression | None] = []
+        for position, argument in enumerate(node.arguments):
+            part = self.value(argument)
+            if part.is_constant:
+                wanted = declared.arguments[position] if position < len(declared.arguments) else None
+                target = _FUNCTION_KINDS.get(wanted.kind) if wanted is not None else None
+                if part.constant is None:
+                    part = _Sql("null", sa.null(), nullable=True)
+                elif target is None:
+                    raise NotPushable(f"the argument #{position + 1} of ${function.name} ({unparse(node)})")
+                else:
+                    part = self.as_sql(part, target)
+            assert part.expr is not None
+            expressions.append(part.expr)
+            errors.append(part.error)
+        if declared.uses_now:
+            expressions.insert(0, self.datetime_parameter(self.now))
+        built = declared.build(*expressions)
+        return _Sql(kind, built, _any(*errors), nullable=declared.returns.nullable)
 
     # -- hooks a dialect overrides ---------------------------------------------------------------------
 
@@ -697,7 +751,7 @@ RuleCompiler.TRANSFORMS = {
     re_ast.ContainsExpression: RuleCompiler.contains,
     re_ast.GetAttributeExpression: RuleCompiler.get_attribute,
     re_ast.ComprehensionExpression: RuleCompiler.unsupported,
-    re_ast.FunctionCallExpression: RuleCompiler.unsupported,
+    re_ast.FunctionCallExpression: RuleCompiler.function_call,
     re_ast.GetItemExpression: RuleCompiler.unsupported,
     re_ast.GetSliceExpression: RuleCompiler.unsupported,
     re_ast.BitwiseExpression: RuleCompiler.unsupported,
