@@ -48,9 +48,8 @@ demo: install
 	@rm -f $(DEMO_DIR)/tagrules.db $(DEMO_DIR)/tagrules.db-wal $(DEMO_DIR)/tagrules.db-shm
 	@echo "--- first run: the tags of the 12 customers kept in $(DEMO_DIR)/tagrules.db"
 	$(BIN)/tagrules run retail $(DEMO_DIR)/customers.jsonl --store $(DEMO_STORE) --now $(NOW)
-	@echo "--- a month later, customers C0000010 to C0000012 have new data (another sample's profiles)"
-	@head -n 9 $(DEMO_DIR)/customers.jsonl > $(DEMO_DIR)/customers-later.jsonl
-	$(BIN)/tagrules sample --pack retail --count 12 --seed 2 --now $(LATER) | tail -n 3 >> $(DEMO_DIR)/customers-later.jsonl
+	@echo "--- a month later: 30-day windows roll over, C0000001 starts buying, C0000003 spends big, C0000012 complains"
+	$(BIN)/python examples/a_month_later.py $(DEMO_DIR)/customers.jsonl > $(DEMO_DIR)/customers-later.jsonl
 	$(BIN)/tagrules run retail $(DEMO_DIR)/customers-later.jsonl --store $(DEMO_STORE) --now $(LATER) --changes $(DEMO_DIR)/changes.jsonl
 	@echo "--- the changes of the second run ($(DEMO_DIR)/changes.jsonl):"
 	@cat $(DEMO_DIR)/changes.jsonl
