@@ -26,6 +26,7 @@ from rule_strategies import (
     _FLOATS,
     _INTS,
     _STRINGS,
+    FIELD_TYPES,
     NOW,
     TAG_KEYS,
     Hints,
@@ -42,17 +43,7 @@ ROWS = 8
 
 #: Field types a table holds, and the kind of values rules see (as in rule_strategies).
 SQL_FIELD_TYPES = {
-    "int": "num",
-    "float": "num",
-    "int | None": "num?",
-    "float | None": "num?",
-    "str": "str",
-    "str | None": "str?",
-    "bool": "bool",
-    "bool | None": "bool?",
-    "datetime": "dt",
-    "datetime | None": "dt?",
-    "date": "dt",
+    name: kind for name, kind in FIELD_TYPES.items() if kind.rstrip("?") in ("num", "str", "bool", "dt")
 }
 
 #: Cases seen per dialect: rules pushed down, rules refused (NotPushable), rows compared.

@@ -18,10 +18,26 @@ from tagrules.rules._explain import Explanation, describe_failure, explain_state
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
 from tagrules.schema import FailedValue
 
-__all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "resolve_now"]
+__all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "parse_now", "resolve_now"]
 
 _NO_ERRORS: Mapping[str, str] = types.MappingProxyType({})
 _NONE: frozenset[str] = frozenset()
+
+
+def parse_now(text: str) -> datetime.datetime:
+    """An evaluation time written as ISO 8601 text (``Z`` for UTC; naive means UTC).
+
+    Raises:
+        ValueError: the text is not such a datetime (the message shows an example).
+    """
+    candidate = text.strip()
+    if candidate.endswith(("Z", "z")):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        moment = datetime.datetime.fromisoformat(candidate)
+    except ValueError:
+        raise ValueError(f'{text!r} is not an ISO 8601 datetime such as "2026-06-01T00:00:00Z"') from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def resolve_now(now: datetime.datetime | None) -> datetime.datetime:

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError
+from tagrules.evaluation import parse_now as parse_iso
 from tagrules.plugins import PluginRegistry, installed_plugins
 
 __all__ = ["CommandError", "load_catalog", "open_output", "parse_now", "plugins", "read_jsonl"]
@@ -24,16 +25,10 @@ class CommandError(Exception):
 
 def parse_now(text: str) -> datetime.datetime:
     """``--now``: an ISO 8601 datetime; naive means UTC."""
-    candidate = text.strip()
-    if candidate.endswith(("Z", "z")):
-        candidate = candidate[:-1] + "+00:00"
     try:
-        moment = datetime.datetime.fromisoformat(candidate)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 datetime such as 2026-06-01T00:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+        return parse_iso(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def plugins() -> PluginRegistry:

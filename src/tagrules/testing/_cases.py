@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, final
 from tagrules._files import load_document
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError, Problem
-from tagrules.evaluation import Evaluator
+from tagrules.evaluation import Evaluator, parse_now
 from tagrules.packs import available_packs, load_pack
 from tagrules.schema import suggest
 from tagrules.testing._assertions import FrozenEvaluator, TagMismatch, check_tags
@@ -170,14 +170,7 @@ def parse_time(text: Any) -> datetime.datetime:
         raise ValueError(
             f'must be an ISO 8601 datetime in quotes, such as "2026-06-01T00:00:00Z", not {text!r}'
         )
-    candidate = text.strip()
-    if candidate.endswith(("Z", "z")):
-        candidate = candidate[:-1] + "+00:00"
-    try:
-        moment = datetime.datetime.fromisoformat(candidate)
-    except ValueError:
-        raise ValueError(f'{text!r} is not an ISO 8601 datetime such as "2026-06-01T00:00:00Z"') from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return parse_now(text)
 
 
 class _Reader:
