@@ -23,6 +23,7 @@ from typing import Any, final
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tagrules._setwise import SET_WISE_DIALECTS, same_database, setwise_retag
 from tagrules.catalog import Catalog
 from tagrules.errors import SourceError
 from tagrules.evaluation import Evaluation, Evaluator, resolve_now
@@ -35,7 +36,7 @@ from tagrules.pushdown import (
     open_table,
     tag_query,
 )
-from tagrules.stores import TagStore
+from tagrules.stores import SQLStore, TagStore
 from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, Listener, TagCounts, Tagger
 
 __all__ = ["RetagReport", "retag_from_table"]
@@ -225,9 +226,10 @@ def retag_from_table(
         listeners: called with each change event after it is committed.
         chunk_size: customers per store transaction.
         page_size: rows per read of the table.
-        set_wise: compute the diff set-wise inside the database. Default: when ``store`` is a
-            :class:`SQLStore` in the table's database and every active tag is pushable. ``True``
-            raises :class:`SourceError` where that is not possible.
+        set_wise: compute the diff set-wise inside the database, ``page_size`` ids per transaction.
+            Default: when ``store`` is a :class:`SQLStore` in the table's database, on PostgreSQL,
+            and every active tag is pushable. ``True`` raises :class:`SourceError` where that is not
+            possible; ``False`` never does it.
         progress: called with the number of customers processed so far.
 
     Returns:
@@ -248,13 +250,23 @@ def retag_from_table(
             raise SourceError(f"the database refused the query: {error.orig}") from None
         in_python = dict(rows.query.in_python)
         where = {d.key: "python" if d.key in in_python else "database" for d in catalog.active}
-        possible = False
+        possible = (
+            isinstance(store, SQLStore)
+            and connection.dialect.name in SET_WISE_DIALECTS
+            and same_database(store.url, connection.engine.url)
+            and bool(rows.query.tag_columns)
+        )
         if set_wise and not (possible and not in_python):
             raise SourceError(
-                "a set-wise retag needs the store in the table's database and every active tag pushable"
+                "a set-wise retag needs a SQL store in the table's database, on "
+                f"{', '.join(sorted(SET_WISE_DIALECTS))}, and every active tag pushable"
                 + (f" ({next(iter(in_python))!r} is evaluated in Python)" if in_python else "")
             )
         tagger = Tagger(catalog, store, listeners=listeners)
+        if set_wise or (set_wise is None and possible and not in_python):
+            assert isinstance(store, SQLStore)
+            report = setwise_retag(tagger, store, connection, source, id_column, moment, page_size, progress)
+            return _report(report, where, in_python, True, moment)
         evaluate = _evaluate_rows(rows, catalog, in_python)
         try:
             report = tagger.apply_many(
