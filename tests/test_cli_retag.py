@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from store_helpers import drop_store, unique_prefix
 from test_cli_store import CATALOG, FIRST, NOW, jsonl, tagrules
 
 ROWS: list[dict[str, Any]] = [{**row, "id": str(row["id"])} for row in FIRST]
@@ -159,3 +160,60 @@ class TestRunFromTable:
         assert result.returncode == 1
         assert "tagrules db upgrade" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+class TestRunSetWise:
+    def test_store_in_the_same_database(
+        self, postgres_url: Any, write: Callable[[str, str], Path], tmp_path: Path
+    ) -> None:
+        """With the store in the table's PostgreSQL database, the summary says the diff ran set-wise."""
+        catalog = write(
+            "pushable.yaml",
+            "schema: {spend: float, orders: int}\n"
+            "tags:\n"
+            "  - {key: big, rule: 'spend >= 100'}\n"
+            "  - {key: frequent, rule: 'orders >= 3'}\n",
+        )
+        url = postgres_url.render_as_string(hide_password=False)
+        prefix = unique_prefix()
+        engine = sa.create_engine(postgres_url)
+        table = f"cli_setwise_{prefix.rstrip('_')}"
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, spend FLOAT, orders INT)")
+            )
+            connection.execute(
+                sa.text(f"INSERT INTO {table} VALUES (:id, :spend, :orders)"),
+                [{"id": str(row["id"]), "spend": row["spend"], "orders": row["orders"]} for row in FIRST],
+            )
+        engine.dispose()
+        try:
+            assert tagrules("db", "upgrade", url, "--prefix", prefix).returncode == 0
+            arguments = [
+                "run",
+                str(catalog),
+                "--db",
+                url,
+                "--table",
+                table,
+                "--store",
+                url,
+                "--prefix",
+                prefix,
+            ]
+            result = tagrules(*arguments, "--now", NOW, "--changes", str(tmp_path / "changes.jsonl"))
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.splitlines()[-3:] == [
+                "3 customers: 3 added, 0 removed, 0 errors",
+                "in the database: big, frequent",
+                "changes computed set-wise in the database (the store shares the table's database)",
+            ]
+            assert changes(tmp_path / "changes.jsonl") == [
+                {"id": "a", "tag": "big", "change": "added"},
+                {"id": "a", "tag": "frequent", "change": "added"},
+                {"id": "b", "tag": "big", "change": "added"},
+            ]
+            again = tagrules(*arguments, "--now", "2026-07-01T00:00:00Z")
+            assert "3 customers: 0 added, 0 removed, 0 errors" in again.stdout
+        finally:
+            drop_store(postgres_url, prefix)
