@@ -41,6 +41,7 @@ __all__ = ["SET_WISE_DIALECTS", "same_database", "setwise_retag"]
 #: The databases set-wise retagging runs on.
 SET_WISE_DIALECTS = frozenset({"postgresql"})
 _MAX_ATTEMPTS = 50
+_FIRST_ANALYZE = 20_000
 
 
 def same_database(first: URL, second: URL) -> bool:
@@ -72,6 +73,14 @@ class _Temporary:
             sa.Column("customer_id", sa.String(ID_LENGTH)),
             sa.Column("tag", sa.String(TAG_LENGTH)),
             sa.Column("change", sa.String(16)),
+            **options,
+        )
+        self.wanted = sa.Table(
+            "tagrules_retag_wanted",
+            metadata,
+            sa.Column("customer_id", sa.String(ID_LENGTH)),
+            sa.Column("tag", sa.String(TAG_LENGTH)),
+            sa.Column("state", sa.SmallInteger()),
             **options,
         )
         self.metadata = metadata
@@ -131,22 +140,11 @@ class _SetWise:
         self.retries = 0
         self.with_overrides: list[str] = []
         self.pending_overridden: list[str] = []
+        self.inserted = 0
+        self.analyze_at = _FIRST_ANALYZE
         self.analyzed = False
 
     # -- the statements of one chunk ------------------------------------------------------------------
-
-    def _desired(self) -> sa.Subquery:
-        """The chunk's tag states unpivoted: (customer_id, tag, state)."""
-        states = self.temporary.states
-        parts = [
-            sa.select(
-                states.c.customer_id,
-                sa.literal(key, sa.String(TAG_LENGTH)).label("tag"),
-                states.c[f"t_{index}"].label("state"),
-            )
-            for index, key in enumerate(self.keys)
-        ]
-        return sa.union_all(*parts).subquery("desired")
 
     def run_chunk(self, after: Any, first: bool) -> tuple[int, Any, list[ChangeEvent]]:
         connection = self.connection
@@ -161,7 +159,6 @@ class _SetWise:
             # temporary tables are never analyzed automatically: without statistics the planner would
             # read the store's tables whole for each chunk
             connection.exec_driver_sql(f"ANALYZE {states.name}")
-            self.analyzed = True
         chunk_ids = sa.select(states.c.customer_id)
         connection.execute(
             sa.select(t.customers.c.customer_id)
@@ -183,37 +180,37 @@ class _SetWise:
                 .returning(states.c.customer_id)
             )
         ]
-        desired = self._desired()
-        m = t.memberships
-        held = (
-            sa.select(m.c.customer_id)
-            .where(m.c.customer_id == desired.c.customer_id, m.c.tag == desired.c.tag)
-            .exists()
+        # the tags each customer holds or may hold: state 1 (assigned) or unknown, one row per tag
+        wanted = temporary.wanted
+        states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
+        connection.exec_driver_sql(
+            f"INSERT INTO {wanted.name} (customer_id, tag, state) "
+            f"SELECT s.customer_id, v.tag, v.state FROM {states.name} AS s, "
+            f"unnest(%(tags)s::text[], ARRAY[{states_list}]::smallint[]) AS v(tag, state) "
+            "WHERE v.state IS DISTINCT FROM 0",
+            {"tags": self.keys},
         )
-        connection.execute(
-            sa.insert(changes).from_select(
-                ["customer_id", "tag", "change"],
-                sa.union_all(
-                    sa.select(desired.c.customer_id, desired.c.tag, sa.literal("added")).where(
-                        desired.c.state == 1, ~held
-                    ),
-                    sa.select(desired.c.customer_id, desired.c.tag, sa.literal("removed")).where(
-                        desired.c.state == 0,
-                        sa.select(m.c.customer_id)
-                        .where(
-                            m.c.customer_id == desired.c.customer_id,
-                            m.c.tag == desired.c.tag,
-                            m.c.source == "computed",
-                        )
-                        .exists(),
-                    ),
-                ),
-            )
+        if not self.analyzed:
+            connection.exec_driver_sql(f"ANALYZE {wanted.name}")
+            self.analyzed = True
+        # one pass over what each customer may hold and what it holds: a hash full join, no probes
+        m = t.memberships.name
+        connection.exec_driver_sql(
+            f"INSERT INTO {changes.name} (customer_id, tag, change) "
+            "SELECT coalesce(w.customer_id, h.customer_id), coalesce(w.tag, h.tag), "
+            "CASE WHEN h.customer_id IS NULL THEN 'added' ELSE 'removed' END "
+            f"FROM {wanted.name} AS w FULL JOIN ("
+            f"SELECT m.customer_id, m.tag, m.source FROM {m} AS m JOIN {states.name} AS s "
+            "ON s.customer_id = m.customer_id WHERE m.tag = ANY(%(tags)s::text[])"
+            ") AS h ON h.customer_id = w.customer_id AND h.tag = w.tag "
+            "WHERE (h.customer_id IS NULL AND w.state = 1) "
+            "OR (w.customer_id IS NULL AND h.source = 'computed')",
+            {"tags": self.keys},
         )
         events = self._write(changes)
-        self._count(desired)
-        connection.execute(sa.delete(changes))
-        connection.execute(sa.delete(states))
+        self._count()
+        for table in (changes, wanted, states):
+            connection.execute(sa.delete(table))
         self.pending_overridden = overridden
         return int(count), last, events
 
@@ -275,37 +272,46 @@ class _SetWise:
             sa.case((changes.c.change == "added", 0), else_=1),
             changes.c.tag,
         )
+        insert = sa.insert(o).from_select(["customer_id", "tag", "change", "at", "reason"], ordered)
+        if not self.tagger.listeners:
+            connection.execute(insert)
+            return []
         rows = list(
             connection.execute(
-                sa.insert(o)
-                .from_select(["customer_id", "tag", "change", "at", "reason"], ordered)
-                .returning(o.c.id, o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason)
+                insert.returning(o.c.id, o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason)
             )
         )
         rows.sort(key=lambda row: row[0])
         return [ChangeEvent(row[1], row[2], row[3], row[4], row[5], row[0]) for row in rows]
 
-    def _count(self, desired: sa.Subquery) -> None:
+    def _count(self) -> None:
+        """Added and removed per tag from the changes; members and errors per tag from the states:
+        a member holds the tag assigned, or held it and its state is unknown (it keeps it)."""
         connection = self.connection
-        m = self.tables.memberships
-        changes = self.temporary.changes
-        states = self.temporary.states
+        changes, wanted = self.temporary.changes, self.temporary.wanted
         for tag, change, number in connection.execute(
             sa.select(changes.c.tag, changes.c.change, sa.func.count()).group_by(
                 changes.c.tag, changes.c.change
             )
         ):
             (self.tally_added if change == "added" else self.tally_removed)[tag] += number
+        for tag, state, number in connection.execute(
+            sa.select(wanted.c.tag, wanted.c.state, sa.func.count()).group_by(wanted.c.tag, wanted.c.state)
+        ):
+            if state is None:
+                self.tally_errors[tag] += number
+            else:
+                self.tally_members[tag] += number
+        m = self.tables.memberships
         for tag, number in connection.execute(
-            sa.select(m.c.tag, sa.func.count())
-            .where(m.c.customer_id.in_(sa.select(states.c.customer_id)))
-            .group_by(m.c.tag)
+            sa.select(wanted.c.tag, sa.func.count())
+            .select_from(
+                wanted.join(m, sa.and_(m.c.customer_id == wanted.c.customer_id, m.c.tag == wanted.c.tag))
+            )
+            .where(wanted.c.state.is_(None))
+            .group_by(wanted.c.tag)
         ):
             self.tally_members[tag] += number
-        for tag, number in connection.execute(
-            sa.select(desired.c.tag, sa.func.count()).where(desired.c.state.is_(None)).group_by(desired.c.tag)
-        ):
-            self.tally_errors[tag] += number
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -334,6 +340,7 @@ class _SetWise:
                 break
             if not count:
                 return
+            self._keep_statistics()
             self.customers += count - len(self.pending_overridden)
             self.with_overrides.extend(self.pending_overridden)
             for event in events:
@@ -345,6 +352,20 @@ class _SetWise:
             after, first = last, False
             if count < self.chunk:
                 return
+
+    def _keep_statistics(self) -> None:
+        # as SQLStore does: the planner needs fresh statistics of the store's tables after a bulk
+        # insert, and autovacuum refreshes them only after a pause
+        self.inserted = sum(self.tally_added.values())
+        if self.inserted < self.analyze_at:
+            return
+        self.analyze_at = 2 * self.inserted
+        t = self.tables
+        with translated(self.store.url, "analyze tables"):
+            self.connection.exec_driver_sql(
+                f"ANALYZE {t.customers.name}, {t.memberships.name}, {t.history.name}"
+            )
+            self.connection.commit()
 
     def overridden_items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The customers with overrides, with their rows as snapshots, for the row-by-row path."""
