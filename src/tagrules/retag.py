@@ -238,6 +238,20 @@ def retag_from_table(
     Raises:
         SourceError: the database cannot be reached, or the table or a column is missing.
         StoreError: the store failed; committed chunks stay, and running again completes the work.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from tagrules import MemoryStore
+        >>> url = f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'crm.db'}"
+        >>> engine = sa.create_engine(url)
+        >>> with engine.begin() as connection:
+        ...     _ = connection.exec_driver_sql("CREATE TABLE customers (id TEXT PRIMARY KEY, spend REAL)")
+        ...     _ = connection.exec_driver_sql("INSERT INTO customers VALUES ('c1', 150.0), ('c2', 5.0)")
+        >>> catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
+        >>> report = retag_from_table(catalog, engine, "customers", MemoryStore())
+        >>> report.customers, report.tags["big"].added, report.where["big"]
+        (2, 1, 'database')
+        >>> engine.dispose()
     """
     moment = resolve_now(now)
     connection, engine = _connect(bind)
