@@ -15,7 +15,8 @@ from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
 from store_helpers import drop_store, unique_prefix
-from tagrules import Catalog, SourceError, SQLStore, Tagger, TagStore, retag_from_table
+from tagrules import Catalog, ConcurrentUpdate, SourceError, SQLStore, Tagger, TagStore, retag_from_table
+from tagrules.stores import CustomerChange
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)
@@ -281,9 +282,14 @@ class TestSetWise:
             replace_rows(engine, table, [{**row, "spend": 5000.0, "orders": 9} for row in rows])
             retag_from_table(pushable(), postgres_url, table.name, store, now=LATER)
             after = store.load([row["id"] for row in rows])
-            for customer, state in before.items():
-                if after[customer].computed != state.computed:
-                    assert after[customer].version == state.version + 1
+            moved = [c for c, state in before.items() if after[c].computed != state.computed]
+            assert moved
+            for customer in moved:
+                assert after[customer].version == before[customer].version + 1
+            # a writer that read a customer before the set-wise change fails its version check
+            stale = CustomerChange(moved[0], before[moved[0]].version, LATER, cleared=("spend_mid",))
+            with pytest.raises(ConcurrentUpdate):
+                store.commit([stale])
         finally:
             engine.dispose()
 
