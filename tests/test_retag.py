@@ -217,11 +217,12 @@ def pg_stores(postgres_url: URL) -> Iterator[tuple[SQLStore, SQLStore]]:
 
 
 class TestSetWise:
+    @pytest.mark.parametrize("make_catalog", [pushable, catalog], ids=["all-pushed", "some-in-python"])
     def test_same_store_as_a_snapshot_run(
-        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore]
+        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore], make_catalog: Any
     ) -> None:
         """Set-wise retagging leaves memberships, history and events as a snapshot run does, over
-        overrides, errors, changed rows, a retired tag and a repeated run."""
+        overrides, errors, changed rows, a retired tag, tags left to Python and a repeated run."""
         by_snapshots, by_table = pg_stores
         engine = sa.create_engine(postgres_url)
         try:
@@ -231,9 +232,9 @@ class TestSetWise:
             for store in pg_stores:
                 set_overrides(store, NOW - datetime.timedelta(days=1))
             heard: list[Any] = []
-            expected = Tagger(pushable(), by_snapshots).apply_many(as_snapshots(first), now=NOW)
+            expected = Tagger(make_catalog(), by_snapshots).apply_many(as_snapshots(first), now=NOW)
             found = retag_from_table(
-                pushable(),
+                make_catalog(),
                 postgres_url,
                 table.name,
                 by_table,
@@ -254,7 +255,7 @@ class TestSetWise:
 
             second = changed(first, 12)
             replace_rows(engine, table, second)
-            retired = pushable(per_order="retired")
+            retired = make_catalog(per_order="retired")
             expected = Tagger(retired, by_snapshots).apply_many(as_snapshots(second), now=LATER)
             found = retag_from_table(retired, postgres_url, table.name, by_table, now=LATER, page_size=7)
             assert found.set_wise

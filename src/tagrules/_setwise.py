@@ -7,7 +7,8 @@ transaction of a dozen statements, whatever the number of customers in it:
    customer (keyset pages on the id column: the next chunk starts after the last id);
 2. the chunk's rows in the store's customer table are locked (``FOR UPDATE``), so a concurrent
    writer either committed before (and is seen) or waits and then fails its version check;
-3. customers with overrides leave the chunk, to be retagged in Python afterwards;
+3. customers with overrides leave the chunk, to be retagged in Python afterwards; the tags left to
+   Python are evaluated on the chunk's other rows and their states added to the database's;
 4. the changes (``added`` where a tag's state is 1 and no membership exists; ``removed`` where it
    is 0 and a computed one does; never where it is unknown) go to a second temporary table;
 5. from it, every table a :class:`~tagrules.SQLStore` writes is written as it writes them:
@@ -30,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from tagrules.errors import ConcurrentUpdate, StoreError
-from tagrules.pushdown import _reader, _rule_fields, tag_query
+from tagrules.evaluation import Evaluator
+from tagrules.pushdown import _python_catalog, _reader, _rule_fields, tag_query
 from tagrules.stores import ChangeEvent, SQLStore, store_tables
 from tagrules.stores._database import translated
 from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH
@@ -113,10 +115,18 @@ class _SetWise:
             sa.select(table).where(self.key > after).order_by(self.key).limit(chunk).subquery("page"),
         ]
         queries = [
-            tag_query(catalog, page, dialect="postgresql", now=now, id_columns=[id_column], mode="database")
-            for page in pages
+            tag_query(catalog, page, dialect="postgresql", now=now, id_columns=[id_column]) for page in pages
         ]
         self.keys = list(queries[0].tag_columns)
+        self.now = now
+        # tags left to Python: evaluated on the chunk's rows, their states added to the database's
+        in_python = queries[0].in_python
+        self.python_keys = [d.key for d in catalog.active if d.key in in_python]
+        self.every_key = [*self.keys, *self.python_keys]
+        self.partial = Evaluator(_python_catalog(catalog, self.python_keys)) if self.python_keys else None
+        sub = self.partial.catalog if self.partial is not None else catalog
+        self.python_fields = sorted(_rule_fields(sub, [d.key for d in sub.active]))
+        self.python_readers = [_reader(catalog.schema.fields[name]) for name in self.python_fields]
         self.temporary = _Temporary(self.key.type, self.keys)
         self.fills = []
         states = self.temporary.states
@@ -190,6 +200,8 @@ class _SetWise:
             "WHERE v.state IS DISTINCT FROM 0",
             {"tags": self.keys},
         )
+        if self.partial is not None:
+            self._evaluate_in_python()
         if not self.analyzed:
             connection.exec_driver_sql(f"ANALYZE {wanted.name}")
             self.analyzed = True
@@ -201,11 +213,11 @@ class _SetWise:
             "CASE WHEN h.customer_id IS NULL THEN 'added' ELSE 'removed' END "
             f"FROM {wanted.name} AS w FULL JOIN ("
             f"SELECT m.customer_id, m.tag, m.source FROM {m} AS m JOIN {states.name} AS s "
-            "ON s.customer_id = m.customer_id WHERE m.tag = ANY(%(tags)s::text[])"
+            "ON s.customer_id = m.customer_id WHERE m.tag = ANY(%(every)s::text[])"
             ") AS h ON h.customer_id = w.customer_id AND h.tag = w.tag "
             "WHERE (h.customer_id IS NULL AND w.state = 1) "
             "OR (w.customer_id IS NULL AND h.source = 'computed')",
-            {"tags": self.keys},
+            {"every": self.every_key},
         )
         events = self._write(changes)
         self._count()
@@ -213,6 +225,32 @@ class _SetWise:
             connection.execute(sa.delete(table))
         self.pending_overridden = overridden
         return int(count), last, events
+
+    def _evaluate_in_python(self) -> None:
+        """The states of the tags left to Python, for the chunk's customers without overrides."""
+        assert self.partial is not None
+        states, wanted = self.temporary.states, self.temporary.wanted
+        rows = self.connection.execute(
+            sa.select(states.c.customer_id, *[self.table.c[name] for name in self.python_fields]).select_from(
+                states.join(self.table, self.table.c[self.key.name] == states.c.raw_id)
+            )
+        ).all()
+        evaluate = self.partial.evaluate
+        fields, readers, keys, now = self.python_fields, self.python_readers, self.python_keys, self.now
+        found: list[dict[str, Any]] = []
+        for row in rows:
+            snapshot = {
+                name: value if reader is None or value is None else reader(value)
+                for name, value, reader in zip(fields, row[1:], readers, strict=True)
+            }
+            result = evaluate(snapshot, now)
+            for key in keys:
+                if key in result.errors:
+                    found.append({"customer_id": row[0], "tag": key, "state": None})
+                elif key in result.tags:
+                    found.append({"customer_id": row[0], "tag": key, "state": 1})
+        if found:
+            self.connection.execute(sa.insert(wanted), found)
 
     def _write(self, changes: sa.Table) -> list[ChangeEvent]:
         connection = self.connection

@@ -8,8 +8,8 @@ checks, listeners, retired-tag closing and error policy. A customer with overrid
 exclusions) is evaluated wholly in Python on its row, since rules see manual tags in ``tags`` and
 exclusions change which tier of an exclusive group is assigned.
 
-When the store lives in the same database as the table and every active tag is pushable, the diff
-is computed set-wise in SQL instead (:mod:`tagrules._setwise`).
+When the store lives in the same PostgreSQL database as the table, the diff is computed set-wise in
+SQL instead (:mod:`tagrules._setwise`).
 """
 
 from __future__ import annotations
@@ -227,9 +227,10 @@ def retag_from_table(
         chunk_size: customers per store transaction.
         page_size: rows per read of the table.
         set_wise: compute the diff set-wise inside the database, ``page_size`` ids per transaction.
-            Default: when ``store`` is a :class:`SQLStore` in the table's database, on PostgreSQL,
-            and every active tag is pushable. ``True`` raises :class:`SourceError` where that is not
-            possible; ``False`` never does it.
+            Default: when ``store`` is a :class:`SQLStore` in the table's database, on PostgreSQL
+            (tags left to Python are evaluated on each chunk's rows and their states joined to the
+            database's). ``True`` raises :class:`SourceError` where that is not possible; ``False``
+            never does it.
         progress: called with the number of customers processed so far.
 
     Returns:
@@ -270,14 +271,13 @@ def retag_from_table(
             and same_database(store.url, connection.engine.url)
             and bool(rows.query.tag_columns)
         )
-        if set_wise and not (possible and not in_python):
+        if set_wise and not possible:
             raise SourceError(
                 "a set-wise retag needs a SQL store in the table's database, on "
-                f"{', '.join(sorted(SET_WISE_DIALECTS))}, and every active tag pushable"
-                + (f" ({next(iter(in_python))!r} is evaluated in Python)" if in_python else "")
+                f"{', '.join(sorted(SET_WISE_DIALECTS))}, and a tag pushed down"
             )
         tagger = Tagger(catalog, store, listeners=listeners)
-        if set_wise or (set_wise is None and possible and not in_python):
+        if set_wise or (set_wise is None and possible):
             assert isinstance(store, SQLStore)
             report = setwise_retag(tagger, store, connection, source, id_column, moment, page_size, progress)
             return _report(report, where, in_python, True, moment)
