@@ -85,6 +85,14 @@ class _Temporary:
             sa.Column("state", sa.SmallInteger()),
             **options,
         )
+        self.held = sa.Table(
+            "tagrules_retag_held",
+            metadata,
+            sa.Column("customer_id", sa.String(ID_LENGTH)),
+            sa.Column("tag", sa.String(TAG_LENGTH)),
+            sa.Column("source", sa.String(16)),
+            **options,
+        )
         self.metadata = metadata
 
 
@@ -204,24 +212,37 @@ class _SetWise:
             self._evaluate_in_python()
         if not self.analyzed:
             connection.exec_driver_sql(f"ANALYZE {wanted.name}")
-            self.analyzed = True
-        # one pass over what each customer may hold and what it holds: a hash full join, no probes
+        # what the chunk's customers hold, read along the memberships' key (a nested loop over the
+        # chunk), then one pass over it and the states: a hash full join of two small tables
         m = t.memberships.name
+        held = temporary.held
+        # the planner misjudges a join of a few thousand ids with millions of memberships; the
+        # nested loop along the primary key is always the cheap way here
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        connection.exec_driver_sql(
+            f"INSERT INTO {held.name} (customer_id, tag, source) "
+            f"SELECT m.customer_id, m.tag, m.source FROM {states.name} AS s JOIN {m} AS m "
+            "ON m.customer_id = s.customer_id WHERE m.tag = ANY(%(every)s::text[])",
+            {"every": self.every_key},
+        )
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = on")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = on")
+        if not self.analyzed:
+            connection.exec_driver_sql(f"ANALYZE {held.name}")
+            self.analyzed = True
         connection.exec_driver_sql(
             f"INSERT INTO {changes.name} (customer_id, tag, change) "
             "SELECT coalesce(w.customer_id, h.customer_id), coalesce(w.tag, h.tag), "
             "CASE WHEN h.customer_id IS NULL THEN 'added' ELSE 'removed' END "
-            f"FROM {wanted.name} AS w FULL JOIN ("
-            f"SELECT m.customer_id, m.tag, m.source FROM {m} AS m JOIN {states.name} AS s "
-            "ON s.customer_id = m.customer_id WHERE m.tag = ANY(%(every)s::text[])"
-            ") AS h ON h.customer_id = w.customer_id AND h.tag = w.tag "
+            f"FROM {wanted.name} AS w FULL JOIN {held.name} AS h "
+            "ON h.customer_id = w.customer_id AND h.tag = w.tag "
             "WHERE (h.customer_id IS NULL AND w.state = 1) "
-            "OR (w.customer_id IS NULL AND h.source = 'computed')",
-            {"every": self.every_key},
+            "OR (w.customer_id IS NULL AND h.source = 'computed')"
         )
         events = self._write(changes)
         self._count()
-        for table in (changes, wanted, states):
+        for table in (changes, temporary.held, wanted, states):
             connection.execute(sa.delete(table))
         self.pending_overridden = overridden
         return int(count), last, events
