@@ -10,7 +10,7 @@ database, then, side by side in one run:
   ``INSERT ... SELECT``), plus the tags left to Python;
 * the same rows streamed through :class:`tagrules.Evaluator` (every tag, in Python);
 * a full retag into a tag store in the same database, twice (the first tagging, then a refresh
-  after about 5% of the customers changed): :func:`tagrules.retag_from_table`, set-wise in the
+  after 2% of the customers changed): :func:`tagrules.retag_from_table`, set-wise in the
   database, against the same rows streamed through the Python evaluator into
   :meth:`tagrules.Tagger.apply_many` — for the pushable tags, since set-wise retagging needs every
   tag in the database.
@@ -170,7 +170,7 @@ def _store_contents(engine: Engine, prefix: str) -> dict[str, Any]:
 
 
 def _change_some(engine: Engine) -> int:
-    """About 5% of the customers spend and order more."""
+    """2% of the customers spend and order more."""
     with engine.begin() as connection:
         result = connection.execute(
             sa.text(
