@@ -8,13 +8,19 @@ database, then, side by side in one run:
 * whole-catalog evaluation in the database: every tag of every row computed and kept in the
   database (``CREATE TEMPORARY TABLE ... AS`` the catalog query, as a set-wise retag would feed
   ``INSERT ... SELECT``), plus the tags left to Python;
-* the same rows streamed through :class:`tagrules.Evaluator` (every tag, in Python).
+* the same rows streamed through :class:`tagrules.Evaluator` (every tag, in Python);
+* a full retag into a tag store in the same database, twice (the first tagging, then a refresh
+  after 2% of the customers changed): :func:`tagrules.retag_from_table`, set-wise in the
+  database, against the same rows streamed through the Python evaluator into
+  :meth:`tagrules.Tagger.apply_many` — for the pushable tags, since set-wise retagging needs every
+  tag in the database.
 
 ``TAGRULES_BENCH_POSTGRES_URL`` names the server (default: the local one).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -28,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine, make_url
 
-from tagrules import Evaluator, count_tags, tag_query
+from tagrules import Evaluator, SQLStore, Tagger, count_tags, retag_from_table, tag_query
 from tagrules.catalog import Catalog
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import _python_catalog, _rule_fields, open_table, stream_snapshots
@@ -148,6 +154,81 @@ def _states_in_database(engine: Engine, catalog: Catalog) -> int:
         return int(result.rowcount)
 
 
+def _store_contents(engine: Engine, prefix: str) -> dict[str, Any]:
+    """What a store holds, as counts and a checksum of its memberships and events (ids aside)."""
+    with engine.connect() as connection:
+        figures = {}
+        for name, key in (
+            ("memberships", "customer_id || tag || source || since || coalesce(rule_version, '')"),
+            ("history", "customer_id || tag || since || coalesce(until::text, '') || coalesce(reason, '')"),
+            ("outbox", "customer_id || tag || change || at || reason"),
+        ):
+            figures[name] = connection.execute(
+                sa.text(f"SELECT count(*), sum(hashtext({key})::numeric) FROM {prefix}{name}")
+            ).one()
+    return {name: [int(count), str(checksum)] for name, (count, checksum) in figures.items()}
+
+
+def _change_some(engine: Engine) -> int:
+    """2% of the customers spend and order more."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            sa.text(
+                f"UPDATE {TABLE} SET spend_365d = spend_365d * 3 + 500, orders_30d = orders_30d + 3, "
+                "orders_90d = orders_90d + 3, orders_365d = orders_365d + 3 WHERE id LIKE '%%3'"
+                " AND substr(id, length(id) - 1, 1) IN ('1', '2')"
+            )
+        )
+    return int(result.rowcount)
+
+
+def _retag_python(engine: Engine, catalog: Catalog, prefix: str, now: Any) -> int:
+    store = SQLStore(engine.url, prefix=prefix, migrate=True)
+    try:
+        with engine.connect() as connection:
+            source = open_table(connection, TABLE)
+            fields = sorted({"id", *_rule_fields(catalog, [tag.key for tag in catalog.active])})
+            snapshots = stream_snapshots(connection, source, catalog.schema, fields=fields)
+            report = Tagger(catalog, store).apply_many(
+                ((snapshot["id"], snapshot) for snapshot in snapshots), now=now
+            )
+    finally:
+        store.close()
+    return report.added + report.removed
+
+
+def _retag_database(engine: Engine, catalog: Catalog, prefix: str, now: Any) -> int:
+    store = SQLStore(engine.url, prefix=prefix, migrate=True)
+    try:
+        report = retag_from_table(catalog, engine, TABLE, store, now=now, set_wise=True)
+    finally:
+        store.close()
+    return report.added + report.removed
+
+
+def retag(engine: Engine, catalog: Catalog) -> dict[str, Any]:
+    """Both retags of the pushable tags, first run then refresh; seconds, changes, and agreement."""
+    later = NOW + datetime.timedelta(days=1)
+    figures: dict[str, Any] = {}
+    for name, function in (("retag_python", _retag_python), ("retag_database", _retag_database)):
+        figures[f"{name}_first_seconds"], figures[f"{name}_first_changes"] = timed(
+            lambda function=function, name=name: function(engine, catalog, f"{name}_", NOW), 1
+        )
+    figures["changed_customers"] = _change_some(engine)
+    for name, function in (("retag_python", _retag_python), ("retag_database", _retag_database)):
+        figures[f"{name}_refresh_seconds"], figures[f"{name}_refresh_changes"] = timed(
+            lambda function=function, name=name: function(engine, catalog, f"{name}_", later), 1
+        )
+    figures["retag_stores_agree"] = _store_contents(engine, "retag_python_") == _store_contents(
+        engine, "retag_database_"
+    )
+    for run_name in ("first", "refresh"):
+        figures[f"retag_speed_up_{run_name}"] = (
+            figures[f"retag_python_{run_name}_seconds"] / figures[f"retag_database_{run_name}_seconds"]
+        )
+    return figures
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Load the customers, then time count, evaluation in the database and in Python."""
     customers = 20_000 if quick else 1_000_000
@@ -170,6 +251,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             seconds_python, (python_rows, python_counts) = timed(
                 lambda: _python_states(engine, catalog, None), 1
             )
+            retags = retag(engine, load_pushed(catalog, pushed))
         finally:
             engine.dispose()
     return {
@@ -188,6 +270,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "speed_up_pushed": seconds_python_pushed / seconds_states,
         "speed_up_whole": seconds_python / (seconds_states + seconds_fallback),
         "counts_agree": dict(counts.counts) == python_counts,
+        **retags,
     }
 
 
@@ -223,4 +306,24 @@ def table(report: dict[str, Any]) -> str:
         "",
         "evaluated in Python: " + (", ".join(sorted(report["in_python"])) or "none"),
     ]
+    if "retag_database_first_seconds" in report:
+        lines += [
+            "",
+            f"full retag of the {pushed} pushed tags into a store in the same database",
+            "",
+            "| run | rows streamed through Python into the store | set-wise in the database | speed-up |",
+            "|---|---:|---:|---:|",
+        ]
+        for run_name, label in (
+            ("first", "first tagging (empty store)"),
+            ("refresh", f"refresh, {report['changed_customers']:,} customers changed"),
+        ):
+            python = report[f"retag_python_{run_name}_seconds"]
+            database = report[f"retag_database_{run_name}_seconds"]
+            lines.append(
+                f"| {label}, {report[f'retag_database_{run_name}_changes']:,} changes | {python:.1f} s "
+                f"({customers / python:,.0f}/s) | {database:.1f} s ({customers / database:,.0f}/s) | "
+                f"{report[f'retag_speed_up_{run_name}']:.1f}x |"
+            )
+        lines += ["", f"stores identical: {'yes' if report['retag_stores_agree'] else 'NO'}"]
     return "\n".join(lines)

@@ -26,6 +26,7 @@ class TestPublicApi:
             "NotPushable",
             "Override",
             "Problem",
+            "RetagReport",
             "SQLStore",
             "Schema",
             "SnapshotError",
@@ -43,6 +44,7 @@ class TestPublicApi:
             "__version__",
             "count_tags",
             "diff",
+            "retag_from_table",
             "tag_query",
         ]
 

@@ -4,7 +4,8 @@ Tags are declarative definitions whose boolean rules, written in rule-engine's e
 run against a typed customer snapshot. An :class:`Evaluator` computes a customer's tags and
 :func:`diff` tells what changed against the tags held before. A :class:`Tagger` keeps customers'
 tags, their history and change events in a :class:`TagStore` (:class:`MemoryStore`, :class:`SQLStore`).
-:func:`count_tags` and :func:`tag_query` evaluate a catalog inside a database, on a table of snapshots.
+:func:`count_tags` and :func:`tag_query` evaluate a catalog inside a database, on a table of snapshots;
+:func:`retag_from_table` retags a table's rows into a store.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tagrules.errors import (
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
 from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
+from tagrules.retag import RetagReport, retag_from_table
 from tagrules.rules._explain import Explanation
 from tagrules.schema import FieldType, Schema
 from tagrules.stores import (
@@ -56,6 +58,7 @@ __all__ = [
     "NotPushable",
     "Override",
     "Problem",
+    "RetagReport",
     "SQLStore",
     "Schema",
     "SnapshotError",
@@ -73,5 +76,6 @@ __all__ = [
     "__version__",
     "count_tags",
     "diff",
+    "retag_from_table",
     "tag_query",
 ]

@@ -20,7 +20,7 @@ from typing import Any, final
 
 from tagrules.catalog import Catalog
 from tagrules.errors import ConcurrentUpdate, StoreError
-from tagrules.evaluation import Evaluator, TagDiff, resolve_now
+from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     ChangeEvent,
@@ -32,10 +32,14 @@ from tagrules.stores._base import (
     TagStore,
 )
 
-__all__ = ["ApplyReport", "Listener", "TagCounts", "Tagger"]
+__all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
 
 #: Called with each change event once the change is committed.
 Listener = Callable[[ChangeEvent], object]
+#: Evaluates one item of :meth:`Tagger.apply_many`: called with the item's payload (the snapshot, by
+#: default), the evaluation time, the customer's manual tags and the tags people excluded; returns
+#: the :class:`~tagrules.Evaluation`.
+EvaluateItem = Callable[[Any, datetime.datetime, frozenset[str], frozenset[str]], Evaluation]
 
 _EMPTY: frozenset[str] = frozenset()
 _NO_ERRORS: Mapping[str, str] = {}
@@ -201,6 +205,7 @@ class Tagger:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         *,
         progress: Callable[[int], None] | None = None,
+        evaluate: EvaluateItem | None = None,
     ) -> ApplyReport:
         """Evaluate and store a stream of ``(customer_id, snapshot)`` pairs, one transaction per chunk.
 
@@ -214,6 +219,9 @@ class Tagger:
             now: the evaluation time of every customer (default: the current time, once).
             chunk_size: customers per transaction.
             progress: called with the number of customers processed so far after each chunk.
+            evaluate: how each item's payload is evaluated, for callers whose items carry results
+                computed elsewhere (e.g. in a database); called with ``(payload, now, manual,
+                excluded)``. Default: the tagger's evaluator on the snapshot.
 
         Returns:
             The report: customers processed and, per tag, members, added, removed and errors.
@@ -228,7 +236,7 @@ class Tagger:
         tally = _Tally()
         self._retire(moment, chunk_size, tally)
         for chunk in _chunks(items, chunk_size):
-            self._apply_chunk(chunk, moment, tally)
+            self._apply_chunk(chunk, moment, tally, evaluate)
             tally.customers += len(chunk)
             if progress is not None:
                 progress(tally.customers)
@@ -426,7 +434,11 @@ class Tagger:
                     listener(event)
 
     def _apply_chunk(
-        self, chunk: Sequence[tuple[str, Any]], now: datetime.datetime, tally: _Tally
+        self,
+        chunk: Sequence[tuple[str, Any]],
+        now: datetime.datetime,
+        tally: _Tally,
+        evaluate_item: EvaluateItem | None = None,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
@@ -440,7 +452,11 @@ class Tagger:
             for customer_id, snapshot in chunk:
                 state = states.get(customer_id, NEW_CUSTOMER)
                 manual = state.manual
-                evaluation = evaluate(snapshot, now, manual, suppressed=state.excluded)
+                evaluation = (
+                    evaluate(snapshot, now, manual, suppressed=state.excluded)
+                    if evaluate_item is None
+                    else evaluate_item(snapshot, now, manual, state.excluded)
+                )
                 assigned = evaluation.tags - manual if manual else evaluation.tags
                 errors = evaluation.errors
                 previous = state.computed

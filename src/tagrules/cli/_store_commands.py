@@ -21,8 +21,9 @@ from tagrules.cli._common import (
     print_problems,
     read_jsonl,
 )
-from tagrules.errors import DefinitionError, StoreError
+from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
+from tagrules.retag import RetagReport, retag_from_table
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
 from tagrules.tagger import ApplyReport, Listener, Tagger
 
@@ -45,6 +46,11 @@ def register(commands: Any) -> None:
         metavar="SNAPSHOTS.jsonl",
         nargs="?",
         help="one JSON object per line with an 'id' ('-': stdin)",
+    )
+    run.add_argument("--db", metavar="URL", help="retag the rows of a database table instead (with --table)")
+    run.add_argument("--table", metavar="NAME", help="the table of snapshots (schema.table allowed)")
+    run.add_argument(
+        "--id-column", default="id", metavar="NAME", help="the table's customer id column (default: id)"
     )
     _store_option(run, default=DEFAULT_STORE)
     run.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
@@ -172,7 +178,7 @@ class _Progress:
             self.stream.flush()
 
 
-def _summary(report: ApplyReport, catalog: Catalog) -> str:
+def _summary(report: ApplyReport | RetagReport, catalog: Catalog) -> str:
     rows = [(key, counts) for key, counts in report.tags.items()]
     order = {tag.key: index for index, tag in enumerate(catalog)}
     rows.sort(key=lambda row: (order.get(row[0], len(order)), row[0]))
@@ -191,8 +197,14 @@ def _summary(report: ApplyReport, catalog: Catalog) -> str:
 
 def run_run(arguments: argparse.Namespace) -> int:
     """``tagrules run``: evaluate, store, print the summary table; 1 if some lines were bad."""
+    if arguments.snapshots is not None and arguments.db is not None:
+        raise CommandError("run: give either SNAPSHOTS.jsonl or --db URL --table NAME, not both")
+    if arguments.db is not None or arguments.table is not None:
+        return _run_table(arguments)
     if arguments.snapshots is None:
-        raise CommandError("run: give SNAPSHOTS.jsonl, the snapshots to evaluate ('-' reads stdin)")
+        raise CommandError(
+            "run: give SNAPSHOTS.jsonl, the snapshots to evaluate ('-' reads stdin), or --db URL --table NAME"
+        )
     try:
         catalog = load_catalog(arguments.catalog)
     except DefinitionError as error:
@@ -220,6 +232,53 @@ def run_run(arguments: argparse.Namespace) -> int:
         print(f"{arguments.snapshots}: {count} bad line{'s' if count != 1 else ''} skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_table(arguments: argparse.Namespace) -> int:
+    """``tagrules run CATALOG --db URL --table NAME``: retag the table's rows."""
+    if arguments.db is None or arguments.table is None:
+        raise CommandError("run: --db URL and --table NAME go together")
+    try:
+        catalog = load_catalog(arguments.catalog)
+    except DefinitionError as error:
+        print_problems(error, sys.stderr)
+        return 1
+    store = _open_store(arguments.store, arguments.prefix, create=True)
+    progress = _Progress(sys.stderr, "-")
+    try:
+        with _changes_writer(arguments.changes) as listener:
+            listeners = [*([listener] if listener else []), *plugins().listeners]
+            report = retag_from_table(
+                catalog,
+                arguments.db,
+                arguments.table,
+                store,
+                id_column=arguments.id_column,
+                now=resolve_now(arguments.now),
+                listeners=listeners,
+                progress=progress,
+            )
+    except (StoreError, SourceError) as error:
+        raise CommandError(str(error)) from None
+    finally:
+        progress.done()
+        store.close()
+    print(_summary(report, catalog))
+    print(_where(report))
+    return 0
+
+
+def _where(report: RetagReport) -> str:
+    database = [key for key, place in report.where.items() if place == "database"]
+    lines = [f"in the database: {', '.join(database) if database else '(none)'}"]
+    for key, reason in report.in_python.items():
+        if report.where.get(key) == "python":
+            lines.append(f"in Python: {key}: {reason}")
+    if report.set_wise:
+        lines.append("changes computed set-wise in the database (the store shares the table's database)")
+    else:
+        lines.append("customers with overrides evaluated in Python")
+    return "\n".join(lines)
 
 
 @contextmanager

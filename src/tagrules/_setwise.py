@@ -1,0 +1,503 @@
+"""Set-wise retagging: the diff between a table's tags and a store's memberships, computed in SQL.
+
+When the store's tables share the database of the table being retagged, each chunk of ids is one
+transaction of a dozen statements, whatever the number of customers in it:
+
+1. the catalog query over the chunk's rows fills a temporary table of tag states, one row per
+   customer (keyset pages on the id column: the next chunk starts after the last id);
+2. the chunk's rows in the store's customer table are locked (``FOR UPDATE``), so a concurrent
+   writer either committed before (and is seen) or waits and then fails its version check;
+3. customers with overrides leave the chunk, to be retagged in Python afterwards; the tags left to
+   Python are evaluated on the chunk's other rows and their states added to the database's;
+4. the changes (``added`` where a tag's state is 1 and no membership exists; ``removed`` where it
+   is 0 and a computed one does; never where it is unknown) go to a second temporary table;
+5. from it, every table a :class:`~tagrules.SQLStore` writes is written as it writes them:
+   versions bumped (or customers inserted at version 1), memberships deleted and inserted, history
+   periods closed and opened, one outbox event per change (``INSERT ... SELECT``).
+
+Listeners hear the chunk's events after it commits (``RETURNING``). PostgreSQL only: elsewhere
+:func:`~tagrules.retag_from_table` takes the row-by-row path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+
+from tagrules.errors import ConcurrentUpdate, StoreError
+from tagrules.evaluation import Evaluator
+from tagrules.pushdown import _python_catalog, _reader, _rule_fields, tag_query
+from tagrules.stores import ChangeEvent, SQLStore, store_tables
+from tagrules.stores._database import translated
+from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH
+from tagrules.tagger import ApplyReport, TagCounts, Tagger
+
+__all__ = ["SET_WISE_DIALECTS", "same_database", "setwise_retag"]
+
+#: The databases set-wise retagging runs on.
+SET_WISE_DIALECTS = frozenset({"postgresql"})
+_MAX_ATTEMPTS = 50
+_FIRST_ANALYZE = 20_000
+
+
+def same_database(first: URL, second: URL) -> bool:
+    """Whether two URLs name the same database on the same server (drivers may differ)."""
+
+    def key(url: URL) -> tuple[Any, ...]:
+        return (url.get_backend_name(), url.host, url.port, url.database, url.username)
+
+    return key(first) == key(second)
+
+
+class _Temporary:
+    """The temporary tables of one run: tag states per customer, and the changes of a chunk."""
+
+    def __init__(self, key_type: sa.types.TypeEngine[Any], keys: Sequence[str]) -> None:
+        metadata = sa.MetaData()
+        options: dict[str, Any] = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DELETE ROWS"}
+        self.states = sa.Table(
+            "tagrules_retag_states",
+            metadata,
+            sa.Column("raw_id", key_type),
+            sa.Column("customer_id", sa.String(ID_LENGTH), primary_key=True),
+            *[sa.Column(f"t_{index}", sa.SmallInteger()) for index in range(len(keys))],
+            **options,
+        )
+        self.changes = sa.Table(
+            "tagrules_retag_changes",
+            metadata,
+            sa.Column("customer_id", sa.String(ID_LENGTH)),
+            sa.Column("tag", sa.String(TAG_LENGTH)),
+            sa.Column("change", sa.String(16)),
+            **options,
+        )
+        self.wanted = sa.Table(
+            "tagrules_retag_wanted",
+            metadata,
+            sa.Column("customer_id", sa.String(ID_LENGTH)),
+            sa.Column("tag", sa.String(TAG_LENGTH)),
+            sa.Column("state", sa.SmallInteger()),
+            **options,
+        )
+        self.held = sa.Table(
+            "tagrules_retag_held",
+            metadata,
+            sa.Column("customer_id", sa.String(ID_LENGTH)),
+            sa.Column("tag", sa.String(TAG_LENGTH)),
+            sa.Column("source", sa.String(16)),
+            **options,
+        )
+        self.metadata = metadata
+
+
+class _SetWise:
+    def __init__(
+        self,
+        tagger: Tagger,
+        store: SQLStore,
+        connection: Connection,
+        table: sa.Table,
+        id_column: str,
+        now: datetime.datetime,
+        chunk: int,
+    ) -> None:
+        catalog = tagger.catalog
+        self.tagger = tagger
+        self.catalog = catalog
+        self.store = store
+        self.connection = connection
+        self.table = table
+        self.key = table.c[id_column]
+        self.at = now.astimezone(datetime.timezone.utc)
+        self.chunk = chunk
+        self.tables = store_tables(store.prefix)
+        after = sa.bindparam("after", type_=self.key.type)
+        pages = [
+            sa.select(table).order_by(self.key).limit(chunk).subquery("page"),
+            sa.select(table).where(self.key > after).order_by(self.key).limit(chunk).subquery("page"),
+        ]
+        queries = [
+            tag_query(catalog, page, dialect="postgresql", now=now, id_columns=[id_column]) for page in pages
+        ]
+        self.keys = list(queries[0].tag_columns)
+        self.now = now
+        # tags left to Python: evaluated on the chunk's rows, their states added to the database's
+        in_python = queries[0].in_python
+        self.python_keys = [d.key for d in catalog.active if d.key in in_python]
+        self.every_key = [*self.keys, *self.python_keys]
+        self.partial = Evaluator(_python_catalog(catalog, self.python_keys)) if self.python_keys else None
+        sub = self.partial.catalog if self.partial is not None else catalog
+        self.python_fields = sorted(_rule_fields(sub, [d.key for d in sub.active]))
+        self.python_readers = [_reader(catalog.schema.fields[name]) for name in self.python_fields]
+        self.temporary = _Temporary(self.key.type, self.keys)
+        self.fills = []
+        states = self.temporary.states
+        for query in queries:
+            rows = query.select.subquery("tagged")
+            self.fills.append(
+                sa.insert(states).from_select(
+                    ["raw_id", "customer_id", *[f"t_{index}" for index in range(len(self.keys))]],
+                    sa.select(
+                        rows.c[id_column],
+                        sa.cast(rows.c[id_column], sa.String(ID_LENGTH)),
+                        *[rows.c[query.tag_columns[key]] for key in self.keys],
+                    ),
+                )
+            )
+        self.tally_members: Counter[str] = Counter()
+        self.tally_added: Counter[str] = Counter()
+        self.tally_removed: Counter[str] = Counter()
+        self.tally_errors: Counter[str] = Counter()
+        self.customers = 0
+        self.retries = 0
+        self.with_overrides: list[str] = []
+        self.pending_overridden: list[str] = []
+        self.inserted = 0
+        self.analyze_at = _FIRST_ANALYZE
+        self.analyzed = False
+
+    # -- the statements of one chunk ------------------------------------------------------------------
+
+    def run_chunk(self, after: Any, first: bool) -> tuple[int, Any, list[ChangeEvent]]:
+        connection = self.connection
+        t = self.tables
+        temporary = self.temporary
+        states, changes = temporary.states, temporary.changes
+        connection.execute(self.fills[0] if first else self.fills[1], {} if first else {"after": after})
+        count, last = connection.execute(sa.select(sa.func.count(), sa.func.max(states.c.raw_id))).one()
+        if not count:
+            return 0, after, []
+        if not self.analyzed:
+            # temporary tables are never analyzed automatically: without statistics the planner would
+            # read the store's tables whole for each chunk
+            connection.exec_driver_sql(f"ANALYZE {states.name}")
+        chunk_ids = sa.select(states.c.customer_id)
+        connection.execute(
+            sa.select(t.customers.c.customer_id)
+            .where(t.customers.c.customer_id.in_(chunk_ids))
+            .order_by(t.customers.c.customer_id)
+            .with_for_update()
+        ).all()
+        overridden = [
+            row[0]
+            for row in connection.execute(
+                sa.delete(states)
+                .where(
+                    states.c.customer_id.in_(
+                        sa.select(t.overrides.c.customer_id).where(
+                            t.overrides.c.customer_id == states.c.customer_id
+                        )
+                    )
+                )
+                .returning(states.c.customer_id)
+            )
+        ]
+        # the tags each customer holds or may hold: state 1 (assigned) or unknown, one row per tag
+        wanted = temporary.wanted
+        states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
+        connection.exec_driver_sql(
+            f"INSERT INTO {wanted.name} (customer_id, tag, state) "
+            f"SELECT s.customer_id, v.tag, v.state FROM {states.name} AS s, "
+            f"unnest(%(tags)s::text[], ARRAY[{states_list}]::smallint[]) AS v(tag, state) "
+            "WHERE v.state IS DISTINCT FROM 0",
+            {"tags": self.keys},
+        )
+        if self.partial is not None:
+            self._evaluate_in_python()
+        if not self.analyzed:
+            connection.exec_driver_sql(f"ANALYZE {wanted.name}")
+        # what the chunk's customers hold, read along the memberships' key (a nested loop over the
+        # chunk), then one pass over it and the states: a hash full join of two small tables
+        m = t.memberships.name
+        held = temporary.held
+        # the planner misjudges a join of a few thousand ids with millions of memberships; the
+        # nested loop along the primary key is always the cheap way here
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        connection.exec_driver_sql(
+            f"INSERT INTO {held.name} (customer_id, tag, source) "
+            f"SELECT m.customer_id, m.tag, m.source FROM {states.name} AS s JOIN {m} AS m "
+            "ON m.customer_id = s.customer_id WHERE m.tag = ANY(%(every)s::text[])",
+            {"every": self.every_key},
+        )
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = on")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = on")
+        if not self.analyzed:
+            connection.exec_driver_sql(f"ANALYZE {held.name}")
+            self.analyzed = True
+        connection.exec_driver_sql(
+            f"INSERT INTO {changes.name} (customer_id, tag, change) "
+            "SELECT coalesce(w.customer_id, h.customer_id), coalesce(w.tag, h.tag), "
+            "CASE WHEN h.customer_id IS NULL THEN 'added' ELSE 'removed' END "
+            f"FROM {wanted.name} AS w FULL JOIN {held.name} AS h "
+            "ON h.customer_id = w.customer_id AND h.tag = w.tag "
+            "WHERE (h.customer_id IS NULL AND w.state = 1) "
+            "OR (w.customer_id IS NULL AND h.source = 'computed')"
+        )
+        events = self._write(changes)
+        self._count()
+        for table in (changes, temporary.held, wanted, states):
+            connection.execute(sa.delete(table))
+        self.pending_overridden = overridden
+        return int(count), last, events
+
+    def _evaluate_in_python(self) -> None:
+        """The states of the tags left to Python, for the chunk's customers without overrides."""
+        assert self.partial is not None
+        states, wanted = self.temporary.states, self.temporary.wanted
+        rows = self.connection.execute(
+            sa.select(states.c.customer_id, *[self.table.c[name] for name in self.python_fields]).select_from(
+                states.join(self.table, self.table.c[self.key.name] == states.c.raw_id)
+            )
+        ).all()
+        evaluate = self.partial.evaluate
+        fields, readers, keys, now = self.python_fields, self.python_readers, self.python_keys, self.now
+        found: list[dict[str, Any]] = []
+        for row in rows:
+            snapshot = {
+                name: value if reader is None or value is None else reader(value)
+                for name, value, reader in zip(fields, row[1:], readers, strict=True)
+            }
+            result = evaluate(snapshot, now)
+            for key in keys:
+                if key in result.errors:
+                    found.append({"customer_id": row[0], "tag": key, "state": None})
+                elif key in result.tags:
+                    found.append({"customer_id": row[0], "tag": key, "state": 1})
+        if found:
+            self.connection.execute(sa.insert(wanted), found)
+
+    def _write(self, changes: sa.Table) -> list[ChangeEvent]:
+        connection = self.connection
+        t = self.tables
+        at = self.at
+        changed = sa.select(changes.c.customer_id).distinct()
+        connection.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id.in_(changed))
+            .values(version=t.customers.c.version + 1, updated_at=at)
+        )
+        new = changed.subquery("changed")
+        connection.execute(
+            sa.insert(t.customers).from_select(
+                ["customer_id", "version", "updated_at"],
+                sa.select(
+                    new.c.customer_id, sa.literal(1), sa.literal(at, t.customers.c.updated_at.type)
+                ).where(
+                    ~sa.select(t.customers.c.customer_id)
+                    .where(t.customers.c.customer_id == new.c.customer_id)
+                    .exists()
+                ),
+            )
+        )
+        removed = sa.select(changes.c.customer_id, changes.c.tag).where(changes.c.change == "removed")
+        m, h, o = t.memberships, t.history, t.outbox
+        connection.execute(sa.delete(m).where(sa.tuple_(m.c.customer_id, m.c.tag).in_(removed)))
+        connection.execute(
+            sa.update(h)
+            .where(h.c.until.is_(None), sa.tuple_(h.c.customer_id, h.c.tag).in_(removed))
+            .values(until=at, reason="rule")
+        )
+        versions = {tag.key: tag.rule_version for tag in self.catalog.active}
+        rule_version = sa.case(
+            *[(changes.c.tag == key, sa.literal(version)) for key, version in versions.items()],
+            else_=sa.null(),
+        )
+        added = sa.select(
+            changes.c.customer_id,
+            changes.c.tag,
+            sa.literal("computed"),
+            sa.literal(at, m.c.since.type),
+            rule_version,
+        ).where(changes.c.change == "added")
+        names = ["customer_id", "tag", "source", "since", "rule_version"]
+        connection.execute(sa.insert(m).from_select(names, added))
+        connection.execute(sa.insert(h).from_select(names, added))
+        # the events in the order a row-by-row commit writes them: by customer, added before removed
+        ordered = sa.select(
+            changes.c.customer_id,
+            changes.c.tag,
+            changes.c.change,
+            sa.literal(at, o.c.at.type),
+            sa.literal("rule"),
+        ).order_by(
+            changes.c.customer_id,
+            sa.case((changes.c.change == "added", 0), else_=1),
+            changes.c.tag,
+        )
+        insert = sa.insert(o).from_select(["customer_id", "tag", "change", "at", "reason"], ordered)
+        if not self.tagger.listeners:
+            connection.execute(insert)
+            return []
+        rows = list(
+            connection.execute(
+                insert.returning(o.c.id, o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason)
+            )
+        )
+        rows.sort(key=lambda row: row[0])
+        return [ChangeEvent(row[1], row[2], row[3], row[4], row[5], row[0]) for row in rows]
+
+    def _count(self) -> None:
+        """Added and removed per tag from the changes; members and errors per tag from the states:
+        a member holds the tag assigned, or held it and its state is unknown (it keeps it)."""
+        connection = self.connection
+        changes, wanted = self.temporary.changes, self.temporary.wanted
+        for tag, change, number in connection.execute(
+            sa.select(changes.c.tag, changes.c.change, sa.func.count()).group_by(
+                changes.c.tag, changes.c.change
+            )
+        ):
+            (self.tally_added if change == "added" else self.tally_removed)[tag] += number
+        for tag, state, number in connection.execute(
+            sa.select(wanted.c.tag, wanted.c.state, sa.func.count()).group_by(wanted.c.tag, wanted.c.state)
+        ):
+            if state is None:
+                self.tally_errors[tag] += number
+            else:
+                self.tally_members[tag] += number
+        m = self.tables.memberships
+        for tag, number in connection.execute(
+            sa.select(wanted.c.tag, sa.func.count())
+            .select_from(
+                wanted.join(m, sa.and_(m.c.customer_id == wanted.c.customer_id, m.c.tag == wanted.c.tag))
+            )
+            .where(wanted.c.state.is_(None))
+            .group_by(wanted.c.tag)
+        ):
+            self.tally_members[tag] += number
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def chunks(self, progress: Callable[[int], None] | None) -> Iterator[None]:
+        connection = self.connection
+        self.temporary.metadata.create_all(connection)
+        connection.commit()
+        after: Any = None
+        first = True
+        while True:
+            for attempt in range(_MAX_ATTEMPTS):
+                try:
+                    with translated(self.store.url, "retag set-wise"):
+                        count, last, events = self.run_chunk(after, first)
+                        connection.commit()
+                except (ConcurrentUpdate, StoreError) as error:
+                    connection.rollback()
+                    retryable = isinstance(error, ConcurrentUpdate) or isinstance(
+                        error.__cause__, sa.exc.IntegrityError
+                    )
+                    if not retryable or attempt == _MAX_ATTEMPTS - 1:
+                        raise
+                    self.retries += 1
+                    time.sleep(0.002 * (attempt + 1))
+                    continue
+                break
+            if not count:
+                return
+            self._keep_statistics()
+            self.customers += count - len(self.pending_overridden)
+            self.with_overrides.extend(self.pending_overridden)
+            for event in events:
+                for listener in self.tagger.listeners:
+                    listener(event)
+            if progress is not None:
+                progress(self.customers)
+            yield
+            after, first = last, False
+            if count < self.chunk:
+                return
+
+    def _keep_statistics(self) -> None:
+        # as SQLStore does: the planner needs fresh statistics of the store's tables after a bulk
+        # insert, and autovacuum refreshes them only after a pause
+        self.inserted = sum(self.tally_added.values())
+        if self.inserted < self.analyze_at:
+            return
+        self.analyze_at = 2 * self.inserted
+        t = self.tables
+        with translated(self.store.url, "analyze tables"):
+            self.connection.exec_driver_sql(
+                f"ANALYZE {t.customers.name}, {t.memberships.name}, {t.history.name}"
+            )
+            self.connection.commit()
+
+    def overridden_items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The customers with overrides, with their rows as snapshots, for the row-by-row path."""
+        catalog = self.catalog
+        fields = sorted(_rule_fields(catalog, [d.key for d in catalog.active]))
+        readers = [_reader(catalog.schema.fields[name]) for name in fields]
+        text_id = sa.cast(self.key, sa.String(ID_LENGTH))
+        ids = self.with_overrides
+        for start in range(0, len(ids), 1000):
+            batch = ids[start : start + 1000]
+            rows = self.connection.execute(
+                sa.select(text_id, *[self.table.c[name] for name in fields]).where(text_id.in_(batch))
+            ).all()
+            self.connection.rollback()
+            for row in rows:
+                yield (
+                    row[0],
+                    {
+                        name: value if reader is None or value is None else reader(value)
+                        for name, value, reader in zip(fields, row[1:], readers, strict=True)
+                    },
+                )
+
+
+def setwise_retag(
+    tagger: Tagger,
+    store: SQLStore,
+    connection: Connection,
+    table: sa.Table,
+    id_column: str,
+    now: datetime.datetime,
+    chunk: int,
+    progress: Callable[[int], None] | None,
+) -> ApplyReport:
+    """Retag every row of ``table`` set-wise; customers with overrides through ``tagger.apply_many``.
+
+    Raises:
+        StoreError: a chunk failed; chunks committed before stay committed.
+    """
+    retired: Counter[str] = Counter()
+    active = frozenset(d.key for d in tagger.catalog.active)
+    stale = store.held_tags("computed") - active
+    if stale:
+        m = store.tables.memberships
+        with translated(store.url, "count retired memberships"):
+            for tag, number in connection.execute(
+                sa.select(m.c.tag, sa.func.count())
+                .where(m.c.tag.in_(sorted(stale)), m.c.source == "computed")
+                .group_by(m.c.tag)
+            ):
+                retired[tag] += number
+            connection.rollback()
+        tagger.retire(now)
+    work = _SetWise(tagger, store, connection, table, id_column, now, chunk)
+    for _ in work.chunks(progress):
+        pass
+    python = tagger.apply_many(work.overridden_items(), now=now)
+    every = sorted(
+        active
+        | set(retired)
+        | set(work.tally_members)
+        | set(work.tally_added)
+        | set(work.tally_removed)
+        | set(python.tags)
+    )
+    zero = TagCounts()
+    tags = {
+        key: TagCounts(
+            work.tally_members[key] + python.tags.get(key, zero).members,
+            work.tally_added[key] + python.tags.get(key, zero).added,
+            work.tally_removed[key] + retired[key] + python.tags.get(key, zero).removed,
+            work.tally_errors[key] + python.tags.get(key, zero).errors,
+        )
+        for key in every
+    }
+    return ApplyReport(work.customers + python.customers, tags, work.retries + python.retries)
