@@ -37,7 +37,7 @@ from tagrules.pushdown import (
     tag_query,
 )
 from tagrules.stores import SQLStore, TagStore
-from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, Listener, TagCounts, Tagger
+from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, Listener, TagCounts, Tagger, TotalsOverTags
 
 __all__ = ["RetagReport", "retag_from_table"]
 
@@ -48,7 +48,7 @@ _DATABASE_ERROR = "its rule failed on the row in the database"
 
 @final
 @dataclass(frozen=True)
-class RetagReport:
+class RetagReport(TotalsOverTags):
     """What :func:`retag_from_table` did.
 
     Attributes:
@@ -69,21 +69,6 @@ class RetagReport:
     set_wise: bool = False
     retries: int = 0
     now: datetime.datetime = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-    @property
-    def added(self) -> int:
-        """Memberships added, over all tags."""
-        return sum(counts.added for counts in self.tags.values())
-
-    @property
-    def removed(self) -> int:
-        """Memberships removed, over all tags."""
-        return sum(counts.removed for counts in self.tags.values())
-
-    @property
-    def errors(self) -> int:
-        """Failed rule evaluations, over all tags."""
-        return sum(counts.errors for counts in self.tags.values())
 
 
 class _Rows:

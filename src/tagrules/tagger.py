@@ -66,21 +66,11 @@ class TagCounts:
     errors: int = 0
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class ApplyReport:
-    """What :meth:`Tagger.apply_many` did.
+class TotalsOverTags:
+    """Totals of a report's per-tag counts (``tags``)."""
 
-    Attributes:
-        customers: how many (customer, snapshot) pairs were processed.
-        tags: tag key -> its counts, for every tag of the catalog and every tag that changed.
-        retries: how many times a chunk was read again because another writer changed one of its
-            customers first.
-    """
-
-    customers: int
+    __slots__ = ()
     tags: Mapping[str, TagCounts]
-    retries: int = 0
 
     @property
     def added(self) -> int:
@@ -96,6 +86,23 @@ class ApplyReport:
     def errors(self) -> int:
         """Failed rule evaluations, over all tags."""
         return sum(counts.errors for counts in self.tags.values())
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ApplyReport(TotalsOverTags):
+    """What :meth:`Tagger.apply_many` did.
+
+    Attributes:
+        customers: how many (customer, snapshot) pairs were processed.
+        tags: tag key -> its counts, for every tag of the catalog and every tag that changed.
+        retries: how many times a chunk was read again because another writer changed one of its
+            customers first.
+    """
+
+    customers: int
+    tags: Mapping[str, TagCounts]
+    retries: int = 0
 
 
 class _Tally:
