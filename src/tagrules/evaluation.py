@@ -321,13 +321,11 @@ class Evaluator:
                 f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}"
             )
         view = types.MappingProxyType(values)
-        computed = {}
         for field in self._derived:
             try:
-                computed[field.name] = field.compute(view, now)
+                values[field.name] = field.compute(view, now)
             except Exception as error:
-                computed[field.name] = FailedValue(f"derived field failed: {type(error).__name__}: {error}")
-        values.update(computed)
+                values[field.name] = FailedValue(f"derived field failed: {type(error).__name__}: {error}")
         return values
 
     def _outcome(self, key: str, unit: EvaluationUnit, run: _Run) -> tuple[str, str]:

@@ -144,8 +144,8 @@ class RuleFunction:
     def builtin(self) -> tuple[Callable[..., Any], _DataTypeDef]:
         """The value and rule-engine type the rule language registers for ``$name``."""
         if not self.uses_now:
-            return _named(self.implementation, self.name), self.data_type
-        return _named(functools.partial(_with_now, self.implementation), self.name), self.data_type
+            return self.implementation, self.data_type
+        return functools.partial(_with_now, self.implementation), self.data_type
 
 
 def _with_now(implementation: Callable[..., Any], *arguments: Any) -> Any:
@@ -153,15 +153,6 @@ def _with_now(implementation: Callable[..., Any], *arguments: Any) -> Any:
     return implementation(
         now if now is not None else datetime.datetime.now(datetime.timezone.utc), *arguments
     )
-
-
-def _named(function: Callable[..., Any], name: str) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def call(*arguments: Any) -> Any:
-        return function(*arguments)
-
-    call.__name__ = name
-    return call
 
 
 @final

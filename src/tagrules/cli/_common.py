@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -31,18 +32,13 @@ def parse_now(text: str) -> datetime.datetime:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+@functools.cache
 def plugins() -> PluginRegistry:
     """The installed plugins; each one that failed to load is reported once on stderr."""
     registry = installed_plugins()
-    global _failures_reported
-    if not _failures_reported:
-        _failures_reported = True
-        for failure in registry.failures:
-            print(f"tagrules: warning: {failure}; it is not used", file=sys.stderr)
+    for failure in registry.failures:
+        print(f"tagrules: warning: {failure}; it is not used", file=sys.stderr)
     return registry
-
-
-_failures_reported = False
 
 
 def load_catalog(reference: str) -> Catalog:
