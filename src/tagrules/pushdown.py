@@ -200,7 +200,11 @@ class _QueryBuilder:
 
     def build(self, id_columns: Sequence[str]) -> tuple[sa.Select[Any], dict[str, str]]:
         """One ``SELECT`` per level of dependencies, each over the one before; the first reads the
-        table. Each level passes on the ids, the tag states so far and the fields later levels read."""
+        table. Each level passes on the ids, the tag states so far and the fields later levels read.
+
+        An exclusive group is one column, the position of its winner (NULL unknown, -1 none): its
+        rules and error conditions are evaluated once per row, and each member's state is a cheap
+        comparison with it where it is read."""
         catalog = self.catalog
         levels = self.levels()
         keys = [key for unit in self.pushed for key in unit.keys]
@@ -208,6 +212,11 @@ class _QueryBuilder:
             if name not in self.table.c:
                 raise SourceError(f"the table has no id column {name!r}")
         tag_labels = {key: f"t_{index}" for index, key in enumerate(keys)}
+        # the column holding each tag: its own, or its group's winner and its position in the group
+        holders: dict[str, tuple[str, int | None]] = {}
+        for index, unit in enumerate(self.pushed):
+            for position, key in enumerate(unit.keys):
+                holders[key] = (f"g_{index}", position) if len(unit.keys) > 1 else (tag_labels[key], None)
         id_labels = [f"id_{index}" for index in range(len(id_columns))]
         field_labels = {name: f"f_{index}" for index, name in enumerate(sorted(_rule_fields(catalog, keys)))}
         fields = _field_columns(catalog, self.table, self.columns, set(field_labels))
@@ -216,29 +225,28 @@ class _QueryBuilder:
             self.table.c[name].label(label) for name, label in zip(id_columns, id_labels, strict=True)
         ]
         done: list[str] = []
+
+        def states_over(source: sa.FromClause) -> dict[str, sa.ColumnElement[Any]]:
+            return {key: _member_state(source.c[holders[key][0]], holders[key][1]) for key in done}
+
         for index, level in enumerate(levels):
-            states = {key: current.c[tag_labels[key]] for key in done}
+            states = states_over(current)
             compiler = self.compiler(
                 catalog.language.context, fields, self.now, states.get, functions=self.functions
             )
-            finals = [
-                state for unit in level for state in self.unit_states(unit, compiler, states, tag_labels)
-            ]
+            computed = [self.unit_column(unit, compiler, states, holders) for unit in level]
+            passed_states = sorted({holders[key][0] for key in done})
             done.extend(key for unit in level for key in unit.keys)
             later = _rule_fields(
                 catalog, [key for unit in _flatten(levels[index + 1 :]) for key in unit.keys]
             )
             passed_fields = [fields[name].expression.label(field_labels[name]) for name in sorted(later)]
+            level_select = sa.select(
+                *carried, *[current.c[label] for label in passed_states], *computed, *passed_fields
+            ).select_from(current)
             # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
             # copy every tag's expression into each expression that refers to it, level after level
-            current = (
-                sa.select(
-                    *carried, *[states[key].label(tag_labels[key]) for key in states], *finals, *passed_fields
-                )
-                .select_from(current)
-                .offset(0)
-                .subquery(f"level_{index}")
-            )
+            current = level_select.offset(0).subquery(f"level_{index}")
             carried = [current.c[label] for label in id_labels]
             fields = {
                 name: FieldColumn(current.c[field_labels[name]], column.field_type, column.sql_type)
@@ -248,21 +256,23 @@ class _QueryBuilder:
         if not levels:
             select = sa.select(*carried).select_from(self.table)
         else:
+            final = states_over(current)
             select = sa.select(
                 *[current.c[label].label(name) for label, name in zip(id_labels, id_columns, strict=True)],
-                *[current.c[tag_labels[key]] for key in keys],
+                *[final[key].label(tag_labels[key]) for key in keys],
             )
         return select, tag_labels
 
-    def unit_states(
+    def unit_column(
         self,
         unit: EvaluationUnit,
         compiler: RuleCompiler,
         states: Mapping[str, sa.ColumnElement[Any]],
-        tag_labels: Mapping[str, str],
-    ) -> list[sa.ColumnElement[Any]]:
-        """The state columns of one unit: 1, 0, or NULL where a rule fails, a dependency is unknown,
-        or (in an exclusive group) any member is unknown; in a group, the first true member wins."""
+        holders: Mapping[str, tuple[str, int | None]],
+    ) -> sa.ColumnElement[Any]:
+        """The column of one unit: a tag's state (1, 0, NULL where its rule fails or a dependency is
+        unknown), or a group's winner: the position of its first true member, -1 if none, NULL if
+        any member is unknown."""
         catalog = self.catalog
         active = {definition.key for definition in catalog.active}
         values: list[sa.ColumnElement[Any]] = []
@@ -274,13 +284,29 @@ class _QueryBuilder:
                 unknowns.append(rule.error)
             for dependency in sorted(catalog.dependencies.get(key, frozenset()) & active):
                 unknowns.append(states[dependency].is_(None))
-        found: list[sa.ColumnElement[Any]] = []
-        for index, key in enumerate(unit.keys):
-            wins = sa.and_(values[index], *[sa.not_(value) for value in values[:index]])
-            whens: list[tuple[Any, Any]] = [(sa.or_(*unknowns), sa.null())] if unknowns else []
-            whens.append((wins, 1))
-            found.append(sa.case(*whens, else_=0).label(tag_labels[key]))
-        return found
+        whens: list[tuple[Any, Any]] = [(sa.or_(*_distinct(unknowns)), sa.null())] if unknowns else []
+        label, position = holders[unit.keys[0]]
+        if position is None:
+            whens.append((values[0], 1))
+            return sa.case(*whens, else_=0).label(label)
+        whens.extend((value, index) for index, value in enumerate(values))
+        return sa.case(*whens, else_=-1).label(label)
+
+
+def _member_state(holder: sa.ColumnElement[Any], position: int | None) -> sa.ColumnElement[Any]:
+    """A tag's state from the column holding it: itself, or its group's winner."""
+    if position is None:
+        return holder
+    return sa.case((holder.is_(None), sa.null()), (holder == position, 1), else_=0)
+
+
+def _distinct(conditions: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[Any]]:
+    """The conditions without repeats (the same field check read by several rules of a group)."""
+    kept: list[sa.ColumnElement[Any]] = []
+    for condition in conditions:
+        if not any(condition.compare(other) for other in kept):
+            kept.append(condition)
+    return kept
 
 
 def _flatten(levels: Sequence[Sequence[EvaluationUnit]]) -> list[EvaluationUnit]:

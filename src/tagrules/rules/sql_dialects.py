@@ -12,10 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules.to_sql import Expression, RuleCompiler
+from tagrules.rules._sql_json import json_comprehension_length
+from tagrules.rules.to_sql import Expression, RuleCompiler, _Sql
 from tagrules.schema import FieldType
 
 __all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
@@ -27,6 +29,7 @@ class _BinaryText(ColumnElement[Any]):
 
     inherit_cache = True
     type = sa.String()
+    _traverse_internals = [("wrapped", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, expression: Expression) -> None:
         self.wrapped = expression
@@ -68,6 +71,10 @@ class PostgreSQLRuleCompiler(RuleCompiler):
 
     def regex_flavour(self) -> str:
         return "postgresql"
+
+    def comprehension_length(self, node: Any) -> _Sql:
+        count, refused = json_comprehension_length(node, self.fields, self.folded_constant)
+        return _Sql("int", count, refused)
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
         return subject.collate("C").op("~", is_comparison=True)(

@@ -229,6 +229,21 @@ class RuleCompiler:
     def unsupported(self, node: Any) -> _Sql:
         raise NotPushable(f"{_construct(node)} ({unparse(node)})")
 
+    def comprehension_length(self, node: Any) -> _Sql:
+        """``[...].length``: the number of items of a comprehension, where a dialect can count them."""
+        return self.unsupported(node)
+
+    def folded_constant(self, node: Any) -> Any:
+        """The rule-engine value of a sub-expression that reads no field.
+
+        Raises:
+            NotPushable: evaluating it fails.
+        """
+        folded = self.fold(node)
+        if folded.constant is _FOLD_FAILED:
+            raise NotPushable(f"a constant that fails to evaluate ({unparse(node)})")
+        return folded.constant
+
     def function_call(self, node: Any) -> _Sql:
         """A custom function whose plugin gives its SQL form; other calls stay in Python."""
         function = node.function
@@ -661,6 +676,8 @@ class RuleCompiler:
         return _Sql("bool", found, member.error)
 
     def get_attribute(self, node: Any) -> _Sql:
+        if node.name == "length" and isinstance(node.object, re_ast.ComprehensionExpression):
+            return self.comprehension_length(node.object)
         if node.name != "length":
             raise NotPushable(f"the attribute .{node.name} ({unparse(node)})")
         target = self.value(node.object)
