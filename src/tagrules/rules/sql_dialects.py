@@ -129,7 +129,7 @@ class PostgreSQLRuleCompiler(RuleCompiler):
         typeof = getattr(sa.func, f"{prefix}_typeof")
         key_expression = _text(key) if isinstance(key, str) else key
         member = column.op("->")(key_expression)
-        member_text = column.op("->>")(key_expression)
+        member_text = column.op("->>", return_type=sa.Text())(key_expression)
         member_type = typeof(member)
         members = getattr(sa.func, f"{prefix}_each")(column).table_valued("key", "value").alias("members")
         each_type = typeof(members.c.value)
@@ -209,6 +209,11 @@ class MySQLRuleCompiler(RuleCompiler):
         )
 
 
+#: dict keys SQLite finds by a JSON path exactly: printable ASCII, which json.dumps writes unescaped
+#: (SQLite compares a path's key with the key as written), without the quote that ends the key
+_SQLITE_PATH_KEY = re.compile(r"[ !#-\[\]-~]*")
+
+
 class SQLiteRuleCompiler(RuleCompiler):
     """SQLite: binary collation; no exact wide integers and no regex, so those stay in Python."""
 
@@ -238,6 +243,81 @@ class SQLiteRuleCompiler(RuleCompiler):
     def datetime_parameter(self, value: datetime.datetime) -> Expression:
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return sa.bindparam(None, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), type_=sa.String())
+
+    def dict_lookup(
+        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+    ) -> DictLookup:
+        if not isinstance(sql_type, (sa.JSON, sa.String)):
+            raise NotPushable(f"a dict field in a {sql_type} column (a JSON or text column is needed)")
+        if item.kind == "float":
+            raise NotPushable(
+                "a float dict on sqlite (Python reads the Infinity that json.dumps writes; SQLite refuses it)"
+            )
+        if not isinstance(key, str):
+            raise NotPushable("a dict looked up by a computed key on sqlite")
+        if not _SQLITE_PATH_KEY.fullmatch(key):
+            raise NotPushable(f"the dict key {key!r} on sqlite (only printable ASCII without '\"' or '\\')")
+        text = sa.type_coerce(column, sa.Text())
+        path = _text(f'$."{key}"')
+        readable = sa.func.json_valid(text) == 1
+        members = sa.func.json_each(text).table_valued("type", "value").alias("members")
+
+        def valid(kind_of: Expression, value: Expression) -> Expression:
+            if item.kind == "str":
+                fits = kind_of == _text("text")
+            elif item.kind == "bool":
+                fits = kind_of.in_([_text("true"), _text("false")])
+            else:
+                limit = sa.bindparam(None, float(_INT_LIMIT), type_=sa.Float(53))
+                fits = sa.case(
+                    # an int as Python reads it: no fraction, 64 bits, and -2**63 refused
+                    (
+                        kind_of == _text("integer"),
+                        sa.and_(
+                            sa.func.typeof(value) == _text("integer"),
+                            value != sa.bindparam(None, -_INT_LIMIT, type_=sa.BigInteger()),
+                        ),
+                    ),
+                    # a float with an integral value in range
+                    (
+                        kind_of == _text("real"),
+                        sa.and_(value > -limit, value < limit, value == sa.cast(value, sa.BigInteger())),
+                    ),
+                    else_=sa.false(),
+                )
+            if item.nullable:
+                return sa.or_(kind_of == _text("null"), fits)
+            return fits
+
+        bad_member = (
+            sa.select(sa.literal(1))
+            .select_from(members)
+            .where(sa.not_(valid(members.c.type, members.c.value)))
+        )
+        problem = sa.case(
+            (sa.not_(readable), sa.true()),
+            (sa.func.json_type(text) != _text("object"), sa.true()),
+            else_=sa.exists(bad_member),
+        )
+        member_type = sa.func.json_type(text, path)
+        member = sa.func.json_extract(text, path)
+        if item.kind == "str":
+            read: Expression = sa.case((member_type == _text("text"), member), else_=sa.null())
+        elif item.kind == "bool":
+            read = sa.case(
+                (member_type == _text("true"), sa.true()),
+                (member_type == _text("false"), sa.false()),
+                else_=sa.null(),
+            )
+        else:
+            read = sa.case((valid(member_type, member), sa.cast(member, sa.BigInteger())), else_=sa.null())
+        is_null = sa.case(
+            (column.is_(None), sa.true()),
+            (readable, sa.func.json_type(text) == _text("null")),
+            else_=sa.false(),
+        )
+        present = sa.case((readable, member_type.is_not(None)), else_=sa.false())
+        return DictLookup(is_null, problem, present, sa.case((readable, read), else_=sa.null()))
 
 
 _COMPILERS: dict[str, type[RuleCompiler]] = {
