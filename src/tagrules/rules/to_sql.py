@@ -16,6 +16,9 @@ Only what SQL reproduces exactly is compiled; everything else raises :class:`~ta
   once and bound as a parameter; nothing from a rule is pasted into SQL text;
 * strings compare by code point, case- and accent-sensitively, whatever the column's collation;
 * datetimes compare as UTC (naive columns hold UTC).
+* a ``dict[str, T]`` field of numbers, strings or booleans is read only by key (``d['key']``,
+  ``d&['key']``) from its JSON, as Python reads that JSON back; the looked-up value carries the
+  item type into the rest of the rule.
 
 The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
 (:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
@@ -726,7 +729,8 @@ class RuleCompiler:
         lookup_key: str | Expression
         if key.is_constant:
             if not isinstance(key.constant, str):
-                raise NotPushable(f"a dict looked up by {key.constant!r} ({unparse(node)})")
+                shown = "a key that fails" if key.constant is _FOLD_FAILED else repr(key.constant)
+                raise NotPushable(f"a dict looked up by {shown} ({unparse(node)})")
             lookup_key = key.constant
         elif key.kind == "str":
             assert key.expr is not None
