@@ -36,6 +36,10 @@ FIELD_TYPES = {
     "set[str]": "set_str",
     "set[int]": "set_num",
     "dict[str, float]": "map_num",
+    "dict[str, int]": "map_num",
+    "dict[str, float] | None": "map_num?",
+    "dict[str, str]": "map_str",
+    "dict[str, bool | None]": "map_bool",
     "dict": "map_any",
     "Item": "obj",
     "Item | None": "obj?",
@@ -212,7 +216,7 @@ def _value(draw: st.DrawFn, field_type: FieldType, hints: Hints) -> Any:
                 st.integers(-3, 3), st.sampled_from(["a", "b"]), st.none(), st.booleans(), st.just(1.5)
             )
             return draw(st.dictionaries(st.sampled_from(["a", "b", "c"]), leaf, max_size=3))
-        keys = draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3))
+        keys = draw(st.lists(st.sampled_from(["a", "b", "c", "é"]), unique=True, max_size=3))
         return {key: _value(draw, field_type.item, hints) for key in keys}
     raise AssertionError(kind)
 
@@ -261,6 +265,8 @@ _NUMBER_LITERALS = [
     "1152921504606846976",
 ]
 _STRING_LITERALS = ["''", "'a'", "'abc'", "'ABC'", "'tier1'", "'12'", "'é'", "'北京'", "'vip'"]
+#: Keys rules look up in dicts (snapshots hold some of them).
+_MAP_KEYS = ["a", "b", "é"]
 _REGEXES = ["'^a'", "'b'", "'[0-9]+'", "'^$'", "'(?i)abc'", "'t[a-z]+1'", "'.'"]
 
 
@@ -314,7 +320,7 @@ class RuleWriter:
                 "starts",
                 "any",
             ]
-            options += ["compare_num", "nullable", "equal_any", "compare_td"]
+            options += ["compare_num", "nullable", "equal_any", "compare_td", "map_get"]
         choice = self.pick(options)
         if choice == "literal":
             return self.pick(["true", "false"])
@@ -362,6 +368,11 @@ class RuleWriter:
         if choice == "nullable":
             name = self.field("bool?")
             return f"({name} ?? {self.pick(['true', 'false'])})" if name else "false"
+        if choice == "map_get":
+            name = self.field("map_bool")
+            return (
+                f"({name}&['{self.pick(_MAP_KEYS)}'] ?? {self.pick(['true', 'false'])})" if name else "true"
+            )
         if choice == "equal_any":
             return f"{self.anything(depth - 1)} {self.pick(['==', '!='])} {self.anything(depth - 1)}"
         raise AssertionError(choice)
@@ -411,7 +422,10 @@ class RuleWriter:
             return f"$abs({self.number(depth - 1)})"
         if choice == "map_get":
             name = self.field("map_num")
-            return f"({name}&['{self.pick(['a', 'b'])}'] ?? {self.pick(_NUMBER_LITERALS)})" if name else "3"
+            if name is not None and self.draw(st.booleans()):
+                return f"{name}['{self.pick(_MAP_KEYS)}']"
+            name = name or self.field("map_num?")
+            return f"({name}&['{self.pick(_MAP_KEYS)}'] ?? {self.pick(_NUMBER_LITERALS)})" if name else "3"
         if choice == "untyped":
             name = self.field("map_any")
             return f"({name}&['{self.pick(['a', 'b', 'c'])}'] ?? 0)" if name else "4"
@@ -430,7 +444,17 @@ class RuleWriter:
     def text(self, depth: int) -> str:
         options = ["literal", "field", "field"]
         if depth > 0:
-            options += ["lower", "concat", "coalesce", "slice", "ternary", "index", "to_str", "label"]
+            options += [
+                "lower",
+                "concat",
+                "coalesce",
+                "slice",
+                "ternary",
+                "index",
+                "to_str",
+                "label",
+                "map_get",
+            ]
         choice = self.pick(options)
         if choice == "literal":
             return self.pick(_STRING_LITERALS)
@@ -455,6 +479,13 @@ class RuleWriter:
         if choice == "label":
             name = self.field("obj")
             return f"({name}.label ?? 'none')" if name else "'w'"
+        if choice == "map_get":
+            name = self.field("map_str")
+            if name is None:
+                return "'m'"
+            if self.draw(st.booleans()):
+                return f"{name}['{self.pick(_MAP_KEYS)}']"
+            return f"({name}&['{self.pick(_MAP_KEYS)}'] ?? {self.pick(_STRING_LITERALS)})"
         raise AssertionError(choice)
 
     def datetime(self, depth: int) -> str:

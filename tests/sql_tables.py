@@ -15,8 +15,9 @@ from tagrules.schema import FieldType, Schema
 UTC = datetime.timezone.utc
 
 
-def column_type(field_type: FieldType, dialect: str, *, aware: bool = False) -> Any:
-    """The column type holding a field of ``field_type`` on ``dialect``."""
+def column_type(field_type: FieldType, dialect: str, *, aware: bool = False, jsonb: bool = True) -> Any:
+    """The column type holding a field of ``field_type`` on ``dialect`` (PostgreSQL dicts in ``jsonb``
+    columns, or ``json`` ones)."""
     kind = field_type.kind
     if kind == "int" or (kind == "enum" and field_type.is_number):
         return sa.BigInteger()
@@ -36,11 +37,19 @@ def column_type(field_type: FieldType, dialect: str, *, aware: bool = False) -> 
         return sa.Date()
     if kind == "timedelta":
         return sa.Interval()
+    if kind == "dict" and dialect == "postgresql":
+        return postgresql.JSONB() if jsonb else postgresql.JSON()
     return sa.JSON()
 
 
 def snapshot_table(
-    name: str, schema: Schema, dialect: str, *, id_column: str | None = "id", aware: bool = False
+    name: str,
+    schema: Schema,
+    dialect: str,
+    *,
+    id_column: str | None = "id",
+    aware: bool = False,
+    jsonb: bool = True,
 ) -> sa.Table:
     """A table for snapshots of ``schema`` (plus an integer ``id`` primary key)."""
     columns: list[sa.Column[Any]] = []
@@ -49,7 +58,9 @@ def snapshot_table(
             sa.Column(id_column, sa.String(64) if dialect == "mysql" else sa.Text(), primary_key=True)
         )
     for field_name, field_type in schema.fields.items():
-        columns.append(sa.Column(field_name, column_type(field_type, dialect, aware=aware), nullable=True))
+        columns.append(
+            sa.Column(field_name, column_type(field_type, dialect, aware=aware, jsonb=jsonb), nullable=True)
+        )
     if dialect == "mysql":
         # MariaDB's default collations compare case-insensitively: the tests keep one
         return sa.Table(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import os
+import re
 from typing import Any, cast
 
 import pytest
@@ -43,7 +45,9 @@ ROWS = 8
 
 #: Field types a table holds, and the kind of values rules see (as in rule_strategies).
 SQL_FIELD_TYPES = {
-    name: kind for name, kind in FIELD_TYPES.items() if kind.rstrip("?") in ("num", "str", "bool", "dt")
+    name: kind
+    for name, kind in FIELD_TYPES.items()
+    if kind.rstrip("?") in ("num", "str", "bool", "dt", "map_num", "map_str", "map_bool")
 }
 
 #: Cases seen per dialect: rules pushed down, rules refused (NotPushable), rows compared.
@@ -108,11 +112,29 @@ def _value(draw: st.DrawFn, type_name: str, hints: Hints, dialect: str) -> Any:
         return draw(st.one_of(st.sampled_from(_STRINGS + hints.strings + ["a ", "ß", "SS", "Ab"]), text))
     if base == "bool":
         return draw(st.booleans())
+    if base.startswith("dict["):
+        return _dict_value(draw, base.removeprefix("dict[str, ").removesuffix("]"), hints, dialect)
     if base == "datetime":
         return draw(st.sampled_from(_DATETIMES))
     if base == "date":
         return draw(st.sampled_from(_DATETIMES)).date()
     raise AssertionError(base)
+
+
+def _dict_value(draw: st.DrawFn, item: str, hints: Hints, dialect: str) -> Any:
+    """A dict as JSON holds it: mostly good members; sometimes one the schema refuses (a null where
+    the item type is not nullable, a value of another type), or no object at all."""
+    if draw(st.integers(0, 14)) == 0:
+        return draw(st.sampled_from([[1.5], "a", 3, True]))
+    keys = draw(st.lists(st.sampled_from(["a", "b", "c", "é"]), unique=True, max_size=3))
+    members = {key: _value(draw, item, hints, dialect) for key in keys}
+    if keys and draw(st.integers(0, 9)) == 0:
+        members[keys[0]] = draw(st.sampled_from([1.5, 2, "x", False, 2**63, 5.0, [1]]))
+    for key, member in members.items():
+        # JSON has no infinities: PostgreSQL and MariaDB refuse the Infinity json.dumps writes
+        if isinstance(member, float) and math.isinf(member) and dialect != "sqlite":
+            members[key] = 0.0
+    return members
 
 
 @st.composite
@@ -150,7 +172,8 @@ def check(url: URL, data: st.DataObject) -> None:
         for index in range(ROWS)
     ]
     aware = dialect == "postgresql" and data.draw(st.booleans())
-    table = snapshot_table(f"pushdown_{next(_names)}", catalog.schema, dialect, aware=aware)
+    jsonb = dialect != "postgresql" or data.draw(st.booleans())
+    table = snapshot_table(f"pushdown_{next(_names)}", catalog.schema, dialect, aware=aware, jsonb=jsonb)
     engine = engine_of(url)
     with engine.begin() as connection:
         fill(connection, table, catalog.schema, rows, aware=aware)
@@ -161,6 +184,8 @@ def check(url: URL, data: st.DataObject) -> None:
         with engine.begin() as connection:
             table.drop(connection)
     CASES[(dialect, "catalogs pushed" if pushed else "catalogs refused")] += 1
+    if pushed and any(re.search(r"\w&?\['", definition["rule"]) for definition in definitions):
+        CASES[(dialect, "catalogs pushed with dict lookups")] += 1
 
 
 def _compare(connection: sa.Connection, catalog: Catalog, table: sa.Table, dialect: str) -> bool:

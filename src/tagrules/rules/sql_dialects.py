@@ -6,10 +6,13 @@ matches regular expressions; a dialect without its own class gets generic SQL (w
 from __future__ import annotations
 
 import datetime
+import decimal
 import math
+import re
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -17,7 +20,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
 from tagrules.rules._sql_json import json_comprehension_length
-from tagrules.rules.to_sql import Expression, RuleCompiler, _Sql
+from tagrules.rules.to_sql import DictLookup, Expression, RuleCompiler, _Sql
 from tagrules.schema import FieldType
 
 __all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
@@ -39,6 +42,54 @@ class _BinaryText(ColumnElement[Any]):
 def _compile_binary_text(element: _BinaryText, compiler: Any, **kw: Any) -> str:
     inner = compiler.process(element.wrapped, **kw)
     return f"CONVERT({inner} USING utf8mb4) COLLATE utf8mb4_nopad_bin"
+
+
+_INT_LIMIT = 2**63
+#: Python refuses an integer this large in a float field (``float()`` of it may overflow).
+_FLOAT_INT_LIMIT = 2**1023
+with decimal.localcontext(decimal.Context(prec=2000)):
+    #: the magnitudes from which a decimal rounds to an infinite double, and to zero
+    _DOUBLE_OVERFLOW = decimal.Decimal(2**1024 - 2**970)
+    _DOUBLE_UNDERFLOW = decimal.Decimal(1) / decimal.Decimal(2**1075)
+
+
+def _numeric(value: int | decimal.Decimal) -> Expression:
+    return sa.bindparam(None, decimal.Decimal(value), type_=sa.Numeric())
+
+
+def _text(value: str) -> Expression:
+    return sa.bindparam(None, value, type_=sa.Text())
+
+
+def _json_number_checks(item: FieldType, text: Expression) -> tuple[Expression, Expression]:
+    """Whether a JSON number, written as ``text``, is a value of ``item`` (int or float) as Python
+    reads it, and that value in SQL (PostgreSQL).
+
+    ``json.loads`` makes a float of a number written with a fraction or an exponent and an int of
+    the others; the schema then takes an integral float in an int field, and an int below 2**1023
+    in a float field.
+    """
+    written_as_float = text.op("~", is_comparison=True)(_text("[.eE]"))
+    number = sa.cast(text, sa.Numeric())
+    # float() of the text, correctly rounded, without PostgreSQL's out-of-range errors
+    double = sa.case(
+        (number >= _numeric(_DOUBLE_OVERFLOW), sa.cast(_text("Infinity"), sa.Float(53))),
+        (number <= -_numeric(_DOUBLE_OVERFLOW), sa.cast(_text("-Infinity"), sa.Float(53))),
+        (sa.func.abs(number) <= _numeric(_DOUBLE_UNDERFLOW), sa.cast(_text("0"), sa.Float(53))),
+        else_=sa.cast(text, sa.Float(53)),
+    )
+    if item.kind == "float":
+        valid = sa.or_(written_as_float, sa.func.abs(number) < _numeric(_FLOAT_INT_LIMIT))
+        return valid, double
+    limit = sa.bindparam(None, float(_INT_LIMIT), type_=sa.Float(53))
+    valid = sa.case(
+        (written_as_float, sa.and_(double == sa.func.floor(double), double > -limit, double < limit)),
+        else_=sa.and_(number > -_numeric(_INT_LIMIT), number < _numeric(_INT_LIMIT)),
+    )
+    value = sa.case(
+        (written_as_float, sa.cast(double, sa.BigInteger())), else_=sa.cast(number, sa.BigInteger())
+    )
+    return valid, value
 
 
 class PostgreSQLRuleCompiler(RuleCompiler):
@@ -75,6 +126,48 @@ class PostgreSQLRuleCompiler(RuleCompiler):
     def comprehension_length(self, node: Any) -> _Sql:
         count, refused = json_comprehension_length(node, self.fields, self.folded_constant)
         return _Sql("int", count, refused)
+
+    def dict_lookup(
+        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+    ) -> DictLookup:
+        if not isinstance(sql_type, sa.JSON):
+            raise NotPushable(f"a dict field in a {sql_type} column (a json or jsonb column is needed)")
+        prefix = "jsonb" if isinstance(sql_type, postgresql.JSONB) else "json"
+        typeof = getattr(sa.func, f"{prefix}_typeof")
+        key_expression = _text(key) if isinstance(key, str) else key
+        member = column.op("->")(key_expression)
+        member_text = column.op("->>", return_type=sa.Text())(key_expression)
+        member_type = typeof(member)
+        members = getattr(sa.func, f"{prefix}_each")(column).table_valued("key", "value").alias("members")
+        each_type = typeof(members.c.value)
+        each_text = sa.cast(members.c.value, sa.Text())
+
+        def valid(kind_of: Expression, text: Expression) -> Expression:
+            if item.kind == "str":
+                fits = kind_of == _text("string")
+            elif item.kind == "bool":
+                fits = kind_of == _text("boolean")
+            else:
+                number_valid, _ = _json_number_checks(item, text)
+                fits = sa.case((kind_of == _text("number"), number_valid), else_=sa.false())
+            if item.nullable:
+                return sa.or_(kind_of == _text("null"), fits)
+            return fits
+
+        bad_member = sa.select(sa.literal(1)).select_from(members).where(sa.not_(valid(each_type, each_text)))
+        problem = sa.case((typeof(column) == _text("object"), sa.exists(bad_member)), else_=sa.true())
+        if item.kind == "str":
+            value: Expression = sa.case((member_type == _text("string"), member_text), else_=sa.null())
+        elif item.kind == "bool":
+            value = sa.case((member_type == _text("boolean"), member_text == _text("true")), else_=sa.null())
+        else:
+            number_valid, number = _json_number_checks(item, member_text)
+            value = sa.case(
+                (member_type == _text("number"), sa.case((number_valid, number), else_=sa.null())),
+                else_=sa.null(),
+            )
+        is_null = sa.case((column.is_(None), sa.true()), else_=typeof(column) == _text("null"))
+        return DictLookup(is_null, problem, member.is_not(None), value)
 
     def regex(self, subject: Expression, pattern: str) -> Expression:
         return subject.collate("C").op("~", is_comparison=True)(
@@ -123,6 +216,11 @@ class MySQLRuleCompiler(RuleCompiler):
         )
 
 
+#: dict keys SQLite finds by a JSON path exactly: printable ASCII, which json.dumps writes unescaped
+#: (SQLite compares a path's key with the key as written), without the quote that ends the key
+_SQLITE_PATH_KEY = re.compile(r"[ !#-\[\]-~]*")
+
+
 class SQLiteRuleCompiler(RuleCompiler):
     """SQLite: binary collation; no exact wide integers and no regex, so those stay in Python."""
 
@@ -152,6 +250,81 @@ class SQLiteRuleCompiler(RuleCompiler):
     def datetime_parameter(self, value: datetime.datetime) -> Expression:
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return sa.bindparam(None, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), type_=sa.String())
+
+    def dict_lookup(
+        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+    ) -> DictLookup:
+        if not isinstance(sql_type, (sa.JSON, sa.String)):
+            raise NotPushable(f"a dict field in a {sql_type} column (a JSON or text column is needed)")
+        if item.kind == "float":
+            raise NotPushable(
+                "a float dict on sqlite (Python reads the Infinity that json.dumps writes; SQLite refuses it)"
+            )
+        if not isinstance(key, str):
+            raise NotPushable("a dict looked up by a computed key on sqlite")
+        if not _SQLITE_PATH_KEY.fullmatch(key):
+            raise NotPushable(f"the dict key {key!r} on sqlite (only printable ASCII without '\"' or '\\')")
+        text = sa.type_coerce(column, sa.Text())
+        path = _text(f'$."{key}"')
+        readable = sa.func.json_valid(text) == 1
+        members = sa.func.json_each(text).table_valued("type", "value").alias("members")
+
+        def valid(kind_of: Expression, value: Expression) -> Expression:
+            if item.kind == "str":
+                fits = kind_of == _text("text")
+            elif item.kind == "bool":
+                fits = kind_of.in_([_text("true"), _text("false")])
+            else:
+                limit = sa.bindparam(None, float(_INT_LIMIT), type_=sa.Float(53))
+                fits = sa.case(
+                    # an int as Python reads it: no fraction, 64 bits, and -2**63 refused
+                    (
+                        kind_of == _text("integer"),
+                        sa.and_(
+                            sa.func.typeof(value) == _text("integer"),
+                            value != sa.bindparam(None, -_INT_LIMIT, type_=sa.BigInteger()),
+                        ),
+                    ),
+                    # a float with an integral value in range
+                    (
+                        kind_of == _text("real"),
+                        sa.and_(value > -limit, value < limit, value == sa.cast(value, sa.BigInteger())),
+                    ),
+                    else_=sa.false(),
+                )
+            if item.nullable:
+                return sa.or_(kind_of == _text("null"), fits)
+            return fits
+
+        bad_member = (
+            sa.select(sa.literal(1))
+            .select_from(members)
+            .where(sa.not_(valid(members.c.type, members.c.value)))
+        )
+        problem = sa.case(
+            (sa.not_(readable), sa.true()),
+            (sa.func.json_type(text) != _text("object"), sa.true()),
+            else_=sa.exists(bad_member),
+        )
+        member_type = sa.func.json_type(text, path)
+        member = sa.func.json_extract(text, path)
+        if item.kind == "str":
+            read: Expression = sa.case((member_type == _text("text"), member), else_=sa.null())
+        elif item.kind == "bool":
+            read = sa.case(
+                (member_type == _text("true"), sa.true()),
+                (member_type == _text("false"), sa.false()),
+                else_=sa.null(),
+            )
+        else:
+            read = sa.case((valid(member_type, member), sa.cast(member, sa.BigInteger())), else_=sa.null())
+        is_null = sa.case(
+            (column.is_(None), sa.true()),
+            (readable, sa.func.json_type(text) == _text("null")),
+            else_=sa.false(),
+        )
+        present = sa.case((readable, member_type.is_not(None)), else_=sa.false())
+        return DictLookup(is_null, problem, present, sa.case((readable, read), else_=sa.null()))
 
 
 _COMPILERS: dict[str, type[RuleCompiler]] = {

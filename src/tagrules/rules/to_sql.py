@@ -16,6 +16,9 @@ Only what SQL reproduces exactly is compiled; everything else raises :class:`~ta
   once and bound as a parameter; nothing from a rule is pasted into SQL text;
 * strings compare by code point, case- and accent-sensitively, whatever the column's collation;
 * datetimes compare as UTC (naive columns hold UTC).
+* a ``dict[str, T]`` field of numbers, strings or booleans is read only by key (``d['key']``,
+  ``d&['key']``) from its JSON, as Python reads that JSON back; the looked-up value carries the
+  item type into the rest of the rule.
 
 The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
 (:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
@@ -42,7 +45,7 @@ from tagrules.rules._sql_regex import translate_regex
 from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
 
-__all__ = ["FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
+__all__ = ["DictLookup", "FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
 
 Expression = ColumnElement[Any]
 _NOTHING: Final = object()
@@ -93,6 +96,27 @@ class SqlFunction:
     returns: FieldType
     uses_now: bool = False
 
+
+@final
+@dataclass(frozen=True)
+class DictLookup:
+    """How a dialect reads one key of a dict field's JSON column.
+
+    ``is_null`` holds where the dict is null: SQL NULL or JSON ``null``, never unknown. ``problem``
+    holds (where it is not null) where the schema refuses the whole value: not a JSON object, or a
+    member that is not of the dict's item type — Python then fails every rule reading the field.
+    ``present`` holds where the key is in the object; ``value`` is the member read as the item type,
+    SQL NULL when it is JSON null or absent. None of them may raise on any stored text.
+    """
+
+    is_null: Expression
+    problem: Expression
+    present: Expression
+    value: Expression
+
+
+#: Item types a dict lookup can read from JSON, and the kind of the value.
+_DICT_ITEM_KINDS = frozenset({"int", "float", "str", "bool"})
 
 _FUNCTION_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "datetime": "datetime"}
 
@@ -322,6 +346,13 @@ class RuleCompiler:
 
     def regex_flavour(self) -> str:
         return "none"
+
+    def dict_lookup(
+        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+    ) -> DictLookup:
+        """One key of a ``dict[str, item]`` field held as JSON in ``column``: a literal key as ``str``,
+        a computed one as a text expression (a dialect that cannot look it up raises ``NotPushable``)."""
+        raise NotPushable(f"dict lookups on {self.dialect}")
 
     # -- fields and symbols --------------------------------------------------------------------------
 
@@ -690,6 +721,62 @@ class RuleCompiler:
             return _Sql("int", self.text_length(target.expr), target.error, nullable=True)
         return _Sql("int", self.text_length(target.expr), _any(target.error, target.expr.is_(None)))
 
+    def get_item(self, node: Any) -> _Sql:
+        """``field[key]`` and ``field&[key]`` on a ``dict[str, T]`` field whose values are numbers,
+        strings or booleans; other indexing stays in Python."""
+        container = node.container
+        if not isinstance(container, re_ast.SymbolExpression) or container.scope is not None:
+            return self.unsupported(node)
+        column = self.fields.get(container.name)
+        if column is None:
+            return self.symbol(container)
+        field_type = column.field_type
+        item = field_type.item
+        if (
+            field_type.kind != "dict"
+            or field_type.key is None
+            or field_type.key.kind != "str"
+            or item is None
+            or item.kind not in _DICT_ITEM_KINDS
+        ):
+            raise NotPushable(f"indexing a {field_type} field ({unparse(node)})")
+        key = self.value(node.item)
+        key_errors: Expression | None = None
+        key_is_null: Expression | None = None
+        lookup_key: str | Expression
+        if key.is_constant:
+            if not isinstance(key.constant, str):
+                shown = "a key that fails" if key.constant is _FOLD_FAILED else repr(key.constant)
+                raise NotPushable(f"a dict looked up by {shown} ({unparse(node)})")
+            lookup_key = key.constant
+        elif key.kind == "str":
+            assert key.expr is not None
+            lookup_key, key_errors = key.expr, key.error
+            key_is_null = key.expr.is_(None) if key.nullable else None
+        else:
+            raise NotPushable(f"a dict looked up by a {key.kind} key ({unparse(node)})")
+        expression = column.expression
+        lookup = self.dict_lookup(expression, column.sql_type, lookup_key, item)
+        is_null = lookup.is_null
+        stored = sa.not_(is_null)
+        # the key is evaluated only once the dict is known not null (rule-engine's order)
+        errors: list[Expression | None] = [
+            None if field_type.nullable else is_null,
+            sa.and_(stored, lookup.problem),
+            _when(stored, key_errors),
+        ]
+        if not node.safe:
+            errors.append(is_null if field_type.nullable else None)
+            errors.append(sa.and_(stored, sa.not_(lookup.present)))
+        value = lookup.value
+        if key_is_null is not None:
+            # a null key is a missing one
+            value = sa.case((key_is_null, sa.null()), else_=value)
+            if not node.safe:
+                errors.append(sa.and_(stored, key_is_null))
+        nullable = node.safe or field_type.nullable or item.nullable
+        return _Sql(item.kind, value, _any(*errors), nullable=nullable)
+
     def fuzzy(self, node: Any) -> _Sql:
         subject = self.value(node.left)
         pattern = self.value(node.right)
@@ -769,7 +856,7 @@ RuleCompiler.TRANSFORMS = {
     re_ast.GetAttributeExpression: RuleCompiler.get_attribute,
     re_ast.ComprehensionExpression: RuleCompiler.unsupported,
     re_ast.FunctionCallExpression: RuleCompiler.function_call,
-    re_ast.GetItemExpression: RuleCompiler.unsupported,
+    re_ast.GetItemExpression: RuleCompiler.get_item,
     re_ast.GetSliceExpression: RuleCompiler.unsupported,
     re_ast.BitwiseExpression: RuleCompiler.unsupported,
     re_ast.BitwiseShiftExpression: RuleCompiler.unsupported,
