@@ -414,6 +414,21 @@ class TestCatalogs:
         kept = {"follows_category"} | (set() if engine.dialect.name == "postgresql" else interests)
         assert set(pushed.in_python) == kept
 
+    def test_an_engine_counts_both_parts_at_once(self, engine: Engine) -> None:
+        """Given an engine, the tags left to Python stream through a second connection while the
+        count query runs: the counts are those of one connection, and of Python."""
+        catalog = load_catalog()
+        customers = list(generate_customers(300, seed=11))
+        table = make_table(engine, catalog, customers, aware=engine.dialect.name == "postgresql")
+        overlapped = count_tags(catalog, engine, table, now=REFERENCE_NOW)
+        with engine.connect() as connection:
+            one_connection = count_tags(catalog, connection, table, now=REFERENCE_NOW)
+        python = count_tags(catalog, engine, table, now=REFERENCE_NOW, mode="python")
+        assert overlapped == one_connection
+        assert overlapped.counts == python.counts
+        assert overlapped.rows == 300
+        assert set(overlapped.where.values()) == {"database", "python"}
+
     def test_column_mapping(self, engine: Engine) -> None:
         """Fields read from columns of other names."""
         catalog = Catalog([{"key": "t", "rule": "orders >= 3"}], {"orders": "int"})

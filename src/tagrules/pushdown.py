@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, final
 
@@ -224,6 +225,34 @@ class _QueryBuilder:
         carried: list[sa.ColumnElement[Any]] = [
             self.table.c[name].label(label) for name, label in zip(id_columns, id_labels, strict=True)
         ]
+        checker = self.compiler(catalog.language.context, fields, self.now, functions=self.functions)
+        problems = {
+            name: problem
+            for name, column in fields.items()
+            if column.field_type.kind in _COLLECTIONS
+            and (problem := checker.collection_problem(column)) is not None
+        }
+        if problems and levels:
+            # the checks of JSON collections, once per row, however many rules read each field
+            problem_labels = {name: f"p_{index}" for index, name in enumerate(sorted(problems))}
+            prelude = self.fence(
+                sa.select(
+                    *carried,
+                    *[column.expression.label(field_labels[name]) for name, column in fields.items()],
+                    *[problems[name].label(label) for name, label in problem_labels.items()],
+                ).select_from(self.table)
+            ).subquery("fields")
+            current = prelude
+            carried = [prelude.c[label] for label in id_labels]
+            fields = {
+                name: FieldColumn(
+                    prelude.c[field_labels[name]],
+                    column.field_type,
+                    column.sql_type,
+                    prelude.c[problem_labels[name]] if name in problem_labels else None,
+                )
+                for name, column in fields.items()
+            }
         done: list[str] = []
 
         def states_over(source: sa.FromClause) -> dict[str, sa.ColumnElement[Any]]:
@@ -241,18 +270,27 @@ class _QueryBuilder:
                 catalog, [key for unit in _flatten(levels[index + 1 :]) for key in unit.keys]
             )
             passed_fields = [fields[name].expression.label(field_labels[name]) for name in sorted(later)]
+            passed_fields += [
+                problem.label(f"pp_{field_labels[name]}")
+                for name in sorted(later)
+                if (problem := fields[name].problem) is not None
+            ]
             level_select = sa.select(
                 *carried, *[current.c[label] for label in passed_states], *computed, *passed_fields
             ).select_from(current)
-            # OFFSET 0 keeps each level a subquery of its own: a planner that inlined the levels would
+            # a fence keeps each level a subquery of its own: a planner that inlined the levels would
             # copy every tag's expression into each expression that refers to it, level after level
-            current = level_select.offset(0).subquery(f"level_{index}")
+            current = self.fence(level_select).subquery(f"level_{index}")
             carried = [current.c[label] for label in id_labels]
             fields = {
                 name: FieldColumn(current.c[field_labels[name]], column.field_type, column.sql_type)
                 for name, column in fields.items()
                 if name in later
             }
+            # a field's check travels with it to later levels
+            for name in list(fields):
+                if name in problems:
+                    fields[name] = replace(fields[name], problem=current.c[f"pp_{field_labels[name]}"])
         if not levels:
             select = sa.select(*carried).select_from(self.table)
         else:
@@ -262,6 +300,14 @@ class _QueryBuilder:
                 *[final[key].label(tag_labels[key]) for key in keys],
             )
         return select, tag_labels
+
+    def fence(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """``select`` made a subquery no planner inlines: ``OFFSET 0``; on PostgreSQL ``LIMIT ALL``,
+        which also lets it run the levels and the aggregates over them in parallel workers (with
+        ``OFFSET 0`` it gathers the rows before the first level's expressions)."""
+        if self.compiler.dialect == "postgresql":
+            return select.limit(sa.literal_column("ALL"))
+        return select.offset(0)
 
     def unit_column(
         self,
@@ -492,7 +538,9 @@ def count_tags(
     Pushable tags are counted by one query in the database; in ``auto`` mode the others are
     evaluated in Python over the streamed rows (``database`` mode raises :class:`NotPushable`
     for them; ``python`` mode evaluates every tag in Python, for comparison). Rows on which a tag is
-    unknown are not counted as tagged; :attr:`CountReport.unknown` counts them.
+    unknown are not counted as tagged; :attr:`CountReport.unknown` counts them. When ``bind`` is an
+    engine or a URL, the tags left to Python read the rows through a second connection while the
+    database runs the count query.
 
     Args:
         catalog: the catalog.
@@ -510,15 +558,18 @@ def count_tags(
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
     moment = resolve_now(now)
     connection, engine = _connect(bind)
+    # a connection of the caller's may hold uncommitted rows: only one opened here is doubled
+    side = None if isinstance(bind, Connection) else connection.engine
     try:
         with connection.begin() if not connection.in_transaction() else _nothing():
             source = open_table(connection, table) if isinstance(table, str) else table
-            return _count(catalog, connection, source, moment, columns, mode)
+            return _count(catalog, connection, source, moment, columns, mode, side)
     except sa.exc.DBAPIError as error:
         raise SourceError(f"the database refused the query: {error.orig}") from None
     finally:
-        if engine is not None:
+        if side is not None:
             connection.close()
+        if engine is not None:
             engine.dispose()
 
 
@@ -537,13 +588,15 @@ def _count(
     now: datetime.datetime,
     columns: Mapping[str, str] | None,
     mode: str,
+    side: Engine | None = None,
 ) -> CountReport:
+    """Count; with ``side``, the tags left to Python read the rows through a second connection of
+    it while the database runs the count query (the two overlap instead of adding up)."""
     active = [definition.key for definition in catalog.active]
     counts = dict.fromkeys(active, 0)
     unknown = dict.fromkeys(active, 0)
     where: dict[str, str] = {}
     in_python: dict[str, str] = {}
-    rows = 0
     query: TagQuery | None = None
     if mode == "python":
         in_python = dict.fromkeys(active, "python mode")
@@ -558,7 +611,10 @@ def _count(
             mode="auto" if mode == "auto" else "database",
         )
         in_python = dict(query.in_python)
-    if query is not None and query.tag_columns:
+    python_keys = [key for key in active if key in in_python]
+
+    def in_database() -> int:
+        assert query is not None
         states = query.select.subquery("tagged")
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
         for label in query.tag_columns.values():
@@ -566,29 +622,45 @@ def _count(
             totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
             totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))
         result = connection.execute(sa.select(*totals).select_from(states)).one()
-        rows = int(result[0])
         for index, key in enumerate(query.tag_columns):
             counts[key] = int(result[1 + 2 * index])
             unknown[key] = int(result[2 + 2 * index])
             where[key] = "database"
-    if in_python:
-        python_keys = [key for key in active if key in in_python]
+        return int(result[0])
+
+    def in_python_over(reader: Connection) -> int:
         sub_catalog = _python_catalog(catalog, python_keys)
         evaluator = Evaluator(sub_catalog)
         needed = sorted(_rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active]))
+        python_counts = dict.fromkeys(python_keys, 0)
+        python_unknown = dict.fromkeys(python_keys, 0)
         python_rows = 0
-        for snapshot in stream_snapshots(connection, source, catalog.schema, columns=columns, fields=needed):
+        for snapshot in stream_snapshots(reader, source, catalog.schema, columns=columns, fields=needed):
             python_rows += 1
             evaluation = evaluator.evaluate(snapshot, now=now)
             for key in evaluation.tags:
-                if key in in_python:
-                    counts[key] += 1
+                if key in python_counts:
+                    python_counts[key] += 1
             for key in evaluation.errors:
-                if key in in_python:
-                    unknown[key] += 1
-        rows = python_rows
+                if key in python_unknown:
+                    python_unknown[key] += 1
+        counts.update(python_counts)
+        unknown.update(python_unknown)
         for key in python_keys:
             where[key] = "python"
+        return python_rows
+
+    both = query is not None and bool(query.tag_columns) and bool(python_keys)
+    if both and side is not None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pushed = pool.submit(in_database)
+            with side.connect() as reader:
+                rows = in_python_over(reader)
+            pushed.result()
+    else:
+        rows = in_database() if query is not None and query.tag_columns else 0
+        if python_keys:
+            rows = in_python_over(connection)
     return CountReport(
         counts=MappingProxyType(counts),
         unknown=MappingProxyType(unknown),

@@ -19,8 +19,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules._sql_json import json_comprehension_length
-from tagrules.rules.to_sql import DictLookup, Expression, RuleCompiler, _Sql
+from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler
 from tagrules.schema import FieldType
 
 __all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
@@ -92,6 +91,29 @@ def _json_number_checks(item: FieldType, text: Expression) -> tuple[Expression, 
     return valid, value
 
 
+#: Path filters selecting every member of a dict[str, T] that is not an ordinary value (refused, or a
+#: number that is not an integer of 53 bits at most or is tiny): where none is, members are read
+#: directly, without the exact reading of their text.
+_SUSPICIOUS = {
+    "int": '@.type() != "number" || @.floor() != @ || @ >= 9007199254740992 || @ <= -9007199254740992',
+    "float": '@.type() != "number" || @ >= 9007199254740992 || @ <= -9007199254740992 '
+    "|| (@ != 0 && @ < 1e-300 && @ > -1e-300)",
+    "str": '@.type() != "string"',
+    "bool": '@.type() != "boolean"',
+}
+
+
+#: Path filters selecting the members of a dict[str, T] in ``jsonb`` that the schema refuses. A
+#: number stored with a fraction is compared as the exact decimal it is: Python reads it as a float,
+#: which differs only for numbers of more than 15 significant digits.
+_REFUSED = {
+    "int": '@.type() != "number" || @.floor() != @ || @ >= 9223372036854775808 || @ <= -9223372036854775808',
+    "float": f'@.type() != "number" || @ >= {_FLOAT_INT_LIMIT} || @ <= -{_FLOAT_INT_LIMIT}',
+    "str": '@.type() != "string"',
+    "bool": '@.type() != "boolean"',
+}
+
+
 class PostgreSQLRuleCompiler(RuleCompiler):
     """PostgreSQL: ``COLLATE "C"`` for code point order, exact ``NUMERIC`` sums, POSIX regex."""
 
@@ -123,12 +145,43 @@ class PostgreSQLRuleCompiler(RuleCompiler):
     def regex_flavour(self) -> str:
         return "postgresql"
 
-    def comprehension_length(self, node: Any) -> _Sql:
-        count, refused = json_comprehension_length(node, self.fields, self.folded_constant)
-        return _Sql("int", count, refused)
+    def collection_problem(self, column: FieldColumn) -> Expression | None:
+        # NULL (rather than false) where every member of a dict is an ordinary value: lookups then
+        # read members directly
+        field_type, item = column.field_type, column.field_type.item
+        if item is None or not isinstance(column.sql_type, sa.JSON):
+            return None
+        key = field_type.key
+        if field_type.kind != "dict" or key is None or key.kind != "str" or item.kind not in _SUSPICIOUS:
+            return None
+        if not isinstance(column.sql_type, postgresql.JSONB):
+            return self.dict_lookup(column.expression, column.sql_type, "", item).problem
+        # jsonb: path queries, which run in parallel workers (a check reading each member as text
+        # would be a correlated subquery, which keeps the whole query on one process)
+        document = column.expression
+
+        def members(condition: str) -> Expression:
+            if item.nullable:
+                condition = f'@.type() != "null" && ({condition})'
+            return sa.func.jsonb_path_exists(
+                document, sa.cast(_text(f"$.* ? ({condition})"), postgresql.JSONPATH())
+            )
+
+        not_an_object = sa.or_(document.is_(None), sa.func.jsonb_typeof(document) != _text("object"))
+        return sa.case(
+            (not_an_object, sa.true()),
+            (sa.not_(members(_SUSPICIOUS[item.kind])), sa.null()),
+            (members(_REFUSED[item.kind]), sa.true()),
+            else_=sa.false(),
+        )
 
     def dict_lookup(
-        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+        self,
+        column: Expression,
+        sql_type: Any,
+        key: str | Expression,
+        item: FieldType,
+        plain: Expression | None = None,
     ) -> DictLookup:
         if not isinstance(sql_type, sa.JSON):
             raise NotPushable(f"a dict field in a {sql_type} column (a json or jsonb column is needed)")
@@ -162,10 +215,15 @@ class PostgreSQLRuleCompiler(RuleCompiler):
             value = sa.case((member_type == _text("boolean"), member_text == _text("true")), else_=sa.null())
         else:
             number_valid, number = _json_number_checks(item, member_text)
-            value = sa.case(
-                (member_type == _text("number"), sa.case((number_valid, number), else_=sa.null())),
-                else_=sa.null(),
-            )
+            exact = sa.case((number_valid, number), else_=sa.null())
+            if plain is not None:
+                # every member an ordinary number (checked once per row): read directly
+                if item.kind == "float":
+                    direct: Expression = sa.cast(member_text, sa.Float(53))
+                else:
+                    direct = sa.cast(sa.cast(member_text, sa.Numeric()), sa.BigInteger())
+                exact = sa.case((plain, direct), else_=exact)
+            value = sa.case((member_type == _text("number"), exact), else_=sa.null())
         is_null = sa.case((column.is_(None), sa.true()), else_=typeof(column) == _text("null"))
         return DictLookup(is_null, problem, member.is_not(None), value)
 
@@ -252,7 +310,12 @@ class SQLiteRuleCompiler(RuleCompiler):
         return sa.bindparam(None, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), type_=sa.String())
 
     def dict_lookup(
-        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+        self,
+        column: Expression,
+        sql_type: Any,
+        key: str | Expression,
+        item: FieldType,
+        plain: Expression | None = None,
     ) -> DictLookup:
         if not isinstance(sql_type, (sa.JSON, sa.String)):
             raise NotPushable(f"a dict field in a {sql_type} column (a JSON or text column is needed)")

@@ -70,6 +70,9 @@ class FieldColumn:
     expression: Expression
     field_type: FieldType
     sql_type: Any
+    #: where the schema refuses the column's value, computed once per row beforehand (by the query
+    #: builder, for checks of JSON collections that several rules read); ``None``: checked inline
+    problem: Expression | None = None
 
 
 @final
@@ -253,21 +256,6 @@ class RuleCompiler:
     def unsupported(self, node: Any) -> _Sql:
         raise NotPushable(f"{_construct(node)} ({unparse(node)})")
 
-    def comprehension_length(self, node: Any) -> _Sql:
-        """``[...].length``: the number of items of a comprehension, where a dialect can count them."""
-        return self.unsupported(node)
-
-    def folded_constant(self, node: Any) -> Any:
-        """The rule-engine value of a sub-expression that reads no field.
-
-        Raises:
-            NotPushable: evaluating it fails.
-        """
-        folded = self.fold(node)
-        if folded.constant is _FOLD_FAILED:
-            raise NotPushable(f"a constant that fails to evaluate ({unparse(node)})")
-        return folded.constant
-
     def function_call(self, node: Any) -> _Sql:
         """A custom function whose plugin gives its SQL form; other calls stay in Python."""
         function = node.function
@@ -348,11 +336,24 @@ class RuleCompiler:
         return "none"
 
     def dict_lookup(
-        self, column: Expression, sql_type: Any, key: str | Expression, item: FieldType
+        self,
+        column: Expression,
+        sql_type: Any,
+        key: str | Expression,
+        item: FieldType,
+        plain: Expression | None = None,
     ) -> DictLookup:
         """One key of a ``dict[str, item]`` field held as JSON in ``column``: a literal key as ``str``,
-        a computed one as a text expression (a dialect that cannot look it up raises ``NotPushable``)."""
+        a computed one as a text expression (a dialect that cannot look it up raises ``NotPushable``).
+        ``plain``, where given, holds where every member is known to be an ordinary value (a number
+        of 53 bits at most, not tiny) that the dialect may read without its exact checks."""
         raise NotPushable(f"dict lookups on {self.dialect}")
+
+    def collection_problem(self, column: FieldColumn) -> Expression | None:
+        """Where the schema refuses a JSON collection column's value (not a collection of the field's
+        type), for a query to compute once per row; ``None`` where the dialect does not check it.
+        The condition is true (refused), false, or NULL where every member is an ordinary value."""
+        return None
 
     # -- fields and symbols --------------------------------------------------------------------------
 
@@ -707,8 +708,6 @@ class RuleCompiler:
         return _Sql("bool", found, member.error)
 
     def get_attribute(self, node: Any) -> _Sql:
-        if node.name == "length" and isinstance(node.object, re_ast.ComprehensionExpression):
-            return self.comprehension_length(node.object)
         if node.name != "length":
             raise NotPushable(f"the attribute .{node.name} ({unparse(node)})")
         target = self.value(node.object)
@@ -756,13 +755,15 @@ class RuleCompiler:
         else:
             raise NotPushable(f"a dict looked up by a {key.kind} key ({unparse(node)})")
         expression = column.expression
-        lookup = self.dict_lookup(expression, column.sql_type, lookup_key, item)
+        plain = None if column.problem is None else column.problem.is_(None)
+        lookup = self.dict_lookup(expression, column.sql_type, lookup_key, item, plain)
         is_null = lookup.is_null
         stored = sa.not_(is_null)
+        problem = lookup.problem if column.problem is None else sa.func.coalesce(column.problem, sa.false())
         # the key is evaluated only once the dict is known not null (rule-engine's order)
         errors: list[Expression | None] = [
             None if field_type.nullable else is_null,
-            sa.and_(stored, lookup.problem),
+            sa.and_(stored, problem),
             _when(stored, key_errors),
         ]
         if not node.safe:
