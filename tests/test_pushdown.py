@@ -414,6 +414,19 @@ class TestCatalogs:
         kept = {"follows_category"} | (set() if engine.dialect.name == "postgresql" else interests)
         assert set(pushed.in_python) == kept
 
+    def test_a_datetime_default_keeps_datetime_comparisons(self, engine: Engine) -> None:
+        """``(f ?? d'1970-01-01') > $now`` compares instants, not text, on every database (MariaDB
+        made a COALESCE of a DATETIME column and a driver-written parameter text)."""
+        catalog = Catalog([{"key": "later", "rule": "(f ?? d'1970-01-01') > $now"}], {"f": "datetime | None"})
+        naive = NOW.replace(tzinfo=None)
+        rows = [
+            {"id": "equal", "f": naive},
+            {"id": "after", "f": naive + datetime.timedelta(microseconds=1)},
+            {"id": "null", "f": None},
+        ]
+        found = states(engine, catalog, make_table(engine, catalog, rows))
+        assert found == {"equal": {"later": 0}, "after": {"later": 1}, "null": {"later": 0}}
+
     def test_an_engine_counts_both_parts_at_once(self, engine: Engine) -> None:
         """Given an engine, the tags left to Python stream through a second connection while the
         count query runs: the counts are those of one connection, and of Python."""

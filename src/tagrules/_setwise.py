@@ -5,10 +5,12 @@ transaction of a dozen statements, whatever the number of customers in it:
 
 1. the catalog query over the chunk's rows fills a temporary table of tag states, one row per
    customer (keyset pages on the id column: the next chunk starts after the last id);
-2. the chunk's rows in the store's customer table are locked (``FOR UPDATE``), so a concurrent
-   writer either committed before (and is seen) or waits and then fails its version check;
-3. customers with overrides leave the chunk, to be retagged in Python afterwards; the tags left to
-   Python are evaluated on the chunk's other rows and their states added to the database's;
+2. customers with overrides leave the chunk, to be retagged in Python afterwards; when every tag is
+   in the database, so do the customers whose states are all known and assign exactly the computed
+   tags they hold (one pass over the chunk's memberships): nothing changes for them;
+3. the rows left are locked in the store's customer table (``FOR UPDATE``), so a concurrent writer
+   either committed before (and is seen) or waits and then fails its version check; the tags left
+   to Python are evaluated on them and their states added to the database's;
 4. the changes (``added`` where a tag's state is 1 and no membership exists; ``removed`` where it
    is 0 and a computed one does; never where it is unknown) go to a second temporary table;
 5. from it, every table a :class:`~tagrules.SQLStore` writes is written as it writes them:
@@ -151,6 +153,8 @@ class _SetWise:
                 )
             )
         self.tally_members: Counter[str] = Counter()
+        # members counted in a chunk before its skip, added to the tally once the chunk commits
+        self.pending_assigned: Counter[str] = Counter()
         self.tally_added: Counter[str] = Counter()
         self.tally_removed: Counter[str] = Counter()
         self.tally_errors: Counter[str] = Counter()
@@ -169,6 +173,7 @@ class _SetWise:
         t = self.tables
         temporary = self.temporary
         states, changes = temporary.states, temporary.changes
+        self.pending_assigned = Counter()
         connection.execute(self.fills[0] if first else self.fills[1], {} if first else {"after": after})
         count, last = connection.execute(sa.select(sa.func.count(), sa.func.max(states.c.raw_id))).one()
         if not count:
@@ -177,13 +182,6 @@ class _SetWise:
             # temporary tables are never analyzed automatically: without statistics the planner would
             # read the store's tables whole for each chunk
             connection.exec_driver_sql(f"ANALYZE {states.name}")
-        chunk_ids = sa.select(states.c.customer_id)
-        connection.execute(
-            sa.select(t.customers.c.customer_id)
-            .where(t.customers.c.customer_id.in_(chunk_ids))
-            .order_by(t.customers.c.customer_id)
-            .with_for_update()
-        ).all()
         overridden = [
             row[0]
             for row in connection.execute(
@@ -198,9 +196,21 @@ class _SetWise:
                 .returning(states.c.customer_id)
             )
         ]
+        states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
+        if self.partial is None:
+            self._skip_unchanged(states_list)
+        # the rows of the customers left in the store's customer table are locked (a customer
+        # skipped above gets no write, so it needs no lock): a concurrent writer either committed
+        # before (and is seen by the reads below) or waits and then fails its version check
+        chunk_ids = sa.select(states.c.customer_id)
+        connection.execute(
+            sa.select(t.customers.c.customer_id)
+            .where(t.customers.c.customer_id.in_(chunk_ids))
+            .order_by(t.customers.c.customer_id)
+            .with_for_update()
+        ).all()
         # the tags each customer holds or may hold: state 1 (assigned) or unknown, one row per tag
         wanted = temporary.wanted
-        states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
         connection.exec_driver_sql(
             f"INSERT INTO {wanted.name} (customer_id, tag, state) "
             f"SELECT s.customer_id, v.tag, v.state FROM {states.name} AS s, "
@@ -246,6 +256,49 @@ class _SetWise:
             connection.execute(sa.delete(table))
         self.pending_overridden = overridden
         return int(count), last, events
+
+    def _skip_unchanged(self, states_list: str) -> None:
+        """Count each tag's members among the chunk's states, then drop the customers whose states
+        are all known and assign exactly the computed tags they hold: nothing changes for them, and
+        diffing them tag by tag would write some ten rows per customer to the temporary tables."""
+        states = self.temporary.states
+        columns = [states.c[f"t_{index}"] for index in range(len(self.keys))]
+        if not columns:
+            return
+        totals = self.connection.execute(
+            sa.select(
+                *[sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0) for column in columns]
+            )
+        ).one()
+        self.pending_assigned = Counter(
+            {key: int(number) for key, number in zip(self.keys, totals, strict=True)}
+        )
+        m = self.tables.memberships.name
+        known = " AND ".join(f"s.{column.name} IS NOT NULL" for column in columns)
+        # the assigned tags and the held ones, each as its keys in code point order joined by commas
+        order = sorted(range(len(self.keys)), key=lambda index: self.keys[index])
+        assigned = ", ".join(
+            f"CASE WHEN s.t_{index} = 1 THEN (%(tags)s::text[])[{index + 1}] END" for index in order
+        )
+        connection = self.connection
+        # the chunk's memberships read in one range of the memberships' key, merged with the chunk
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        connection.exec_driver_sql(
+            f"DELETE FROM {states.name} AS s USING ("
+            "SELECT m.customer_id, string_agg(m.tag, ',' ORDER BY m.tag COLLATE \"C\") AS held, "
+            "bool_and(m.source = 'computed') AS computed "
+            f"FROM {states.name} AS c JOIN {m} AS m ON m.customer_id = c.customer_id "
+            "WHERE m.tag = ANY(%(every)s::text[]) "
+            f"AND m.customer_id >= (SELECT min(customer_id) FROM {states.name}) "
+            f"AND m.customer_id <= (SELECT max(customer_id) FROM {states.name}) "
+            "GROUP BY m.customer_id) AS h "
+            f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} "
+            f"AND concat_ws(',', {assigned}) = h.held",
+            {"tags": self.keys, "every": self.every_key},
+        )
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = on")
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = on")
 
     def _evaluate_in_python(self) -> None:
         """The states of the tags left to Python, for the chunk's customers without overrides."""
@@ -359,7 +412,8 @@ class _SetWise:
         ):
             if state is None:
                 self.tally_errors[tag] += number
-            else:
+            elif self.partial is not None:
+                # with every tag in the database, the assigned ones were counted before the skip
                 self.tally_members[tag] += number
         m = self.tables.memberships
         for tag, number in connection.execute(
@@ -401,6 +455,7 @@ class _SetWise:
                 return
             self._keep_statistics()
             self.customers += count - len(self.pending_overridden)
+            self.tally_members.update(self.pending_assigned)
             self.with_overrides.extend(self.pending_overridden)
             for event in events:
                 for listener in self.tagger.listeners:

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -248,6 +248,12 @@ class MySQLRuleCompiler(RuleCompiler):
             return None
         # the driver writes repr(value), read back exactly; against a DOUBLE it compares as a double
         return sa.bindparam(None, value, type_=sa.Float(53))
+
+    def datetime_parameter(self, value: datetime.datetime) -> Expression:
+        # typed: PyMySQL writes a datetime as text, and a text operand makes COALESCE or CASE over a
+        # DATETIME column text too, compared as text ('... 12:30:00.000000' > '... 12:30:00')
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return sa.cast(sa.bindparam(None, naive, type_=sa.DateTime()), mysql.DATETIME(fsp=6))
 
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if isinstance(sql_type, sa.TIMESTAMP):
