@@ -419,7 +419,7 @@ class TestCatalogs:
         made a COALESCE of a DATETIME column and a driver-written parameter text)."""
         catalog = Catalog([{"key": "later", "rule": "(f ?? d'1970-01-01') > $now"}], {"f": "datetime | None"})
         naive = NOW.replace(tzinfo=None)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"id": "equal", "f": naive},
             {"id": "after", "f": naive + datetime.timedelta(microseconds=1)},
             {"id": "null", "f": None},
