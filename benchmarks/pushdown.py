@@ -291,7 +291,8 @@ def table(report: dict[str, Any]) -> str:
         f"| `count`, auto mode (all {tags} tags) | {report['count_seconds']:.2f} s |",
         f"| of which: the count query ({pushed} tags in the database) | "
         f"{report['count_sql_seconds']:.2f} s |",
-        f"| of which: the {tags - pushed} tags left to Python, rows streamed | "
+        f"| of which: the {tags - pushed} {'tag' if tags - pushed == 1 else 'tags'} left to Python, "
+        "rows streamed | "
         f"{report['fallback_seconds']:.2f} s |",
         f"| {pushed} pushed tags of every row computed in the database (INSERT ... SELECT) | "
         f"{report['states_seconds']:.2f} s |",
