@@ -27,6 +27,7 @@ import datetime
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -228,16 +229,13 @@ class _SetWise:
         held = temporary.held
         # the planner misjudges a join of a few thousand ids with millions of memberships; the
         # nested loop along the primary key is always the cheap way here
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-        connection.exec_driver_sql(
-            f"INSERT INTO {held.name} (customer_id, tag, source) "
-            f"SELECT m.customer_id, m.tag, m.source FROM {states.name} AS s JOIN {m} AS m "
-            "ON m.customer_id = s.customer_id WHERE m.tag = ANY(%(every)s::text[])",
-            {"every": self.every_key},
-        )
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = on")
-        connection.exec_driver_sql("SET LOCAL enable_mergejoin = on")
+        with _joins_off(connection, "hashjoin", "mergejoin"):
+            connection.exec_driver_sql(
+                f"INSERT INTO {held.name} (customer_id, tag, source) "
+                f"SELECT m.customer_id, m.tag, m.source FROM {states.name} AS s JOIN {m} AS m "
+                "ON m.customer_id = s.customer_id WHERE m.tag = ANY(%(every)s::text[])",
+                {"every": self.every_key},
+            )
         if not self.analyzed:
             connection.exec_driver_sql(f"ANALYZE {held.name}")
             self.analyzed = True
@@ -282,23 +280,20 @@ class _SetWise:
         )
         connection = self.connection
         # the chunk's memberships read in one range of the memberships' key, merged with the chunk
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        connection.exec_driver_sql(
-            f"DELETE FROM {states.name} AS s USING ("
-            "SELECT m.customer_id, string_agg(m.tag, ',' ORDER BY m.tag COLLATE \"C\") AS held, "
-            "bool_and(m.source = 'computed') AS computed "
-            f"FROM {states.name} AS c JOIN {m} AS m ON m.customer_id = c.customer_id "
-            "WHERE m.tag = ANY(%(every)s::text[]) "
-            f"AND m.customer_id >= (SELECT min(customer_id) FROM {states.name}) "
-            f"AND m.customer_id <= (SELECT max(customer_id) FROM {states.name}) "
-            "GROUP BY m.customer_id) AS h "
-            f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} "
-            f"AND concat_ws(',', {assigned}) = h.held",
-            {"tags": self.keys, "every": self.every_key},
-        )
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = on")
-        connection.exec_driver_sql("SET LOCAL enable_nestloop = on")
+        with _joins_off(connection, "hashjoin", "nestloop"):
+            connection.exec_driver_sql(
+                f"DELETE FROM {states.name} AS s USING ("
+                "SELECT m.customer_id, string_agg(m.tag, ',' ORDER BY m.tag COLLATE \"C\") AS held, "
+                "bool_and(m.source = 'computed') AS computed "
+                f"FROM {states.name} AS c JOIN {m} AS m ON m.customer_id = c.customer_id "
+                "WHERE m.tag = ANY(%(every)s::text[]) "
+                f"AND m.customer_id >= (SELECT min(customer_id) FROM {states.name}) "
+                f"AND m.customer_id <= (SELECT max(customer_id) FROM {states.name}) "
+                "GROUP BY m.customer_id) AS h "
+                f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} "
+                f"AND concat_ws(',', {assigned}) = h.held",
+                {"tags": self.keys, "every": self.every_key},
+            )
 
     def _evaluate_in_python(self) -> None:
         """The states of the tags left to Python, for the chunk's customers without overrides."""
@@ -502,6 +497,17 @@ class _SetWise:
                         for name, value, reader in zip(fields, row[1:], readers, strict=True)
                     },
                 )
+
+
+@contextmanager
+def _joins_off(connection: Connection, *methods: str) -> Iterator[None]:
+    """The planner without the join ``methods`` (``hashjoin``, ``mergejoin``, ``nestloop``) for the
+    statements inside, in the current transaction."""
+    for method in methods:
+        connection.exec_driver_sql(f"SET LOCAL enable_{method} = off")
+    yield
+    for method in methods:
+        connection.exec_driver_sql(f"SET LOCAL enable_{method} = on")
 
 
 def setwise_retag(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -234,25 +234,12 @@ class _QueryBuilder:
         }
         if problems and levels:
             # the checks of JSON collections, once per row, however many rules read each field
-            problem_labels = {name: f"p_{index}" for index, name in enumerate(sorted(problems))}
-            prelude = self.fence(
-                sa.select(
-                    *carried,
-                    *[column.expression.label(field_labels[name]) for name, column in fields.items()],
-                    *[problems[name].label(label) for name, label in problem_labels.items()],
-                ).select_from(self.table)
+            fields = {name: replace(column, problem=problems.get(name)) for name, column in fields.items()}
+            current = self.fence(
+                sa.select(*carried, *_field_outputs(fields, field_labels, fields)).select_from(self.table)
             ).subquery("fields")
-            current = prelude
-            carried = [prelude.c[label] for label in id_labels]
-            fields = {
-                name: FieldColumn(
-                    prelude.c[field_labels[name]],
-                    column.field_type,
-                    column.sql_type,
-                    prelude.c[problem_labels[name]] if name in problem_labels else None,
-                )
-                for name, column in fields.items()
-            }
+            carried = [current.c[label] for label in id_labels]
+            fields = _fields_over(current, fields, field_labels)
         done: list[str] = []
 
         def states_over(source: sa.FromClause) -> dict[str, sa.ColumnElement[Any]]:
@@ -269,12 +256,7 @@ class _QueryBuilder:
             later = _rule_fields(
                 catalog, [key for unit in _flatten(levels[index + 1 :]) for key in unit.keys]
             )
-            passed_fields = [fields[name].expression.label(field_labels[name]) for name in sorted(later)]
-            passed_fields += [
-                problem.label(f"pp_{field_labels[name]}")
-                for name in sorted(later)
-                if (problem := fields[name].problem) is not None
-            ]
+            passed_fields = _field_outputs(fields, field_labels, later)
             level_select = sa.select(
                 *carried, *[current.c[label] for label in passed_states], *computed, *passed_fields
             ).select_from(current)
@@ -282,15 +264,7 @@ class _QueryBuilder:
             # copy every tag's expression into each expression that refers to it, level after level
             current = self.fence(level_select).subquery(f"level_{index}")
             carried = [current.c[label] for label in id_labels]
-            fields = {
-                name: FieldColumn(current.c[field_labels[name]], column.field_type, column.sql_type)
-                for name, column in fields.items()
-                if name in later
-            }
-            # a field's check travels with it to later levels
-            for name in list(fields):
-                if name in problems:
-                    fields[name] = replace(fields[name], problem=current.c[f"pp_{field_labels[name]}"])
+            fields = _fields_over(current, {name: fields[name] for name in later}, field_labels)
         if not levels:
             select = sa.select(*carried).select_from(self.table)
         else:
@@ -337,6 +311,33 @@ class _QueryBuilder:
             return sa.case(*whens, else_=0).label(label)
         whens.extend((value, index) for index, value in enumerate(values))
         return sa.case(*whens, else_=-1).label(label)
+
+
+def _field_outputs(
+    fields: Mapping[str, FieldColumn], labels: Mapping[str, str], names: Iterable[str]
+) -> list[sa.ColumnElement[Any]]:
+    """The columns a subquery passes on for the fields ``names``: each value, and its check if any."""
+    outputs: list[sa.ColumnElement[Any]] = []
+    for name in sorted(names):
+        column = fields[name]
+        outputs.append(column.expression.label(labels[name]))
+        if column.problem is not None:
+            outputs.append(column.problem.label(f"p_{labels[name]}"))
+    return outputs
+
+
+def _fields_over(
+    source: sa.FromClause, fields: Mapping[str, FieldColumn], labels: Mapping[str, str]
+) -> dict[str, FieldColumn]:
+    """``fields`` as read from the subquery ``source`` that passed them on (see ``_field_outputs``)."""
+    return {
+        name: replace(
+            column,
+            expression=source.c[labels[name]],
+            problem=None if column.problem is None else source.c[f"p_{labels[name]}"],
+        )
+        for name, column in fields.items()
+    }
 
 
 def _member_state(holder: sa.ColumnElement[Any], position: int | None) -> sa.ColumnElement[Any]:

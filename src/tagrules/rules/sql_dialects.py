@@ -91,26 +91,23 @@ def _json_number_checks(item: FieldType, text: Expression) -> tuple[Expression, 
     return valid, value
 
 
-#: Path filters selecting every member of a dict[str, T] that is not an ordinary value (refused, or a
-#: number that is not an integer of 53 bits at most or is tiny): where none is, members are read
-#: directly, without the exact reading of their text.
-_SUSPICIOUS = {
-    "int": '@.type() != "number" || @.floor() != @ || @ >= 9007199254740992 || @ <= -9007199254740992',
-    "float": '@.type() != "number" || @ >= 9007199254740992 || @ <= -9007199254740992 '
-    "|| (@ != 0 && @ < 1e-300 && @ > -1e-300)",
-    "str": '@.type() != "string"',
-    "bool": '@.type() != "boolean"',
-}
-
-
 #: Path filters selecting the members of a dict[str, T] in ``jsonb`` that the schema refuses. A
 #: number stored with a fraction is compared as the exact decimal it is: Python reads it as a float,
 #: which differs only for numbers of more than 15 significant digits.
 _REFUSED = {
-    "int": '@.type() != "number" || @.floor() != @ || @ >= 9223372036854775808 || @ <= -9223372036854775808',
+    "int": f'@.type() != "number" || @.floor() != @ || @ >= {_INT_LIMIT} || @ <= -{_INT_LIMIT}',
     "float": f'@.type() != "number" || @ >= {_FLOAT_INT_LIMIT} || @ <= -{_FLOAT_INT_LIMIT}',
     "str": '@.type() != "string"',
     "bool": '@.type() != "boolean"',
+}
+#: Path filters selecting every member that is not an ordinary value: refused, or a number that is
+#: not an integer of 53 bits at most, or is tiny. Where none is, members are read directly, without
+#: the exact reading of their text.
+_SUSPICIOUS = {
+    **_REFUSED,
+    "int": f'@.type() != "number" || @.floor() != @ || @ >= {2**53} || @ <= -{2**53}',
+    "float": f'@.type() != "number" || @ >= {2**53} || @ <= -{2**53} '
+    "|| (@ != 0 && @ < 1e-300 && @ > -1e-300)",
 }
 
 
