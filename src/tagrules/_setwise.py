@@ -28,14 +28,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.evaluation import Evaluator
-from tagrules.pushdown import _python_catalog, _reader, _rule_fields, tag_query
+from tagrules.pushdown import TagQuery, _python_catalog, _reader, _rule_fields, query_settings, tag_query
 from tagrules.stores import ChangeEvent, SQLStore, store_tables
 from tagrules.stores._database import translated
 from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH
@@ -46,6 +48,10 @@ __all__ = ["SET_WISE_DIALECTS", "same_database", "setwise_retag"]
 #: The databases set-wise retagging runs on.
 SET_WISE_DIALECTS = frozenset({"postgresql"})
 _MAX_ATTEMPTS = 50
+#: rows whose tag states one parallel query computes at a time (kept in a temporary table)
+SEGMENT_ROWS = 1_000_000
+_SEGMENT_TABLE = "tagrules_retag_segment"
+_MASK_BITS = 63
 _FIRST_ANALYZE = 20_000
 
 
@@ -56,6 +62,22 @@ def same_database(first: URL, second: URL) -> bool:
         return (url.get_backend_name(), url.host, url.port, url.database, url.username)
 
     return key(first) == key(second)
+
+
+@final
+class _CreateTemporaryTableAs(Executable, ClauseElement):
+    """``CREATE TEMPORARY TABLE name AS select``."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, select: sa.Select[Any]) -> None:
+        self.name = name
+        self.select = select
+
+
+@compiles(_CreateTemporaryTableAs)
+def _create_temporary_table_as(element: _CreateTemporaryTableAs, compiler: Any, **kw: Any) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.select, **kw)}"
 
 
 class _Temporary:
@@ -117,21 +139,19 @@ class _SetWise:
         self.connection = connection
         self.table = table
         self.key = table.c[id_column]
+        self.id_column = id_column
         self.at = now.astimezone(datetime.timezone.utc)
-        self.chunk = chunk
-        self.tables = store_tables(store.prefix)
-        after = sa.bindparam("after", type_=self.key.type)
-        pages = [
-            sa.select(table).order_by(self.key).limit(chunk).subquery("page"),
-            sa.select(table).where(self.key > after).order_by(self.key).limit(chunk).subquery("page"),
-        ]
-        queries = [
-            tag_query(catalog, page, dialect="postgresql", now=now, id_columns=[id_column]) for page in pages
-        ]
-        self.keys = list(queries[0].tag_columns)
         self.now = now
+        self.chunk = chunk
+        self.segment = max(SEGMENT_ROWS, chunk)
+        self.tables = store_tables(store.prefix)
+        # the catalog query over one segment of the table: ids from ``lower`` (inclusive) to ``upto``
+        # (exclusive), either bound absent
+        self.segment_queries: dict[tuple[bool, bool], TagQuery] = {}
+        query = self._segment_query(False, False)
+        self.keys = list(query.tag_columns)
         # tags left to Python: evaluated on the chunk's rows, their states added to the database's
-        in_python = queries[0].in_python
+        in_python = query.in_python
         self.python_keys = [d.key for d in catalog.active if d.key in in_python]
         self.every_key = [*self.keys, *self.python_keys]
         self.partial = Evaluator(_python_catalog(catalog, self.python_keys)) if self.python_keys else None
@@ -139,20 +159,21 @@ class _SetWise:
         self.python_fields = sorted(_rule_fields(sub, [d.key for d in sub.active]))
         self.python_readers = [_reader(catalog.schema.fields[name]) for name in self.python_fields]
         self.temporary = _Temporary(self.key.type, self.keys)
-        self.fills = []
         states = self.temporary.states
-        for query in queries:
-            rows = query.select.subquery("tagged")
-            self.fills.append(
-                sa.insert(states).from_select(
-                    ["raw_id", "customer_id", *[f"t_{index}" for index in range(len(self.keys))]],
-                    sa.select(
-                        rows.c[id_column],
-                        sa.cast(rows.c[id_column], sa.String(ID_LENGTH)),
-                        *[rows.c[query.tag_columns[key]] for key in self.keys],
-                    ),
-                )
+        segment = sa.table(_SEGMENT_TABLE, sa.column("raw_id", self.key.type))
+        columns = ["raw_id", "customer_id", *[f"t_{index}" for index in range(len(self.keys))]]
+        # a chunk: the next rows of the segment, in id order
+        self.fills = [
+            sa.insert(states).from_select(
+                columns,
+                sa.select(*[sa.column(name) for name in columns])
+                .select_from(segment)
+                .where(*condition)
+                .order_by(segment.c.raw_id)
+                .limit(chunk),
             )
+            for condition in ((), (segment.c.raw_id > sa.bindparam("after", type_=self.key.type),))
+        ]
         self.tally_members: Counter[str] = Counter()
         # members counted in a chunk before its skip, added to the tally once the chunk commits
         self.pending_assigned: Counter[str] = Counter()
@@ -166,6 +187,55 @@ class _SetWise:
         self.inserted = 0
         self.analyze_at = _FIRST_ANALYZE
         self.analyzed = False
+
+    # -- segments: the tag states of many rows at once, by one parallel query ----------------------
+
+    def _segment_query(self, lower: bool, upper: bool) -> TagQuery:
+        found = self.segment_queries.get((lower, upper))
+        if found is None:
+            conditions = []
+            if lower:
+                conditions.append(self.key >= sa.bindparam("lower", type_=self.key.type))
+            if upper:
+                conditions.append(self.key < sa.bindparam("upto", type_=self.key.type))
+            page = sa.select(self.table).where(*conditions).subquery("page")
+            found = tag_query(
+                self.catalog, page, dialect="postgresql", now=self.now, id_columns=[self.id_column]
+            )
+            self.segment_queries[lower, upper] = found
+        return found
+
+    def fill_segment(self, lower: Any) -> Any:
+        """The tag states of the next segment's rows (ids from ``lower`` on; ``None``: the first)
+        into a temporary table, by ``CREATE TABLE ... AS``, which PostgreSQL runs in parallel
+        workers (``INSERT ... SELECT`` runs on one process); the id where the next segment starts,
+        or ``None`` if this one runs to the end of the table."""
+        connection = self.connection
+        key = self.key
+        ids = sa.select(key).order_by(key).offset(self.segment).limit(1)
+        if lower is not None:
+            ids = ids.where(key >= sa.bindparam("lower", type_=key.type))
+        parameters = {} if lower is None else {"lower": lower}
+        upto = connection.execute(ids, parameters).scalar()
+        query = self._segment_query(lower is not None, upto is not None)
+        if upto is not None:
+            parameters["upto"] = upto
+        rows = query.select.subquery("tagged")
+        select = sa.select(
+            rows.c[self.id_column].label("raw_id"),
+            sa.cast(rows.c[self.id_column], sa.String(ID_LENGTH)).label("customer_id"),
+            *[
+                sa.cast(rows.c[query.tag_columns[k]], sa.SmallInteger()).label(f"t_{index}")
+                for index, k in enumerate(self.keys)
+            ],
+        )
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_SEGMENT_TABLE}")
+        with query_settings(connection):
+            connection.execute(_CreateTemporaryTableAs(_SEGMENT_TABLE, select), parameters)
+        connection.exec_driver_sql(f"CREATE INDEX ON {_SEGMENT_TABLE} (raw_id)")
+        connection.exec_driver_sql(f"ANALYZE {_SEGMENT_TABLE}")
+        connection.commit()
+        return upto
 
     # -- the statements of one chunk ------------------------------------------------------------------
 
@@ -203,13 +273,16 @@ class _SetWise:
         # the rows of the customers left in the store's customer table are locked (a customer
         # skipped above gets no write, so it needs no lock): a concurrent writer either committed
         # before (and is seen by the reads below) or waits and then fails its version check
+        # (probing the customers' key for each one: the states' statistics are those of a whole
+        # chunk, and a hash join would read the whole customer table for a few changed customers)
         chunk_ids = sa.select(states.c.customer_id)
-        connection.execute(
-            sa.select(t.customers.c.customer_id)
-            .where(t.customers.c.customer_id.in_(chunk_ids))
-            .order_by(t.customers.c.customer_id)
-            .with_for_update()
-        ).all()
+        with _joins_off(connection, "hashjoin", "mergejoin"):
+            connection.execute(
+                sa.select(t.customers.c.customer_id)
+                .where(t.customers.c.customer_id.in_(chunk_ids))
+                .order_by(t.customers.c.customer_id)
+                .with_for_update()
+            ).all()
         # the tags each customer holds or may hold: state 1 (assigned) or unknown, one row per tag
         wanted = temporary.wanted
         connection.exec_driver_sql(
@@ -264,35 +337,43 @@ class _SetWise:
         if not columns:
             return
         totals = self.connection.execute(
-            sa.select(
-                *[sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0) for column in columns]
-            )
+            sa.select(*[sa.func.count().filter(column == 1) for column in columns])
         ).one()
         self.pending_assigned = Counter(
             {key: int(number) for key, number in zip(self.keys, totals, strict=True)}
         )
         m = self.tables.memberships.name
         known = " AND ".join(f"s.{column.name} IS NOT NULL" for column in columns)
-        # the assigned tags and the held ones, each as its keys in code point order joined by commas
-        order = sorted(range(len(self.keys)), key=lambda index: self.keys[index])
-        assigned = ", ".join(
-            f"CASE WHEN s.t_{index} = 1 THEN (%(tags)s::text[])[{index + 1}] END" for index in order
+        # the assigned tags and the held ones as bit masks, 63 tags to a bigint: tag i is bit i % 63
+        # of mask i // 63 (a customer holds a tag once, so a sum of bits is their OR)
+        masks = range((len(self.keys) + _MASK_BITS - 1) // _MASK_BITS)
+        position = "array_position(%(tags)s::text[], m.tag::text) - 1"
+        held = ", ".join(
+            f"bit_or(1::bigint << ({position}) %% {_MASK_BITS}) FILTER "
+            f"(WHERE ({position}) / {_MASK_BITS} = {mask}) AS h_{mask}"
+            for mask in masks
+        )
+        same = " AND ".join(
+            f"coalesce(h.h_{mask}, 0) = "
+            + " + ".join(
+                f"CASE WHEN s.t_{index} = 1 THEN {1 << (index % _MASK_BITS)}::bigint ELSE 0 END"
+                for index in range(mask * _MASK_BITS, min(len(self.keys), (mask + 1) * _MASK_BITS))
+            )
+            for mask in masks
         )
         connection = self.connection
         # the chunk's memberships read in one range of the memberships' key, merged with the chunk
         with _joins_off(connection, "hashjoin", "nestloop"):
             connection.exec_driver_sql(
                 f"DELETE FROM {states.name} AS s USING ("
-                "SELECT m.customer_id, string_agg(m.tag, ',' ORDER BY m.tag COLLATE \"C\") AS held, "
-                "bool_and(m.source = 'computed') AS computed "
+                f"SELECT m.customer_id, {held}, bool_and(m.source = 'computed') AS computed "
                 f"FROM {states.name} AS c JOIN {m} AS m ON m.customer_id = c.customer_id "
-                "WHERE m.tag = ANY(%(every)s::text[]) "
+                "WHERE m.tag = ANY(%(tags)s::text[]) "
                 f"AND m.customer_id >= (SELECT min(customer_id) FROM {states.name}) "
                 f"AND m.customer_id <= (SELECT max(customer_id) FROM {states.name}) "
                 "GROUP BY m.customer_id) AS h "
-                f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} "
-                f"AND concat_ws(',', {assigned}) = h.held",
-                {"tags": self.keys, "every": self.every_key},
+                f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} AND {same}",
+                {"tags": self.keys},
             )
 
     def _evaluate_in_python(self) -> None:
@@ -427,6 +508,21 @@ class _SetWise:
         connection = self.connection
         self.temporary.metadata.create_all(connection)
         connection.commit()
+        lower: Any = None
+        while True:
+            with translated(self.store.url, "retag set-wise"):
+                upto = self.fill_segment(lower)
+            yield from self._segment_chunks(progress)
+            if upto is None:
+                break
+            lower = upto
+        # (after a failure the table stays until the session ends, or the next fill replaces it)
+        with translated(self.store.url, "retag set-wise"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_SEGMENT_TABLE}")
+            connection.commit()
+
+    def _segment_chunks(self, progress: Callable[[int], None] | None) -> Iterator[None]:
+        connection = self.connection
         after: Any = None
         first = True
         while True:

@@ -17,6 +17,7 @@ import datetime
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, final
@@ -411,6 +412,35 @@ def tag_query(
 # ---------------------------------------------------------------------------------------------------
 
 
+#: PostgreSQL's JIT settings for catalog queries: expressions and tuple deforming compiled, without
+#: LLVM's inlining and optimisation, which for a catalog's large expressions cost more than they
+#: save (1,000,000 retail customers: 8.4 s of compilation over three processes, against 0.5 s)
+_JIT_SETTINGS = {"jit_inline_above_cost": "-1", "jit_optimize_above_cost": "-1"}
+
+
+@contextmanager
+def query_settings(connection: Connection) -> Iterator[None]:
+    """The settings catalog queries run with, for the statements inside, in the current transaction:
+    on PostgreSQL, JIT compilation without inlining and optimisation (see ``_JIT_SETTINGS``); the
+    values before are restored after. A statement that fails inside aborts the transaction, whose
+    rollback restores them."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    names = list(_JIT_SETTINGS)
+    shown = ", ".join(f"current_setting('{name}')" for name in names)
+    previous = connection.exec_driver_sql(f"SELECT {shown}").one()
+    _set_locally(connection, _JIT_SETTINGS)
+    yield
+    _set_locally(connection, dict(zip(names, previous, strict=True)))
+
+
+def _set_locally(connection: Connection, settings: Mapping[str, str]) -> None:
+    calls = ", ".join(f"set_config('{name}', :v{index}, true)" for index, name in enumerate(settings))
+    values = {f"v{index}": str(value) for index, value in enumerate(settings.values())}
+    connection.execute(sa.text(f"SELECT {calls}"), values)
+
+
 def open_table(connection: Connection, name: str) -> sa.Table:
     """The table ``name`` (``schema.table`` allowed), reflected.
 
@@ -620,9 +650,14 @@ def _count(
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
         for label in query.tag_columns.values():
             column = states.c[label]
-            totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
-            totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))
-        result = connection.execute(sa.select(*totals).select_from(states)).one()
+            if connection.dialect.name == "mysql":  # no FILTER clause
+                totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
+                totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))
+            else:
+                totals.append(sa.func.count().filter(column == 1))
+                totals.append(sa.func.count().filter(column.is_(None)))
+        with query_settings(connection):
+            result = connection.execute(sa.select(*totals).select_from(states)).one()
         for index, key in enumerate(query.tag_columns):
             counts[key] = int(result[1 + 2 * index])
             unknown[key] = int(result[2 + 2 * index])

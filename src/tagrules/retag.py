@@ -34,6 +34,7 @@ from tagrules.pushdown import (
     _reader,
     _rule_fields,
     open_table,
+    query_settings,
     tag_query,
 )
 from tagrules.stores import SQLStore, TagStore
@@ -126,10 +127,11 @@ class _Rows:
         first = True
         while True:
             # each page is a short read of its own: no transaction stays open while the store writes
-            if first:
-                rows = self.connection.execute(self.statements[0]).all()
-            else:
-                rows = self.connection.execute(self.statements[1], {"after": last}).all()
+            with query_settings(self.connection):
+                if first:
+                    rows = self.connection.execute(self.statements[0]).all()
+                else:
+                    rows = self.connection.execute(self.statements[1], {"after": last}).all()
             self.connection.rollback()
             first = False
             if not rows:

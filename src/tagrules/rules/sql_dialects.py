@@ -19,7 +19,9 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler
+from tagrules.rules._sql_json import dict_values_count
+from tagrules.rules._tree import unparse
+from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 from tagrules.schema import FieldType
 
 __all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
@@ -141,6 +143,16 @@ class PostgreSQLRuleCompiler(RuleCompiler):
 
     def regex_flavour(self) -> str:
         return "postgresql"
+
+    def comprehension_length(self, node: Any) -> _Sql:
+        if self.comprehensions > 1:
+            # they share the rule's step budget: which steps are taken depends on every one of them
+            raise NotPushable(f"a comprehension in a rule with several ({unparse(node)})")
+        count, refused = dict_values_count(node, self.fields, self.folded_constant, self._problem)
+        return _Sql("int", count, refused)
+
+    def _problem(self, column: FieldColumn) -> Expression | None:
+        return column.problem if column.problem is not None else self.collection_problem(column)
 
     def collection_problem(self, column: FieldColumn) -> Expression | None:
         # NULL (rather than false) where every member of a dict is an ordinary value: lookups then

@@ -159,7 +159,8 @@ def _any(*conditions: Expression | None) -> Expression | None:
 
 
 def _when(condition: Expression, error: Expression | None) -> Expression | None:
-    return None if error is None else sa.and_(condition, error)
+    # the error first: it is usually false and cheap, and the database may stop there
+    return None if error is None else sa.and_(error, condition)
 
 
 def _kind_of_constant(value: Any) -> str:
@@ -210,6 +211,8 @@ class RuleCompiler:
         self.now = now
         self.tag_state = tag_state
         self.functions: Mapping[str, SqlFunction] = functions or {}
+        #: the number of comprehensions in the rule being compiled (they share its step budget)
+        self.comprehensions = 0
 
     # -- entry points --------------------------------------------------------------------------------
 
@@ -219,6 +222,9 @@ class RuleCompiler:
         Raises:
             NotPushable: the rule uses a construct this dialect cannot evaluate exactly.
         """
+        self.comprehensions = sum(
+            isinstance(node, re_ast.ComprehensionExpression) for node, _ in walk(statement.expression)
+        )
         result = self.value(statement.expression)
         if result.is_constant:
             if result.constant is _FOLD_FAILED:
@@ -255,6 +261,21 @@ class RuleCompiler:
 
     def unsupported(self, node: Any) -> _Sql:
         raise NotPushable(f"{_construct(node)} ({unparse(node)})")
+
+    def comprehension_length(self, node: Any) -> _Sql:
+        """``[...].length``: the number of items of a comprehension, where a dialect can count them."""
+        return self.unsupported(node)
+
+    def folded_constant(self, node: Any) -> Any:
+        """The rule-engine value of a sub-expression that reads no field.
+
+        Raises:
+            NotPushable: evaluating it fails.
+        """
+        folded = self.fold(node)
+        if folded.constant is _FOLD_FAILED:
+            raise NotPushable(f"a constant that fails to evaluate ({unparse(node)})")
+        return folded.constant
 
     def function_call(self, node: Any) -> _Sql:
         """A custom function whose plugin gives its SQL form; other calls stay in Python."""
@@ -708,6 +729,8 @@ class RuleCompiler:
         return _Sql("bool", found, member.error)
 
     def get_attribute(self, node: Any) -> _Sql:
+        if node.name == "length" and isinstance(node.object, re_ast.ComprehensionExpression):
+            return self.comprehension_length(node.object)
         if node.name != "length":
             raise NotPushable(f"the attribute .{node.name} ({unparse(node)})")
         target = self.value(node.object)
