@@ -15,7 +15,16 @@ from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
 from store_helpers import drop_store, unique_prefix
-from tagrules import Catalog, ConcurrentUpdate, SourceError, SQLStore, Tagger, TagStore, retag_from_table
+from tagrules import (
+    Catalog,
+    ConcurrentUpdate,
+    SourceError,
+    SQLStore,
+    Tagger,
+    TagStore,
+    _setwise,
+    retag_from_table,
+)
 from tagrules.stores import CustomerChange
 
 UTC = datetime.timezone.utc
@@ -217,12 +226,21 @@ def pg_stores(postgres_url: URL) -> Iterator[tuple[SQLStore, SQLStore]]:
 
 
 class TestSetWise:
+    @pytest.mark.parametrize("segment_rows", [None, 17], ids=["one-segment", "segments-of-17"])
     @pytest.mark.parametrize("make_catalog", [pushable, catalog], ids=["all-pushed", "some-in-python"])
     def test_same_store_as_a_snapshot_run(
-        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore], make_catalog: Any
+        self,
+        postgres_url: URL,
+        pg_stores: tuple[SQLStore, SQLStore],
+        make_catalog: Any,
+        segment_rows: int | None,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Set-wise retagging leaves memberships, history and events as a snapshot run does, over
-        overrides, errors, changed rows, a retired tag, tags left to Python and a repeated run."""
+        overrides, errors, changed rows, a retired tag, tags left to Python and a repeated run;
+        whether the table's states are computed at once or in segments of a few rows."""
+        if segment_rows is not None:
+            monkeypatch.setattr(_setwise, "SEGMENT_ROWS", segment_rows)
         by_snapshots, by_table = pg_stores
         engine = sa.create_engine(postgres_url)
         try:
@@ -263,8 +281,17 @@ class TestSetWise:
             assert contents(by_table, ids) == contents(by_snapshots, ids)
 
             versions = {c: by_table.load([c]).get(c) for c in ids}
-            again = retag_from_table(retired, postgres_url, table.name, by_table, now=LAST)
+            seen: list[int] = []
+            again = retag_from_table(
+                retired, postgres_url, table.name, by_table, now=LAST, progress=seen.append
+            )
             assert (again.added, again.removed) == (0, 0)
+            assert again.customers == 80
+            assert dict(again.tags) == dict(
+                Tagger(retired, by_snapshots).apply_many(as_snapshots(second), now=LAST).tags
+            )
+            assert seen
+            assert seen == sorted(seen)
             assert {c: by_table.load([c]).get(c) for c in ids} == versions
         finally:
             engine.dispose()

@@ -1,21 +1,26 @@
 """Set-wise retagging: the diff between a table's tags and a store's memberships, computed in SQL.
 
-When the store's tables share the database of the table being retagged, each chunk of ids is one
-transaction of a dozen statements, whatever the number of customers in it:
+When the store's tables share the database of the table being retagged, the table is read in
+segments of up to :data:`SEGMENT_ROWS` rows (ranges of the id column):
 
-1. the catalog query over the chunk's rows fills a temporary table of tag states, one row per
-   customer (keyset pages on the id column: the next chunk starts after the last id);
-2. customers with overrides leave the chunk, to be retagged in Python afterwards; when every tag is
-   in the database, so do the customers whose states are all known and assign exactly the computed
-   tags they hold (one pass over the chunk's memberships): nothing changes for them;
-3. the rows left are locked in the store's customer table (``FOR UPDATE``), so a concurrent writer
-   either committed before (and is seen) or waits and then fails its version check; the tags left
-   to Python are evaluated on them and their states added to the database's;
-4. the changes (``added`` where a tag's state is 1 and no membership exists; ``removed`` where it
+1. one ``CREATE TEMPORARY TABLE ... AS`` computes the tag states of every row of the segment with
+   the catalog query (PostgreSQL runs it in parallel workers; ``INSERT ... SELECT`` would run on one
+   process), and marks each customer whose states are all known, who has no override and who holds
+   exactly the computed tags the states assign (compared as their keys in code point order): nothing
+   changes for those, and they are only counted;
+2. the other customers, in chunks of ids, each chunk one transaction of a dozen statements:
+   customers with overrides leave the chunk, to be retagged in Python afterwards; the rows left are
+   locked in the store's customer table (``FOR UPDATE``), so a concurrent writer either committed
+   before (and is seen) or waits and then fails its version check; the tags left to Python are
+   evaluated on them and their states added to the database's;
+3. the changes (``added`` where a tag's state is 1 and no membership exists; ``removed`` where it
    is 0 and a computed one does; never where it is unknown) go to a second temporary table;
-5. from it, every table a :class:`~tagrules.SQLStore` writes is written as it writes them:
+4. from it, every table a :class:`~tagrules.SQLStore` writes is written as it writes them:
    versions bumped (or customers inserted at version 1), memberships deleted and inserted, history
    periods closed and opened, one outbox event per change (``INSERT ... SELECT``).
+
+A customer found unchanged in step 1 is not written: its retag takes effect when the segment is
+read, as if it ran then (a writer changing it afterwards is simply later).
 
 Listeners hear the chunk's events after it commits (``RETURNING``). PostgreSQL only: elsewhere
 :func:`~tagrules.retag_from_table` takes the row-by-row path.
@@ -28,9 +33,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
@@ -51,7 +59,6 @@ _MAX_ATTEMPTS = 50
 #: rows whose tag states one parallel query computes at a time (kept in a temporary table)
 SEGMENT_ROWS = 1_000_000
 _SEGMENT_TABLE = "tagrules_retag_segment"
-_MASK_BITS = 63
 _FIRST_ANALYZE = 20_000
 
 
@@ -78,6 +85,16 @@ class _CreateTemporaryTableAs(Executable, ClauseElement):
 @compiles(_CreateTemporaryTableAs)
 def _create_temporary_table_as(element: _CreateTemporaryTableAs, compiler: Any, **kw: Any) -> str:
     return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.select, **kw)}"
+
+
+@dataclass
+class _Tallies:
+    """Per tag: members, changes and errors counted in one chunk."""
+
+    members: Counter[str] = field(default_factory=Counter)
+    added: Counter[str] = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 class _Temporary:
@@ -168,18 +185,17 @@ class _SetWise:
                 columns,
                 sa.select(*[sa.column(name) for name in columns])
                 .select_from(segment)
-                .where(*condition)
+                .where(sa.not_(sa.column("unchanged")), *condition)
                 .order_by(segment.c.raw_id)
                 .limit(chunk),
             )
             for condition in ((), (segment.c.raw_id > sa.bindparam("after", type_=self.key.type),))
         ]
         self.tally_members: Counter[str] = Counter()
-        # members counted in a chunk before its skip, added to the tally once the chunk commits
-        self.pending_assigned: Counter[str] = Counter()
         self.tally_added: Counter[str] = Counter()
         self.tally_removed: Counter[str] = Counter()
         self.tally_errors: Counter[str] = Counter()
+        self.pending = _Tallies()
         self.customers = 0
         self.retries = 0
         self.with_overrides: list[str] = []
@@ -221,21 +237,82 @@ class _SetWise:
         if upto is not None:
             parameters["upto"] = upto
         rows = query.select.subquery("tagged")
+        customer_id = sa.cast(rows.c[self.id_column], sa.String(ID_LENGTH))
+        states = [rows.c[query.tag_columns[key]] for key in self.keys]
+        unchanged, source = self._unchanged(rows, customer_id, states)
         select = sa.select(
             rows.c[self.id_column].label("raw_id"),
-            sa.cast(rows.c[self.id_column], sa.String(ID_LENGTH)).label("customer_id"),
-            *[
-                sa.cast(rows.c[query.tag_columns[k]], sa.SmallInteger()).label(f"t_{index}")
-                for index, k in enumerate(self.keys)
-            ],
-        )
+            customer_id.label("customer_id"),
+            *[sa.cast(state, sa.SmallInteger()).label(f"t_{index}") for index, state in enumerate(states)],
+            unchanged.label("unchanged"),
+        ).select_from(source)
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_SEGMENT_TABLE}")
         with query_settings(connection):
             connection.execute(_CreateTemporaryTableAs(_SEGMENT_TABLE, select), parameters)
-        connection.exec_driver_sql(f"CREATE INDEX ON {_SEGMENT_TABLE} (raw_id)")
+        connection.exec_driver_sql(f"CREATE INDEX ON {_SEGMENT_TABLE} (raw_id) WHERE NOT unchanged")
         connection.exec_driver_sql(f"ANALYZE {_SEGMENT_TABLE}")
+        # the unchanged customers are done: counted here, never read again
+        segment = sa.table(
+            _SEGMENT_TABLE, sa.column("unchanged"), *[sa.column(f"t_{i}") for i in range(len(self.keys))]
+        )
+        unchanged, *assigned = connection.execute(
+            sa.select(
+                sa.func.count(),
+                *[sa.func.count().filter(segment.c[f"t_{i}"] == 1) for i in range(len(self.keys))],
+            ).where(segment.c.unchanged)
+        ).one()
         connection.commit()
+        self.customers += int(unchanged)
+        self.tally_members.update({key: int(number) for key, number in zip(self.keys, assigned, strict=True)})
         return upto
+
+    def _unchanged(
+        self, rows: sa.Subquery, customer_id: Any, states: Sequence[Any]
+    ) -> tuple[Any, sa.FromClause]:
+        """Whether a customer's states are all known and assign exactly the computed tags it holds,
+        and it has no override (nothing changes for it), and what to select it from: the assigned
+        keys and the held ones, each in code point order joined by commas, compared; the held ones
+        read along the memberships' key once per row, by lateral joins, which PostgreSQL runs in
+        its parallel workers (a subquery in the select list runs on the leader alone). Always
+        false when tags are left to Python."""
+        if self.partial is not None or not states:
+            return sa.false(), rows
+        m, o = self.tables.memberships, self.tables.overrides
+        order = sorted(range(len(self.keys)), key=lambda index: self.keys[index])
+        assigned = sa.func.concat_ws(
+            sa.literal(","),
+            *[
+                sa.case((states[index] == 1, sa.literal(self.keys[index])), else_=sa.null())
+                for index in order
+            ],
+        )
+        every = sa.literal(self.every_key, postgresql.ARRAY(sa.String()))
+        held = (
+            sa.select(
+                sa.case(
+                    (
+                        sa.func.bool_and(m.c.source == "computed"),
+                        sa.func.string_agg(
+                            m.c.tag, aggregate_order_by(sa.literal(","), m.c.tag.collate("C"))
+                        ),
+                    ),
+                    else_=sa.null(),
+                ).label("tags")
+            )
+            .where(m.c.customer_id == customer_id, m.c.tag == sa.any_(every))
+            .lateral("held")
+        )
+        overridden = (
+            sa.select(sa.literal(1).label("one"))
+            .where(o.c.customer_id == customer_id)
+            .limit(1)
+            .lateral("overridden")
+        )
+        known = [state.is_not(None) for state in states]
+        unchanged = sa.func.coalesce(
+            sa.and_(*known, overridden.c.one.is_(None), assigned == held.c.tags), sa.false()
+        )
+        return unchanged, rows.outerjoin(held, sa.true()).outerjoin(overridden, sa.true())
 
     # -- the statements of one chunk ------------------------------------------------------------------
 
@@ -244,7 +321,7 @@ class _SetWise:
         t = self.tables
         temporary = self.temporary
         states, changes = temporary.states, temporary.changes
-        self.pending_assigned = Counter()
+        self.pending = _Tallies()
         connection.execute(self.fills[0] if first else self.fills[1], {} if first else {"after": after})
         count, last = connection.execute(sa.select(sa.func.count(), sa.func.max(states.c.raw_id))).one()
         if not count:
@@ -268,8 +345,6 @@ class _SetWise:
             )
         ]
         states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
-        if self.partial is None:
-            self._skip_unchanged(states_list)
         # the rows of the customers left in the store's customer table are locked (a customer
         # skipped above gets no write, so it needs no lock): a concurrent writer either committed
         # before (and is seen by the reads below) or waits and then fails its version check
@@ -327,54 +402,6 @@ class _SetWise:
             connection.execute(sa.delete(table))
         self.pending_overridden = overridden
         return int(count), last, events
-
-    def _skip_unchanged(self, states_list: str) -> None:
-        """Count each tag's members among the chunk's states, then drop the customers whose states
-        are all known and assign exactly the computed tags they hold: nothing changes for them, and
-        diffing them tag by tag would write some ten rows per customer to the temporary tables."""
-        states = self.temporary.states
-        columns = [states.c[f"t_{index}"] for index in range(len(self.keys))]
-        if not columns:
-            return
-        totals = self.connection.execute(
-            sa.select(*[sa.func.count().filter(column == 1) for column in columns])
-        ).one()
-        self.pending_assigned = Counter(
-            {key: int(number) for key, number in zip(self.keys, totals, strict=True)}
-        )
-        m = self.tables.memberships.name
-        known = " AND ".join(f"s.{column.name} IS NOT NULL" for column in columns)
-        # the assigned tags and the held ones as bit masks, 63 tags to a bigint: tag i is bit i % 63
-        # of mask i // 63 (a customer holds a tag once, so a sum of bits is their OR)
-        masks = range((len(self.keys) + _MASK_BITS - 1) // _MASK_BITS)
-        position = "array_position(%(tags)s::text[], m.tag::text) - 1"
-        held = ", ".join(
-            f"bit_or(1::bigint << ({position}) %% {_MASK_BITS}) FILTER "
-            f"(WHERE ({position}) / {_MASK_BITS} = {mask}) AS h_{mask}"
-            for mask in masks
-        )
-        same = " AND ".join(
-            f"coalesce(h.h_{mask}, 0) = "
-            + " + ".join(
-                f"CASE WHEN s.t_{index} = 1 THEN {1 << (index % _MASK_BITS)}::bigint ELSE 0 END"
-                for index in range(mask * _MASK_BITS, min(len(self.keys), (mask + 1) * _MASK_BITS))
-            )
-            for mask in masks
-        )
-        connection = self.connection
-        # the chunk's memberships read in one range of the memberships' key, merged with the chunk
-        with _joins_off(connection, "hashjoin", "nestloop"):
-            connection.exec_driver_sql(
-                f"DELETE FROM {states.name} AS s USING ("
-                f"SELECT m.customer_id, {held}, bool_and(m.source = 'computed') AS computed "
-                f"FROM {states.name} AS c JOIN {m} AS m ON m.customer_id = c.customer_id "
-                "WHERE m.tag = ANY(%(tags)s::text[]) "
-                f"AND m.customer_id >= (SELECT min(customer_id) FROM {states.name}) "
-                f"AND m.customer_id <= (SELECT max(customer_id) FROM {states.name}) "
-                "GROUP BY m.customer_id) AS h "
-                f"WHERE h.customer_id = s.customer_id AND h.computed AND {known} AND {same}",
-                {"tags": self.keys},
-            )
 
     def _evaluate_in_python(self) -> None:
         """The states of the tags left to Python, for the chunk's customers without overrides."""
@@ -476,21 +503,23 @@ class _SetWise:
         """Added and removed per tag from the changes; members and errors per tag from the states:
         a member holds the tag assigned, or held it and its state is unknown (it keeps it)."""
         connection = self.connection
+        # counted into pending tallies, added to the run's once the chunk commits
+        self.pending = _Tallies()
+        pending = self.pending
         changes, wanted = self.temporary.changes, self.temporary.wanted
         for tag, change, number in connection.execute(
             sa.select(changes.c.tag, changes.c.change, sa.func.count()).group_by(
                 changes.c.tag, changes.c.change
             )
         ):
-            (self.tally_added if change == "added" else self.tally_removed)[tag] += number
+            (pending.added if change == "added" else pending.removed)[tag] += number
         for tag, state, number in connection.execute(
             sa.select(wanted.c.tag, wanted.c.state, sa.func.count()).group_by(wanted.c.tag, wanted.c.state)
         ):
             if state is None:
-                self.tally_errors[tag] += number
-            elif self.partial is not None:
-                # with every tag in the database, the assigned ones were counted before the skip
-                self.tally_members[tag] += number
+                pending.errors[tag] += number
+            else:
+                pending.members[tag] += number
         m = self.tables.memberships
         for tag, number in connection.execute(
             sa.select(wanted.c.tag, sa.func.count())
@@ -500,7 +529,7 @@ class _SetWise:
             .where(wanted.c.state.is_(None))
             .group_by(wanted.c.tag)
         ):
-            self.tally_members[tag] += number
+            pending.members[tag] += number
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -512,6 +541,8 @@ class _SetWise:
         while True:
             with translated(self.store.url, "retag set-wise"):
                 upto = self.fill_segment(lower)
+            if progress is not None:
+                progress(self.customers)
             yield from self._segment_chunks(progress)
             if upto is None:
                 break
@@ -544,9 +575,12 @@ class _SetWise:
                 break
             if not count:
                 return
-            self._keep_statistics()
             self.customers += count - len(self.pending_overridden)
-            self.tally_members.update(self.pending_assigned)
+            self.tally_members.update(self.pending.members)
+            self.tally_added.update(self.pending.added)
+            self.tally_removed.update(self.pending.removed)
+            self.tally_errors.update(self.pending.errors)
+            self._keep_statistics()
             self.with_overrides.extend(self.pending_overridden)
             for event in events:
                 for listener in self.tagger.listeners:
