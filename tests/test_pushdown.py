@@ -426,6 +426,24 @@ class TestCatalogs:
         found = states(engine, catalog, make_table(engine, catalog, rows))
         assert found == {"equal": {"later": 0}, "after": {"later": 1}, "null": {"later": 0}}
 
+    def test_the_connections_settings_are_restored(self, engine: Engine) -> None:
+        """A count on a caller's connection leaves its session as it found it (on PostgreSQL the
+        query runs with its own JIT settings, for its transaction only)."""
+        catalog = Catalog([{"key": "t", "rule": "orders >= 3"}], {"orders": "int"})
+        table = make_table(engine, catalog, [{"id": "a", "orders": 4}, {"id": "b", "orders": 1}])
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL jit_optimize_above_cost = 123456")
+                shown = (
+                    "SELECT current_setting('jit_optimize_above_cost'), "
+                    "current_setting('jit_inline_above_cost')"
+                )
+                before = connection.exec_driver_sql(shown).one()
+            assert count_tags(catalog, connection, table, now=NOW).counts == {"t": 1}
+            if engine.dialect.name == "postgresql":
+                assert connection.exec_driver_sql(shown).one() == before
+                assert before[0] == "123456"
+
     def test_an_engine_counts_both_parts_at_once(self, engine: Engine) -> None:
         """Given an engine, the tags left to Python stream through a second connection while the
         count query runs: the counts are those of one connection, and of Python."""

@@ -18,6 +18,7 @@ from store_helpers import drop_store, unique_prefix
 from tagrules import (
     Catalog,
     ConcurrentUpdate,
+    Evaluator,
     SourceError,
     SQLStore,
     Tagger,
@@ -25,6 +26,7 @@ from tagrules import (
     _setwise,
     retag_from_table,
 )
+from tagrules.pushdown import open_table
 from tagrules.stores import CustomerChange
 
 UTC = datetime.timezone.utc
@@ -293,6 +295,36 @@ class TestSetWise:
             assert seen
             assert seen == sorted(seen)
             assert {c: by_table.load([c]).get(c) for c in ids} == versions
+        finally:
+            engine.dispose()
+
+    def test_unchanged_customers_are_found_with_their_segment(
+        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore]
+    ) -> None:
+        """After a run, the segment's query finds unchanged every customer whose tags are all known
+        and who has no override: none of them goes through the chunks again."""
+        _, store = pg_stores
+        engine = sa.create_engine(postgres_url)
+        try:
+            rows = generate(5, 40)
+            table = make_table(engine, rows)
+            retag_from_table(pushable(), postgres_url, table.name, store, now=NOW)
+            Tagger(pushable(), store).include(rows[0]["id"], "vip", by="test", reason="pinned", now=NOW)
+            evaluator = Evaluator(pushable())
+            known = [
+                row["id"] for row in rows if not evaluator.evaluate(as_snapshots([row])[0][1], NOW).errors
+            ]
+            expected = sorted(set(known) - {rows[0]["id"]})
+            assert 0 < len(expected) < len(rows)
+            with engine.connect() as connection:
+                source = open_table(connection, table.name)
+                work = _setwise._SetWise(Tagger(pushable(), store), store, connection, source, "id", NOW, 10)
+                assert work.fill_segment(None) is None
+                found = connection.exec_driver_sql(
+                    "SELECT customer_id FROM tagrules_retag_segment WHERE unchanged ORDER BY customer_id"
+                ).scalars()
+                assert sorted(found) == expected
+                assert work.customers == len(expected)
         finally:
             engine.dispose()
 

@@ -38,7 +38,6 @@ from typing import Any, final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
@@ -165,6 +164,7 @@ class _SetWise:
         # the catalog query over one segment of the table: ids from ``lower`` (inclusive) to ``upto``
         # (exclusive), either bound absent
         self.segment_queries: dict[tuple[bool, bool], TagQuery] = {}
+        self.key_order: list[str] | None = None
         query = self._segment_query(False, False)
         self.keys = list(query.tag_columns)
         # tags left to Python: evaluated on the chunk's rows, their states added to the database's
@@ -269,50 +269,59 @@ class _SetWise:
     def _unchanged(
         self, rows: sa.Subquery, customer_id: Any, states: Sequence[Any]
     ) -> tuple[Any, sa.FromClause]:
-        """Whether a customer's states are all known and assign exactly the computed tags it holds,
-        and it has no override (nothing changes for it), and what to select it from: the assigned
-        keys and the held ones, each in code point order joined by commas, compared; the held ones
-        read along the memberships' key once per row, by lateral joins, which PostgreSQL runs in
-        its parallel workers (a subquery in the select list runs on the leader alone). Always
-        false when tags are left to Python."""
+        """Whether a customer's states are all known, it has no override and it holds exactly the
+        computed tags assigned (nothing changes for it), and what to select it from.
+
+        The held tags are read along the memberships' key once per row (lateral joins: PostgreSQL
+        runs them on the leader, over the rows its workers compute) and joined with commas in the
+        order the key gives them, a tag held otherwise than from a rule marked with ``!``; the
+        assigned ones are joined in the order the database sorts the keys (``_key_order``). An
+        order that differs only makes a customer look changed: it then takes the chunks' tag-by-tag
+        diff, which finds what changes. Always false when tags are left to Python."""
         if self.partial is not None or not states:
             return sa.false(), rows
         m, o = self.tables.memberships, self.tables.overrides
-        order = sorted(range(len(self.keys)), key=lambda index: self.keys[index])
+        position = {key: index for index, key in enumerate(self.keys)}
         assigned = sa.func.concat_ws(
             sa.literal(","),
             *[
-                sa.case((states[index] == 1, sa.literal(self.keys[index])), else_=sa.null())
-                for index in order
+                sa.case((states[position[key]] == 1, sa.literal(key)), else_=sa.null())
+                for key in self._key_order()
             ],
         )
-        every = sa.literal(self.every_key, postgresql.ARRAY(sa.String()))
+        marked = sa.case((m.c.source == "computed", m.c.tag), else_=sa.literal("!") + m.c.tag)
         held = (
-            sa.select(
-                sa.case(
-                    (
-                        sa.func.bool_and(m.c.source == "computed"),
-                        sa.func.string_agg(
-                            m.c.tag, aggregate_order_by(sa.literal(","), m.c.tag.collate("C"))
-                        ),
-                    ),
-                    else_=sa.null(),
-                ).label("tags")
-            )
-            .where(m.c.customer_id == customer_id, m.c.tag == sa.any_(every))
+            sa.select(sa.func.string_agg(marked, sa.literal(",")).label("tags"))
+            .where(m.c.customer_id == customer_id)
             .lateral("held")
         )
-        overridden = (
-            sa.select(sa.literal(1).label("one"))
-            .where(o.c.customer_id == customer_id)
-            .limit(1)
-            .lateral("overridden")
-        )
+        # (a hash join: probing the overrides once per row costs more than the lookup of its tags)
+        overridden = sa.select(o.c.customer_id).distinct().subquery("overridden")
         known = [state.is_not(None) for state in states]
         unchanged = sa.func.coalesce(
-            sa.and_(*known, overridden.c.one.is_(None), assigned == held.c.tags), sa.false()
+            sa.and_(
+                *known,
+                overridden.c.customer_id.is_(None),
+                assigned == sa.func.coalesce(held.c.tags, ""),
+            ),
+            sa.false(),
         )
-        return unchanged, rows.outerjoin(held, sa.true()).outerjoin(overridden, sa.true())
+        source = rows.outerjoin(held, sa.true()).outerjoin(
+            overridden, overridden.c.customer_id == customer_id
+        )
+        return unchanged, source
+
+    def _key_order(self) -> list[str]:
+        """The catalog's keys in the order the memberships' key sorts them (the database's)."""
+        if self.key_order is None:
+            tag = self.tables.memberships.c.tag
+            keys = (
+                sa.func.unnest(sa.literal(self.keys, postgresql.ARRAY(tag.type)))
+                .table_valued("k")
+                .render_derived()
+            )
+            self.key_order = list(self.connection.execute(sa.select(keys.c.k).order_by(keys.c.k)).scalars())
+        return self.key_order
 
     # -- the statements of one chunk ------------------------------------------------------------------
 
@@ -346,8 +355,9 @@ class _SetWise:
         ]
         states_list = ", ".join(f"s.t_{index}" for index in range(len(self.keys)))
         # the rows of the customers left in the store's customer table are locked (a customer
-        # skipped above gets no write, so it needs no lock): a concurrent writer either committed
-        # before (and is seen by the reads below) or waits and then fails its version check
+        # found unchanged with its segment gets no write, so it needs no lock): a concurrent writer
+        # either committed before (and is seen by the reads below) or waits and then fails its
+        # version check
         # (probing the customers' key for each one: the states' statistics are those of a whole
         # chunk, and a hash join would read the whole customer table for a few changed customers)
         chunk_ids = sa.select(states.c.customer_id)
