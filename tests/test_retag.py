@@ -227,6 +227,23 @@ def pg_stores(postgres_url: URL) -> Iterator[tuple[SQLStore, SQLStore]]:
             drop_store(postgres_url, prefix)
 
 
+@pytest.fixture
+def pg_engine(postgres_url: URL) -> Iterator[Engine]:
+    created = sa.create_engine(postgres_url)
+    yield created
+    created.dispose()
+
+
+def tagged_table(
+    engine: Engine, store: SQLStore, seed: int, count: int
+) -> tuple[list[dict[str, Any]], sa.Table]:
+    """Generated rows in a new table, retagged once into ``store``."""
+    rows = generate(seed, count)
+    table = make_table(engine, rows)
+    retag_from_table(pushable(), engine.url, table.name, store, now=NOW)
+    return rows, table
+
+
 class TestSetWise:
     @pytest.mark.parametrize("segment_rows", [None, 17], ids=["one-segment", "segments-of-17"])
     @pytest.mark.parametrize("make_catalog", [pushable, catalog], ids=["all-pushed", "some-in-python"])
@@ -299,59 +316,45 @@ class TestSetWise:
             engine.dispose()
 
     def test_unchanged_customers_are_found_with_their_segment(
-        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore]
+        self, pg_engine: Engine, pg_stores: tuple[SQLStore, SQLStore]
     ) -> None:
         """After a run, the segment's query finds unchanged every customer whose tags are all known
         and who has no override: none of them goes through the chunks again."""
         _, store = pg_stores
-        engine = sa.create_engine(postgres_url)
-        try:
-            rows = generate(5, 40)
-            table = make_table(engine, rows)
-            retag_from_table(pushable(), postgres_url, table.name, store, now=NOW)
-            Tagger(pushable(), store).include(rows[0]["id"], "vip", by="test", reason="pinned", now=NOW)
-            evaluator = Evaluator(pushable())
-            known = [
-                row["id"] for row in rows if not evaluator.evaluate(as_snapshots([row])[0][1], NOW).errors
-            ]
-            expected = sorted(set(known) - {rows[0]["id"]})
-            assert 0 < len(expected) < len(rows)
-            with engine.connect() as connection:
-                source = open_table(connection, table.name)
-                work = _setwise._SetWise(Tagger(pushable(), store), store, connection, source, "id", NOW, 10)
-                assert work.fill_segment(None) is None
-                found = connection.exec_driver_sql(
-                    "SELECT customer_id FROM tagrules_retag_segment WHERE unchanged ORDER BY customer_id"
-                ).scalars()
-                assert sorted(found) == expected
-                assert work.customers == len(expected)
-        finally:
-            engine.dispose()
+        rows, table = tagged_table(pg_engine, store, 5, 40)
+        Tagger(pushable(), store).include(rows[0]["id"], "vip", by="test", reason="pinned", now=NOW)
+        evaluator = Evaluator(pushable())
+        known = [row["id"] for row in rows if not evaluator.evaluate(as_snapshots([row])[0][1], NOW).errors]
+        expected = sorted(set(known) - {rows[0]["id"]})
+        assert 0 < len(expected) < len(rows)
+        with pg_engine.connect() as connection:
+            source = open_table(connection, table.name)
+            work = _setwise._SetWise(Tagger(pushable(), store), store, connection, source, "id", NOW, 10)
+            assert work.fill_segment(None) is None
+            found = connection.exec_driver_sql(
+                "SELECT customer_id FROM tagrules_retag_segment WHERE unchanged ORDER BY customer_id"
+            ).scalars()
+            assert sorted(found) == expected
+            assert work.customers == len(expected)
 
     def test_versions_move_as_python_writers_expect(
-        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore]
+        self, pg_engine: Engine, pg_stores: tuple[SQLStore, SQLStore]
     ) -> None:
         """Each changed customer's version is bumped, so a writer holding an older state retries."""
         _, store = pg_stores
-        engine = sa.create_engine(postgres_url)
-        try:
-            rows = generate(3, 10)
-            table = make_table(engine, rows)
-            retag_from_table(pushable(), postgres_url, table.name, store, now=NOW)
-            before = store.load([row["id"] for row in rows])
-            replace_rows(engine, table, [{**row, "spend": 5000.0, "orders": 9} for row in rows])
-            retag_from_table(pushable(), postgres_url, table.name, store, now=LATER)
-            after = store.load([row["id"] for row in rows])
-            moved = [c for c, state in before.items() if after[c].computed != state.computed]
-            assert moved
-            for customer in moved:
-                assert after[customer].version == before[customer].version + 1
-            # a writer that read a customer before the set-wise change fails its version check
-            stale = CustomerChange(moved[0], before[moved[0]].version, LATER, cleared=("spend_mid",))
-            with pytest.raises(ConcurrentUpdate):
-                store.commit([stale])
-        finally:
-            engine.dispose()
+        rows, table = tagged_table(pg_engine, store, 3, 10)
+        before = store.load([row["id"] for row in rows])
+        replace_rows(pg_engine, table, [{**row, "spend": 5000.0, "orders": 9} for row in rows])
+        retag_from_table(pushable(), pg_engine.url, table.name, store, now=LATER)
+        after = store.load([row["id"] for row in rows])
+        moved = [c for c, state in before.items() if after[c].computed != state.computed]
+        assert moved
+        for customer in moved:
+            assert after[customer].version == before[customer].version + 1
+        # a writer that read a customer before the set-wise change fails its version check
+        stale = CustomerChange(moved[0], before[moved[0]].version, LATER, cleared=("spend_mid",))
+        with pytest.raises(ConcurrentUpdate):
+            store.commit([stale])
 
     def test_refused_where_it_cannot_run(self, sqlite_url: URL) -> None:
         """Asking for set-wise retagging where it cannot run is a SourceError saying why."""
