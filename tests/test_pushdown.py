@@ -537,6 +537,18 @@ class TestNotPushable:
 
 class TestCompiledSql:
     @pytest.mark.parametrize(
+        ("dialect", "filtered"),
+        [("postgresql", True), ("sqlite", True), ("mysql", False), ("mariadb", False), ("trino", False)],
+    )
+    def test_counts_filter_only_where_the_dialect_has_it(self, dialect: str, filtered: bool) -> None:
+        """``count(*) FILTER (WHERE ...)`` on PostgreSQL and SQLite; a sum elsewhere (MariaDB and
+        many warehouses have no FILTER clause)."""
+        column = sa.column("t_0", sa.Integer())
+        text = str(compiler_for(dialect).count_where(column == 1).compile())
+        assert ("FILTER (WHERE t_0 = :t_0_1)" in text) is filtered
+        assert ("sum(CASE WHEN (t_0 = :t_0_1)" in text) is not filtered
+
+    @pytest.mark.parametrize(
         ("dialect", "rule", "expected"),
         [
             (

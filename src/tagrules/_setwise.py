@@ -159,7 +159,7 @@ class _SetWise:
         self.at = now.astimezone(datetime.timezone.utc)
         self.now = now
         self.chunk = chunk
-        self.segment = max(SEGMENT_ROWS, chunk)
+        self.segment_rows = max(SEGMENT_ROWS, chunk)
         self.tables = store_tables(store.prefix)
         # the catalog query over one segment of the table: ids from ``lower`` (inclusive) to ``upto``
         # (exclusive), either bound absent
@@ -177,15 +177,19 @@ class _SetWise:
         self.python_readers = [_reader(catalog.schema.fields[name]) for name in self.python_fields]
         self.temporary = _Temporary(self.key.type, self.keys)
         states = self.temporary.states
-        segment = sa.table(_SEGMENT_TABLE, sa.column("raw_id", self.key.type))
         columns = ["raw_id", "customer_id", *[f"t_{index}" for index in range(len(self.keys))]]
-        # a chunk: the next rows of the segment, in id order
+        self.segment = segment = sa.table(
+            _SEGMENT_TABLE,
+            sa.column("raw_id", self.key.type),
+            *[sa.column(name) for name in columns[1:]],
+            sa.column("unchanged"),
+        )
+        # a chunk: the next rows of the segment left to diff, in id order
         self.fills = [
             sa.insert(states).from_select(
                 columns,
-                sa.select(*[sa.column(name) for name in columns])
-                .select_from(segment)
-                .where(sa.not_(sa.column("unchanged")), *condition)
+                sa.select(*[segment.c[name] for name in columns])
+                .where(sa.not_(segment.c.unchanged), *condition)
                 .order_by(segment.c.raw_id)
                 .limit(chunk),
             )
@@ -228,7 +232,7 @@ class _SetWise:
         or ``None`` if this one runs to the end of the table."""
         connection = self.connection
         key = self.key
-        ids = sa.select(key).order_by(key).offset(self.segment).limit(1)
+        ids = sa.select(key).order_by(key).offset(self.segment_rows).limit(1)
         if lower is not None:
             ids = ids.where(key >= sa.bindparam("lower", type_=key.type))
         parameters = {} if lower is None else {"lower": lower}
@@ -252,9 +256,7 @@ class _SetWise:
         connection.exec_driver_sql(f"CREATE INDEX ON {_SEGMENT_TABLE} (raw_id) WHERE NOT unchanged")
         connection.exec_driver_sql(f"ANALYZE {_SEGMENT_TABLE}")
         # the unchanged customers are done: counted here, never read again
-        segment = sa.table(
-            _SEGMENT_TABLE, sa.column("unchanged"), *[sa.column(f"t_{i}") for i in range(len(self.keys))]
-        )
+        segment = self.segment
         unchanged, *assigned = connection.execute(
             sa.select(
                 sa.func.count(),
@@ -513,8 +515,7 @@ class _SetWise:
         """Added and removed per tag from the changes; members and errors per tag from the states:
         a member holds the tag assigned, or held it and its state is unknown (it keeps it)."""
         connection = self.connection
-        # counted into pending tallies, added to the run's once the chunk commits
-        self.pending = _Tallies()
+        # counted into the chunk's tallies (reset when it starts), added to the run's once it commits
         pending = self.pending
         changes, wanted = self.temporary.changes, self.temporary.wanted
         for tag, change, number in connection.execute(

@@ -648,14 +648,10 @@ def _count(
         assert query is not None
         states = query.select.subquery("tagged")
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
+        count_where = compiler_for(connection.dialect.name).count_where
         for label in query.tag_columns.values():
             column = states.c[label]
-            if connection.dialect.name == "mysql":  # no FILTER clause
-                totals.append(sa.func.coalesce(sa.func.sum(sa.case((column == 1, 1), else_=0)), 0))
-                totals.append(sa.func.coalesce(sa.func.sum(sa.case((column.is_(None), 1), else_=0)), 0))
-            else:
-                totals.append(sa.func.count().filter(column == 1))
-                totals.append(sa.func.count().filter(column.is_(None)))
+            totals += [count_where(column == 1), count_where(column.is_(None))]
         with query_settings(connection):
             result = connection.execute(sa.select(*totals).select_from(states)).one()
         for index, key in enumerate(query.tag_columns):

@@ -117,6 +117,7 @@ class PostgreSQLRuleCompiler(RuleCompiler):
     """PostgreSQL: ``COLLATE "C"`` for code point order, exact ``NUMERIC`` sums, POSIX regex."""
 
     dialect = "postgresql"
+    aggregate_filter = True
     TRANSFORMS = {**RuleCompiler.TRANSFORMS}
 
     def text(self, expression: Expression) -> Expression:
@@ -299,6 +300,7 @@ class SQLiteRuleCompiler(RuleCompiler):
 
     dialect = "sqlite"
     native_boolean = False
+    aggregate_filter = True
     TRANSFORMS = {**RuleCompiler.TRANSFORMS}
 
     def text(self, expression: Expression) -> Expression:

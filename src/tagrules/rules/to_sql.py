@@ -196,6 +196,8 @@ class RuleCompiler:
     dialect: ClassVar[str] = "sql"
     #: whether boolean columns are SQL booleans (elsewhere they hold integers, non-zero meaning true)
     native_boolean: ClassVar[bool] = True
+    #: whether aggregates take ``FILTER (WHERE ...)`` (MariaDB and many warehouses do not)
+    aggregate_filter: ClassVar[bool] = False
     TRANSFORMS: ClassVar[dict[type, Callable[[RuleCompiler, Any], _Sql]]] = {}
 
     def __init__(
@@ -355,6 +357,13 @@ class RuleCompiler:
 
     def regex_flavour(self) -> str:
         return "none"
+
+    @classmethod
+    def count_where(cls, condition: Expression) -> Expression:
+        """An aggregate: the number of rows where ``condition`` holds."""
+        if cls.aggregate_filter:
+            return sa.func.count().filter(condition)
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
     def dict_lookup(
         self,
