@@ -46,7 +46,7 @@ from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.evaluation import Evaluator
 from tagrules.pushdown import TagQuery, _python_catalog, _reader, _rule_fields, query_settings, tag_query
 from tagrules.stores import ChangeEvent, SQLStore, store_tables
-from tagrules.stores._database import translated
+from tagrules.stores._database import analyze_threshold, translated
 from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH
 from tagrules.tagger import ApplyReport, TagCounts, Tagger
 
@@ -58,7 +58,6 @@ _MAX_ATTEMPTS = 50
 #: rows whose tag states one parallel query computes at a time (kept in a temporary table)
 SEGMENT_ROWS = 1_000_000
 _SEGMENT_TABLE = "tagrules_retag_segment"
-_FIRST_ANALYZE = 20_000
 
 
 def same_database(first: URL, second: URL) -> bool:
@@ -205,7 +204,7 @@ class _SetWise:
         self.with_overrides: list[str] = []
         self.pending_overridden: list[str] = []
         self.inserted = 0
-        self.analyze_at = _FIRST_ANALYZE
+        self.analyze_at = 0
         self.analyzed = False
 
     # -- segments: the tag states of many rows at once, by one parallel query ----------------------
@@ -253,8 +252,8 @@ class _SetWise:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_SEGMENT_TABLE}")
         with query_settings(connection):
             connection.execute(_CreateTemporaryTableAs(_SEGMENT_TABLE, select), parameters)
+        # (no ANALYZE: the chunks read it along this index, and building it counts the table's rows)
         connection.exec_driver_sql(f"CREATE INDEX ON {_SEGMENT_TABLE} (raw_id) WHERE NOT unchanged")
-        connection.exec_driver_sql(f"ANALYZE {_SEGMENT_TABLE}")
         # the unchanged customers are done: counted here, never read again
         segment = self.segment
         unchanged, *assigned = connection.execute(
@@ -546,8 +545,10 @@ class _SetWise:
 
     def chunks(self, progress: Callable[[int], None] | None) -> Iterator[None]:
         connection = self.connection
-        self.temporary.metadata.create_all(connection)
-        connection.commit()
+        with translated(self.store.url, "retag set-wise"):
+            self.temporary.metadata.create_all(connection)
+            self.analyze_at = analyze_threshold(connection, self.tables.memberships.name)
+            connection.commit()
         lower: Any = None
         while True:
             with translated(self.store.url, "retag set-wise"):
@@ -605,7 +606,8 @@ class _SetWise:
 
     def _keep_statistics(self) -> None:
         # as SQLStore does: the planner needs fresh statistics of the store's tables after a bulk
-        # insert, and autovacuum refreshes them only after a pause
+        # insert, and autovacuum refreshes them only after a pause (not worth it for a few rows
+        # more in large tables)
         self.inserted = sum(self.tally_added.values())
         if self.inserted < self.analyze_at:
             return

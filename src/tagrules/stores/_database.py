@@ -20,7 +20,9 @@ from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._tables import DEFAULT_PREFIX, check_prefix
 
 __all__ = [
+    "FIRST_ANALYZE",
     "HEAD_REVISION",
+    "analyze_threshold",
     "create_engine",
     "current_revision",
     "describe",
@@ -36,6 +38,20 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # how SQLite, PostgreSQL and MariaDB say that a table is not there
 _MISSING_TABLE = ("no such table", "does not exist", "doesn't exist")
 _RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
+
+
+#: rows a PostgreSQL store inserts into new tables before it refreshes their statistics itself
+FIRST_ANALYZE = 20_000
+
+
+def analyze_threshold(connection: Connection, table: str) -> int:
+    """Rows to insert into ``table`` before its statistics are worth refreshing (PostgreSQL): as
+    many as they last counted in it (``pg_class.reltuples``; a table that doubled), at least
+    :data:`FIRST_ANALYZE` (a new table's first rows)."""
+    counted = connection.execute(
+        sqlalchemy.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": table}
+    ).scalar()
+    return max(FIRST_ANALYZE, int(counted or 0))
 
 
 def naive_utc(moment: datetime.datetime) -> datetime.datetime:

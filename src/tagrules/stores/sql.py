@@ -24,6 +24,7 @@ from tagrules.stores._base import (
 )
 from tagrules.stores._database import (
     HEAD_REVISION,
+    analyze_threshold,
     create_engine,
     current_revision,
     describe,
@@ -36,7 +37,6 @@ from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, ch
 __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
-_FIRST_ANALYZE = 20_000
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -72,7 +72,7 @@ class SQLStore:
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
         self._inserted = 0
-        self._analyze_at = _FIRST_ANALYZE
+        self._analyze_at: int | None = None
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
@@ -375,12 +375,16 @@ class SQLStore:
     def _keep_statistics(self, inserted: int) -> None:
         # PostgreSQL plans from table statistics, which autovacuum refreshes only after a pause: a
         # bulk load into new tables would be read with sequential scans until then. The store runs
-        # ANALYZE itself each time it has doubled what it inserted.
+        # ANALYZE itself once it has inserted as many memberships as the statistics counted (at
+        # least a few thousand), then each time it has doubled what it inserted.
         self._inserted += inserted
+        t = self.tables
+        if self._analyze_at is None:
+            with translated(self.url, "read table statistics"), self._engine.connect() as connection:
+                self._analyze_at = analyze_threshold(connection, t.memberships.name)
         if self._inserted < self._analyze_at:
             return
         self._analyze_at = 2 * self._inserted
-        t = self.tables
         with translated(self.url, "analyze tables"), self._engine.connect() as connection:
             connection.exec_driver_sql(f"ANALYZE {t.customers.name}, {t.memberships.name}, {t.history.name}")
             connection.commit()
