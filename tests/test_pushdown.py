@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
@@ -319,6 +320,62 @@ class TestDictLookups:
             assert pattern is not None, refused
             assert re.search(pattern, refused), refused
             return
+
+    @pytest.mark.parametrize(
+        "rule",
+        [
+            "views['a'] >= 10",
+            "(views&['a'] ?? 0) >= 10",
+            "[v for v in views.values if v >= 10].length == 1",
+            "[v for v in views.values].length == 1",
+        ],
+    )
+    def test_json_text_is_read_as_python_reads_it(self, engine: Engine, rule: str) -> None:
+        """JSON text as other writers leave it: of a key written twice Python keeps the last, and
+        a key written with escapes is the same key (SQLite's JSON paths find neither)."""
+        catalog = Catalog([{"key": "t", "rule": rule}], {"views": "dict[str, int]"})
+        texts = {
+            "twice": '{"a": 1, "a": 20}',
+            "refused_first": '{"a": "x", "a": 30}',
+            "refused_last": '{"a": 30, "a": "x"}',
+            "escaped": '{"\\u0061": 25}',
+            "escaped_later": '{"a": 25, "\\u0061": 2}',
+            "others": '{"a": 12, "b": 40, "b": 3}',
+        }
+        dialect = engine.dialect.name
+        if dialect == "mysql":
+            with pytest.raises(NotPushable):
+                tag_query(
+                    catalog,
+                    sa.table("rows", sa.column("views", sa.JSON())),
+                    dialect=dialect,
+                    now=NOW,
+                    mode="database",
+                )
+            return
+        json_types = [postgresql.JSONB(), postgresql.JSON()] if dialect == "postgresql" else [sa.JSON()]
+        for json_type in json_types:
+            table = sa.Table(
+                f"pushdown_raw_{next(_names)}",
+                sa.MetaData(),
+                sa.Column("id", sa.Text(), primary_key=True),
+                sa.Column("views", json_type),
+            )
+            with engine.begin() as connection:
+                table.create(connection)
+                # the text as written (a JSON type would write it as a JSON string)
+                value = (
+                    ":views"
+                    if dialect != "postgresql"
+                    else f"CAST(:views AS {json_type.compile(engine.dialect)})"
+                )
+                connection.execute(
+                    sa.text(f"INSERT INTO {table.name} (id, views) VALUES (:id, {value})"),
+                    [{"id": key, "views": text} for key, text in texts.items()],
+                )
+            found = states(engine, catalog, table, mode="database")
+            assert found == python_states(engine, catalog, table)
+            assert {found[key]["t"] for key in texts} == {0, 1, None}
 
     def test_retail_interest_rule(self, engine: Engine) -> None:
         """The retail pack's interest tags on dict columns: pinned states where they are pushed."""

@@ -1,9 +1,10 @@
-"""Comprehensions over JSON dict values pushed down to PostgreSQL, against Python evaluation.
+"""Comprehensions over JSON dict values pushed down to PostgreSQL and SQLite, against Python.
 
 ``[v for v in D.values if C].length`` over the integer values of a dict held in ``json`` or
-``jsonb`` is computed by an SQL/JSON path query; every other dialect, and every other form of
-comprehension, raises :class:`~tagrules.NotPushable`. Each case compares the state of each tag on
-each row with what :class:`~tagrules.Evaluator` gives on the same row read back.
+``jsonb`` on PostgreSQL is computed by an SQL/JSON path query, over JSON text on SQLite by
+``json_each``; MariaDB, and every other form of comprehension, raise :class:`~tagrules.NotPushable`.
+Each case compares the state of each tag on each row with what :class:`~tagrules.Evaluator` gives on
+the same row read back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime
 import itertools
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 
 from tagrules import Catalog, Evaluator, NotPushable
 from tagrules.packs.retail import load_catalog
@@ -32,10 +34,25 @@ LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: URL) -> Iterator[Engine]:
-    created = sa.create_engine(postgres_url)
-    yield created
+#: where a dict is held: (database, column type)
+PLACES = {
+    "jsonb": ("postgresql", postgresql.JSONB()),
+    "json": ("postgresql", sa.JSON()),
+    "sqlite": ("sqlite", sa.JSON()),
+}
+
+
+@pytest.fixture(params=list(PLACES))
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Any]]:
+    """An engine and the column type holding the dicts: PostgreSQL jsonb and json, SQLite JSON text."""
+    dialect, json_type = PLACES[request.param]
+    url = (
+        request.getfixturevalue("postgres_url")
+        if dialect == "postgresql"
+        else f"sqlite:///{tmp_path / 'rows.db'}"
+    )
+    created = sa.create_engine(url)
+    yield created, json_type
     created.dispose()
 
 
@@ -52,11 +69,11 @@ def _table(json_type: Any) -> sa.Table:
 
 
 def states_both_ways(
-    engine: Engine, rules: dict[str, str], rows: Sequence[dict[str, Any]], json_type: Any = None
+    engine: Engine, json_type: Any, rules: dict[str, str], rows: Sequence[dict[str, Any]]
 ) -> tuple[dict[int, dict[str, int | None]], dict[int, dict[str, int | None]]]:
     """Per row id, per tag: the state the catalog query gives, and the one Python gives."""
     catalog = Catalog([{"key": key, "rule": rule} for key, rule in rules.items()], SCHEMA)
-    table = _table(json_type if json_type is not None else postgresql.JSONB())
+    table = _table(json_type)
     with engine.begin() as connection:
         table.create(connection)
         try:
@@ -66,7 +83,7 @@ def states_both_ways(
                     [{"id": index, "n": 0, **row} for index, row in enumerate(rows)],
                 )
             query = tag_query(
-                catalog, table, dialect="postgresql", now=NOW, id_columns=["id"], mode="database"
+                catalog, table, dialect=engine.dialect.name, now=NOW, id_columns=["id"], mode="database"
             )
             with query_settings(connection):
                 sql = {
@@ -100,6 +117,7 @@ EDGE_ROWS: list[dict[str, Any]] = [
     {"views": [1, 2], "scores": {"a": 1}},
     {"views": None, "scores": None},
     {"views": {"a": 1.0}, "scores": [3.0, 1e2]},
+    {"views": sa.null(), "scores": sa.null()},
 ]
 
 PINNED_RULES = {
@@ -115,25 +133,25 @@ PINNED_RULES = {
 }
 
 
-@pytest.mark.parametrize("json_type", [postgresql.JSONB(), sa.JSON()], ids=["jsonb", "json"])
-def test_pinned_rows_equal_python(engine: Engine, json_type: Any) -> None:
-    sql, python = states_both_ways(engine, PINNED_RULES, EDGE_ROWS, json_type)
+def test_pinned_rows_equal_python(place: tuple[Engine, Any]) -> None:
+    sql, python = states_both_ways(*place, PINNED_RULES, EDGE_ROWS)
     assert sql == python
     # the edge rows do exercise every outcome
     states = {state for row in sql.values() for state in row.values()}
     assert states == {0, 1, None}
     assert (sql[2]["follows"], sql[2]["hits"], sql[2]["two_high"]) == (1, 1, 0)
-    assert (sql[4]["follows"], sql[10]["many"]) == (None, None)
+    assert (sql[4]["follows"], sql[10]["many"], sql[12]["many"]) == (None, None, None)
 
 
-def test_more_members_than_the_step_budget_fail_in_both(engine: Engine) -> None:
+def test_more_members_than_the_step_budget_fail_in_both(place: tuple[Engine, Any]) -> None:
     """Each member iterated is a step of the rule's budget: past it, Python fails the rule."""
     rows = [{"views": {f"k{index}": 1 for index in range(count)}} for count in (MAX_STEPS, MAX_STEPS + 1)]
-    sql, python = states_both_ways(engine, {"follows": "[v for v in views.values if v > 0].length > 0"}, rows)
+    rules = {"follows": "[v for v in views.values if v > 0].length > 0"}
+    sql, python = states_both_ways(*place, rules, rows)
     assert sql == python == {0: {"follows": 1}, 1: {"follows": None}}
 
 
-def test_the_retail_comprehension_is_pushed_on_postgresql_only() -> None:
+def test_the_retail_comprehension_is_pushed_on_postgresql_and_sqlite() -> None:
     catalog = load_catalog()
     for dialect in ("postgresql", "sqlite", "mysql"):
         table = sa.table(
@@ -141,7 +159,7 @@ def test_the_retail_comprehension_is_pushed_on_postgresql_only() -> None:
             *[sa.column(name, _retail_type(kind, dialect)) for name, kind in _retail_kinds(catalog)],
         )
         query = tag_query(catalog, table, dialect=dialect, now=NOW)
-        if dialect == "postgresql":
+        if dialect != "mysql":
             assert "follows_category" in query.tag_columns
         else:
             assert "comprehension" in query.in_python["follows_category"]
@@ -180,11 +198,12 @@ def _retail_type(kind: str, dialect: str) -> Any:
         "[v for v in views.values if v > 1][0] > 0",  # anything but .length
     ],
 )
-def test_other_comprehensions_are_not_pushable(rule: str) -> None:
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_other_comprehensions_are_not_pushable(rule: str, dialect: str) -> None:
     catalog = Catalog([{"key": "t", "rule": rule}], SCHEMA)
-    table = _table(postgresql.JSONB())
+    table = _table(postgresql.JSONB() if dialect == "postgresql" else sa.JSON())
     with pytest.raises(NotPushable) as raised:
-        tag_query(catalog, table, dialect="postgresql", now=NOW, mode="database")
+        tag_query(catalog, table, dialect=dialect, now=NOW, mode="database")
     assert "'t'" in str(raised.value)
 
 
@@ -233,10 +252,14 @@ _ROWS = st.fixed_dictionaries(
     {
         "views": st.one_of(
             st.dictionaries(
-                st.text(st.characters(blacklist_characters="\x00"), max_size=3), _INTS, max_size=5
+                st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=3),
+                _INTS,
+                max_size=5,
             ),
             st.dictionaries(
-                st.text(st.characters(blacklist_characters="\x00"), max_size=3), _VALUES, max_size=3
+                st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=3),
+                _VALUES,
+                max_size=3,
             ),
             st.none(),
         ),
@@ -252,8 +275,8 @@ _ROWS = st.fixed_dictionaries(
 )
 @given(rules=st.lists(comprehension_rules(), min_size=1, max_size=4), rows=st.lists(_ROWS, max_size=8))
 def test_random_comprehensions_equal_python(
-    engine: Engine, rules: list[str], rows: list[dict[str, Any]]
+    place: tuple[Engine, Any], rules: list[str], rows: list[dict[str, Any]]
 ) -> None:
     keyed = {f"t{index}": rule for index, rule in enumerate(rules)}
-    sql, python = states_both_ways(engine, keyed, rows)
+    sql, python = states_both_ways(*place, keyed, rows)
     assert sql == python

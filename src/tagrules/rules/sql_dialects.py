@@ -19,8 +19,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules._sql_json import dict_values_count
-from tagrules.rules._tree import unparse
+from tagrules.rules._sql_json import dict_values_count, sqlite_dict_values_count, sqlite_members
 from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 from tagrules.schema import FieldType
 
@@ -146,9 +145,7 @@ class PostgreSQLRuleCompiler(RuleCompiler):
         return "postgresql"
 
     def comprehension_length(self, node: Any) -> _Sql:
-        if self.comprehensions > 1:
-            # they share the rule's step budget: which steps are taken depends on every one of them
-            raise NotPushable(f"a comprehension in a rule with several ({unparse(node)})")
+        self.only_comprehension(node)
         count, refused = dict_values_count(node, self.fields, self.folded_constant, self._problem)
         return _Sql("int", count, refused)
 
@@ -201,7 +198,15 @@ class PostgreSQLRuleCompiler(RuleCompiler):
         member = column.op("->")(key_expression)
         member_text = column.op("->>", return_type=sa.Text())(key_expression)
         member_type = typeof(member)
-        members = getattr(sa.func, f"{prefix}_each")(column).table_valued("key", "value").alias("members")
+        each = getattr(sa.func, f"{prefix}_each")(column)
+        if prefix == "jsonb":
+            members = each.table_valued("key", "value").alias("members")
+        else:
+            # json keeps a key written twice, where Python (and ``->``) take the last: the last of each
+            listed = each.table_valued("key", "value", with_ordinality="position").render_derived("listed")
+            rank = sa.func.row_number().over(partition_by=listed.c.key, order_by=listed.c.position.desc())
+            ranked = sa.select(listed.c.key, listed.c.value, rank.label("rank")).subquery("ranked")
+            members = sa.select(ranked.c.key, ranked.c.value).where(ranked.c.rank == 1).subquery("members")
         each_type = typeof(members.c.value)
         each_text = sa.cast(members.c.value, sa.Text())
 
@@ -290,9 +295,9 @@ class MySQLRuleCompiler(RuleCompiler):
         )
 
 
-#: dict keys SQLite finds by a JSON path exactly: printable ASCII, which json.dumps writes unescaped
-#: (SQLite compares a path's key with the key as written), without the quote that ends the key
-_SQLITE_PATH_KEY = re.compile(r"[ !#-\[\]-~]*")
+#: dict keys looked up on SQLite, compared with the keys ``json_each`` decodes: any text but NUL and
+#: lone surrogates (which no UTF-8 text holds)
+_SQLITE_KEY = re.compile(r"[^\x00\ud800-\udfff]*")
 
 
 class SQLiteRuleCompiler(RuleCompiler):
@@ -326,6 +331,16 @@ class SQLiteRuleCompiler(RuleCompiler):
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return sa.bindparam(None, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), type_=sa.String())
 
+    def comprehension_length(self, node: Any) -> _Sql:
+        self.only_comprehension(node)
+        count, refused = sqlite_dict_values_count(node, self.fields, self.folded_constant, self._problem)
+        return _Sql("int", count, refused)
+
+    def _problem(self, column: FieldColumn) -> Expression | None:
+        item = column.field_type.item
+        assert item is not None
+        return self.dict_lookup(column.expression, column.sql_type, "", item).problem
+
     def dict_lookup(
         self,
         column: Expression,
@@ -342,12 +357,11 @@ class SQLiteRuleCompiler(RuleCompiler):
             )
         if not isinstance(key, str):
             raise NotPushable("a dict looked up by a computed key on sqlite")
-        if not _SQLITE_PATH_KEY.fullmatch(key):
-            raise NotPushable(f"the dict key {key!r} on sqlite (only printable ASCII without '\"' or '\\')")
+        if not _SQLITE_KEY.fullmatch(key):
+            raise NotPushable(f"the dict key {key!r} on sqlite (NUL and lone surrogates are not looked up)")
         text = sa.type_coerce(column, sa.Text())
-        path = _text(f'$."{key}"')
         readable = sa.func.json_valid(text) == 1
-        members = sa.func.json_each(text).table_valued("type", "value").alias("members")
+        members = sqlite_members(text)
 
         def valid(kind_of: Expression, value: Expression) -> Expression:
             if item.kind == "str":
@@ -386,8 +400,15 @@ class SQLiteRuleCompiler(RuleCompiler):
             (sa.func.json_type(text) != _text("object"), sa.true()),
             else_=sa.exists(bad_member),
         )
-        member_type = sa.func.json_type(text, path)
-        member = sa.func.json_extract(text, path)
+        # the key's last member (a path would find its first, and not a key written with escapes)
+        each = sa.func.json_each(text).table_valued("key", "type", "value", "id").alias("looked_up")
+
+        def last(value: Expression) -> Expression:
+            return (
+                sa.select(value).where(each.c.key == _text(key)).order_by(each.c.id.desc()).limit(1)
+            ).scalar_subquery()
+
+        member_type, member = last(each.c.type), last(each.c.value)
         if item.kind == "str":
             read: Expression = sa.case((member_type == _text("text"), member), else_=sa.null())
         elif item.kind == "bool":

@@ -268,6 +268,12 @@ class RuleCompiler:
         """``[...].length``: the number of items of a comprehension, where a dialect can count them."""
         return self.unsupported(node)
 
+    def only_comprehension(self, node: Any) -> None:
+        """Raises NotPushable unless ``node`` is its rule's only comprehension: comprehensions share
+        the rule's step budget, so which steps are taken depends on every one of them."""
+        if self.comprehensions > 1:
+            raise NotPushable(f"a comprehension in a rule with several ({unparse(node)})")
+
     def folded_constant(self, node: Any) -> Any:
         """The rule-engine value of a sub-expression that reads no field.
 
