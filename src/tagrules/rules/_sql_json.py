@@ -1,14 +1,19 @@
-"""Comprehensions over the values of a JSON dict on PostgreSQL, as SQL/JSON path queries.
+"""Comprehensions over the values of a JSON dict: SQL/JSON path queries on PostgreSQL, ``json_each``
+on SQLite.
 
 ``[v for v in views.values if v >= 10].length`` over a ``jsonb`` column becomes::
 
     jsonb_array_length(jsonb_path_query_array(views, '$.* ? (@ >= $c0)', '{"c0": 10}'))
 
+and over JSON text on SQLite a count of the members ``json_each`` lists (the last of a key written
+twice, as Python reads it) whose value, a 64-bit integer, is at least 10.
+
 The form pushed down is narrow, and exact:
 
 * the comprehension's ``.length`` is what the rule reads (its items never leave the database), and
   it is the rule's only comprehension (comprehensions share the rule's step budget);
-* it iterates the values of a ``dict[str, int]`` field held in a ``json`` or ``jsonb`` column;
+* it iterates the values of a ``dict[str, int]`` field held in a ``json`` or ``jsonb`` column
+  (PostgreSQL) or as JSON text (SQLite);
 * the result is the loop variable itself, and the condition (optional) compares the loop variable
   with numeric literals, combined with ``and``, ``or`` and ``not``.
 
