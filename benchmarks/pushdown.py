@@ -112,8 +112,7 @@ def load(engine: Engine, catalog: Catalog, count: int) -> float:
     seconds = time.perf_counter() - started
     # a table at rest, as autovacuum leaves one soon after a bulk load: statistics, visibility map
     # and hint bits set (otherwise the first query to read each row writes its page)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))
+    _at_rest(engine)
     return seconds
 
 

@@ -6,8 +6,8 @@ segments of up to :data:`SEGMENT_ROWS` rows (ranges of the id column):
 1. one ``CREATE TEMPORARY TABLE ... AS`` computes the tag states of every row of the segment with
    the catalog query (PostgreSQL runs it in parallel workers; ``INSERT ... SELECT`` would run on one
    process), and marks each customer whose states are all known, who has no override and who holds
-   exactly the computed tags the states assign (compared as their keys in code point order): nothing
-   changes for those, and they are only counted;
+   exactly the computed tags the states assign (their keys compared in the order the database sorts
+   them): nothing changes for those, and they are only counted;
 2. the other customers, in chunks of ids, each chunk one transaction of a dozen statements:
    customers with overrides leave the chunk, to be retagged in Python afterwards; the rows left are
    locked in the store's customer table (``FOR UPDATE``), so a concurrent writer either committed
@@ -87,12 +87,18 @@ def _create_temporary_table_as(element: _CreateTemporaryTableAs, compiler: Any, 
 
 @dataclass
 class _Tallies:
-    """Per tag: members, changes and errors counted in one chunk."""
+    """Per tag: members, changes and errors counted (in one chunk, or in the run)."""
 
     members: Counter[str] = field(default_factory=Counter)
     added: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: _Tallies) -> None:
+        self.members.update(other.members)
+        self.added.update(other.added)
+        self.removed.update(other.removed)
+        self.errors.update(other.errors)
 
 
 class _Temporary:
@@ -194,10 +200,8 @@ class _SetWise:
             )
             for condition in ((), (segment.c.raw_id > sa.bindparam("after", type_=self.key.type),))
         ]
-        self.tally_members: Counter[str] = Counter()
-        self.tally_added: Counter[str] = Counter()
-        self.tally_removed: Counter[str] = Counter()
-        self.tally_errors: Counter[str] = Counter()
+        # the run's tallies, and the chunk's, added to them once it commits
+        self.tallies = _Tallies()
         self.pending = _Tallies()
         self.customers = 0
         self.retries = 0
@@ -264,7 +268,7 @@ class _SetWise:
         ).one()
         connection.commit()
         self.customers += int(unchanged)
-        self.tally_members.update({key: int(number) for key, number in zip(self.keys, assigned, strict=True)})
+        self.tallies.members.update(dict(zip(self.keys, map(int, assigned), strict=True)))
         return upto
 
     def _unchanged(
@@ -588,10 +592,7 @@ class _SetWise:
             if not count:
                 return
             self.customers += count - len(self.pending_overridden)
-            self.tally_members.update(self.pending.members)
-            self.tally_added.update(self.pending.added)
-            self.tally_removed.update(self.pending.removed)
-            self.tally_errors.update(self.pending.errors)
+            self.tallies.add(self.pending)
             self._keep_statistics()
             self.with_overrides.extend(self.pending_overridden)
             for event in events:
@@ -608,7 +609,7 @@ class _SetWise:
         # as SQLStore does: the planner needs fresh statistics of the store's tables after a bulk
         # insert, and autovacuum refreshes them only after a pause (not worth it for a few rows
         # more in large tables)
-        self.inserted = sum(self.tally_added.values())
+        self.inserted = sum(self.tallies.added.values())
         if self.inserted < self.analyze_at:
             return
         self.analyze_at = 2 * self.inserted
@@ -689,18 +690,18 @@ def setwise_retag(
     every = sorted(
         active
         | set(retired)
-        | set(work.tally_members)
-        | set(work.tally_added)
-        | set(work.tally_removed)
+        | set(work.tallies.members)
+        | set(work.tallies.added)
+        | set(work.tallies.removed)
         | set(python.tags)
     )
     zero = TagCounts()
     tags = {
         key: TagCounts(
-            work.tally_members[key] + python.tags.get(key, zero).members,
-            work.tally_added[key] + python.tags.get(key, zero).added,
-            work.tally_removed[key] + retired[key] + python.tags.get(key, zero).removed,
-            work.tally_errors[key] + python.tags.get(key, zero).errors,
+            work.tallies.members[key] + python.tags.get(key, zero).members,
+            work.tallies.added[key] + python.tags.get(key, zero).added,
+            work.tallies.removed[key] + retired[key] + python.tags.get(key, zero).removed,
+            work.tallies.errors[key] + python.tags.get(key, zero).errors,
         )
         for key in every
     }

@@ -232,7 +232,7 @@ def sqlite_dict_values_count(
     ``json_each``, read only from rows holding a JSON object; the count and the error condition.
 
     ``problem(column)`` gives where the schema refuses the column's value (true; false or NULL for a
-    null column, which this adds).
+    null column, which this adds), or ``None`` where it cannot tell.
 
     Raises:
         NotPushable: the comprehension is not of the form this module pushes down.
@@ -243,6 +243,9 @@ def sqlite_dict_values_count(
         raise NotPushable(
             f"a comprehension over a {sql_type} column (JSON or text is needed) ({unparse(node)})"
         )
+    refused_value = problem(column)
+    if refused_value is None:
+        raise NotPushable(f"a comprehension over a {sql_type} column it cannot check ({unparse(node)})")
     text = sa.type_coerce(column.expression, sa.Text())
     is_object = sa.and_(
         sa.func.json_valid(text) == 1,
@@ -260,7 +263,7 @@ def sqlite_dict_values_count(
 
     refused = sa.or_(
         column.expression.is_(None),
-        sa.func.coalesce(problem(column), sa.false()),
+        sa.func.coalesce(refused_value, sa.false()),
         counted(None) > MAX_STEPS,
     )
     return counted(node.condition), refused

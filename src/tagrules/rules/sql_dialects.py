@@ -146,11 +146,8 @@ class PostgreSQLRuleCompiler(RuleCompiler):
 
     def comprehension_length(self, node: Any) -> _Sql:
         self.only_comprehension(node)
-        count, refused = dict_values_count(node, self.fields, self.folded_constant, self._problem)
+        count, refused = dict_values_count(node, self.fields, self.folded_constant, self.dict_problem)
         return _Sql("int", count, refused)
-
-    def _problem(self, column: FieldColumn) -> Expression | None:
-        return column.problem if column.problem is not None else self.collection_problem(column)
 
     def collection_problem(self, column: FieldColumn) -> Expression | None:
         # NULL (rather than false) where every member of a dict is an ordinary value: lookups then
@@ -333,12 +330,22 @@ class SQLiteRuleCompiler(RuleCompiler):
 
     def comprehension_length(self, node: Any) -> _Sql:
         self.only_comprehension(node)
-        count, refused = sqlite_dict_values_count(node, self.fields, self.folded_constant, self._problem)
+        count, refused = sqlite_dict_values_count(node, self.fields, self.folded_constant, self.dict_problem)
         return _Sql("int", count, refused)
 
-    def _problem(self, column: FieldColumn) -> Expression | None:
-        item = column.field_type.item
-        assert item is not None
+    def collection_problem(self, column: FieldColumn) -> Expression | None:
+        # the check of a dict this dialect looks up in (JSON or text), made once per row
+        field_type, item = column.field_type, column.field_type.item
+        key = field_type.key
+        if (
+            field_type.kind != "dict"
+            or item is None
+            or key is None
+            or key.kind != "str"
+            or item.kind not in ("int", "str", "bool")
+            or not isinstance(column.sql_type, (sa.JSON, sa.String))
+        ):
+            return None
         return self.dict_lookup(column.expression, column.sql_type, "", item).problem
 
     def dict_lookup(

@@ -391,6 +391,11 @@ class RuleCompiler:
         The condition is true (refused), false, or NULL where every member is an ordinary value."""
         return None
 
+    def dict_problem(self, column: FieldColumn) -> Expression | None:
+        """Where the schema refuses a dict column's value: the check the query computed once per row,
+        or the dialect's own (``collection_problem``); ``None`` where the dialect does not check it."""
+        return column.problem if column.problem is not None else self.collection_problem(column)
+
     # -- fields and symbols --------------------------------------------------------------------------
 
     def symbol(self, node: Any) -> _Sql:
