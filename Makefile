@@ -8,13 +8,21 @@ DEMO_DIR := build/demo
 NOW := 2026-06-01T00:00:00Z
 LATER := 2026-07-01T00:00:00Z
 DEMO_STORE := sqlite:///$(DEMO_DIR)/tagrules.db
+# The exact versions `make test` installs (pyproject.toml keeps the library's ranges); `make lock`
+# refreshes them, `make test-latest` tests against the newest releases instead.
+LOCK := requirements/test.txt
+CONSTRAINTS ?= -c $(LOCK)
+PIP_SPEC ?= pip==26.3
+UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test lint typecheck unit docs bench test-differential test-pushdown clean
+.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
-	@echo "make test    - install with test extras; run ruff, mypy --strict, import contracts, tests, docs"
+	@echo "make test    - install the locked test set ($(LOCK)); run ruff, mypy --strict, import contracts, tests, docs"
+	@echo "make test-latest - the same tests in .venv-latest, against the newest releases pyproject.toml allows"
+	@echo "make lock    - refresh $(LOCK) from pyproject.toml (uv pip compile, every Python >= 3.10)"
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
@@ -22,14 +30,14 @@ help:
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(PIP_SPEC)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet $(CONSTRAINTS) -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml examples/tagrules-loyalty/pyproject.toml
-	$(PIP) install --quiet -e '.[test]' -e examples/tagrules-loyalty
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml examples/tagrules-loyalty/pyproject.toml $(LOCK)
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[test]' -e examples/tagrules-loyalty
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -59,6 +67,14 @@ demo: install
 	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active --as-of $(NOW)
 	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active
 
+lock: $(BIN)/python
+	$(PIP) install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.10 --upgrade --quiet -o $(LOCK)
+
+test-latest:
+	rm -rf .venv-latest
+	$(MAKE) test VENV=.venv-latest CONSTRAINTS= PIP_SPEC='--upgrade pip'
+
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
@@ -85,4 +101,4 @@ test-pushdown: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-latest build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -93,6 +93,9 @@ def _parse_yaml(text: str, file: str) -> Any:
         _check_node_graph(node, file)
         return loader.construct_document(node)
     except yaml.YAMLError as error:
+        if "maximum nesting depth" in str(getattr(error, "problem", "") or ""):
+            # libyaml and PyYAML >= 6.0.3 refuse deep nesting themselves, before our own check
+            raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
         raise _fail(file, "not valid YAML: " + _yaml_message(error)) from error
     except RecursionError:
         raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
