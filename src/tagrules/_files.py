@@ -1,8 +1,13 @@
-"""Reading YAML and JSON documents safely: size limits, no Python object tags, no alias bombs."""
+"""Reading YAML and JSON documents safely: size limits, no Python object tags, no alias bombs,
+no key written twice in one mapping."""
 
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +15,15 @@ import yaml
 
 from tagrules.errors import DefinitionError, Problem
 
-__all__ = ["MAX_DOCUMENT_BYTES", "MAX_NESTING", "dump_yaml", "load_document", "parse_document"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_INTEGER_DIGITS",
+    "MAX_NESTING",
+    "dump_yaml",
+    "huge_integer_problem",
+    "load_document",
+    "parse_document",
+]
 
 #: The largest catalog or case file tagrules reads.
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
@@ -18,6 +31,25 @@ MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 MAX_NESTING = 64
 #: How many values a document may hold once its YAML aliases are expanded.
 _MAX_EXPANDED_NODES = 2_000_000
+#: The most digits an integer may have: Python's limit on converting text to int (4,300 by default).
+MAX_INTEGER_DIGITS: int = getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\d+')
+
+
+def _line_column(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    return f"line {line}, column {index - text.rfind(chr(10), 0, index)}"
+
+
+def huge_integer_problem(text: str) -> str | None:
+    """Where JSON text holds an integer longer than ``MAX_INTEGER_DIGITS`` (which ``json`` cannot read)."""
+    for token in _JSON_TOKENS.finditer(text):
+        if len(token.group()) > MAX_INTEGER_DIGITS and token.group()[0] != '"':
+            return (
+                f"{_line_column(text, token.start())}: an integer of more than {MAX_INTEGER_DIGITS:,} "
+                "digits; write it as text or a float"
+            )
+    return None
 
 
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when installed
@@ -41,8 +73,27 @@ def _fail(file: str, message: str) -> DefinitionError:
     return DefinitionError([Problem(message, file=file)])
 
 
+def _position(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _check_unique_keys(node: yaml.MappingNode, file: str) -> None:
+    """Refuse a key written twice in one mapping: YAML says keys are unique, PyYAML keeps the last."""
+    seen: dict[tuple[str, str], yaml.Node] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        first = seen.setdefault((key.tag, key.value), key)
+        if first is not key:
+            raise _fail(
+                file,
+                f"key {key.value!r} is written twice in one mapping ({_position(first.start_mark)} "
+                f"and {_position(key.start_mark)}); keep one",
+            )
+
+
 def _check_node_graph(root: yaml.Node, file: str) -> None:
-    """Refuse recursive aliases, alias bombs and deep nesting before anything is built."""
+    """Refuse recursive aliases, alias bombs, deep nesting and repeated keys before anything is built."""
     sizes: dict[int, int] = {}
     depths: dict[int, int] = {}
     active: set[int] = set()
@@ -55,6 +106,17 @@ def _check_node_graph(root: yaml.Node, file: str) -> None:
             children = list(node.value)
         elif isinstance(node, yaml.MappingNode):
             children = [item for pair in node.value for item in pair]
+            if not children_done:
+                _check_unique_keys(node, file)
+        elif (
+            node.tag == "tag:yaml.org,2002:int"
+            and sum(character.isdigit() for character in node.value) > MAX_INTEGER_DIGITS
+        ):
+            raise _fail(
+                file,
+                f"{_position(node.start_mark)}: an integer of more than {MAX_INTEGER_DIGITS:,} digits; "
+                "write it as text or a float",
+            )
         if children_done:
             active.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in children)
@@ -117,17 +179,88 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _parse_json(text: str, file: str) -> Any:
+class _RepeatedKey(Exception):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, index: int) -> int:
+    return _JSON_WHITESPACE.match(text, index).end()  # type: ignore[union-attr]  # "*" always matches
+
+
+_scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009  (not in the type stubs)
+
+
+def _object_with_positions(
+    s_and_end: tuple[str, int], strict: bool, scan_once: Any, *_: Any, **__: Any
+) -> tuple[dict[str, Any], int]:
+    """``json``'s object parser, remembering where each key starts (run only on text already parsed)."""
+    text, end = s_and_end
+    end = _skip_space(text, end)
+    pairs: dict[str, Any] = {}
+    starts: dict[str, int] = {}
+    if text[end : end + 1] == "}":
+        return pairs, end + 1
+    while True:
+        start = end
+        key, end = _scanstring(text, end + 1, strict)
+        if key in starts:
+            raise _RepeatedKey(key, starts[key], start)
+        starts[key] = start
+        end = _skip_space(text, _skip_space(text, end) + 1)  # past the ':'
+        pairs[key], end = scan_once(text, end)
+        end = _skip_space(text, end)
+        if text[end] == "}":
+            return pairs, end + 1
+        end = _skip_space(text, end + 1)  # past the ','
+
+
+def _repeated_key(text: str, file: str) -> DefinitionError:
+    decoder = json.JSONDecoder()
+    decoder.parse_object = _object_with_positions  # type: ignore[attr-defined]
+    scan = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     try:
-        data = json.loads(text)
+        scan(text, _skip_space(text, 0))
+    except _RepeatedKey as repeated:
+        return _fail(
+            file,
+            f"key {repeated.key!r} is written twice in one object ({_line_column(text, repeated.first)} "
+            f"and {_line_column(text, repeated.second)}); keep one",
+        )
+    raise AssertionError("a repeated key was seen but not found again")  # pragma: no cover
+
+
+def _parse_json(text: str, file: str) -> Any:
+    repeated = False
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        built = dict(pairs)
+        repeated = repeated or len(built) != len(pairs)
+        return built
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as error:
         raise _fail(
             file, f"not valid JSON: line {error.lineno}, column {error.colno}: {error.msg}"
         ) from error
     except RecursionError:
         raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
+    except ValueError:
+        # json.JSONDecodeError is caught above: this is int()'s refusal of a huge integer
+        raise _fail(
+            file, "not valid JSON: " + (huge_integer_problem(text) or "a value out of range")
+        ) from None
     if _depth(data) > MAX_NESTING:
         raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep")
+    if repeated:
+        # found on the fast path; parsed again, slowly, only to say where the two keys are
+        raise _repeated_key(text, file)
     return data
 
 
