@@ -28,7 +28,8 @@ def parse_now(text: str) -> datetime.datetime:
     """An evaluation time written as ISO 8601 text (``Z`` for UTC; naive means UTC).
 
     Raises:
-        ValueError: the text is not such a datetime (the message shows an example).
+        ValueError: the text is not such a datetime (the message shows an example), or it is one
+            that falls outside the years 1 to 9999 in UTC (``0001-01-01T00:00:00+01:00``).
     """
     candidate = text.strip()
     if candidate.endswith(("Z", "z")):
@@ -37,7 +38,13 @@ def parse_now(text: str) -> datetime.datetime:
         moment = datetime.datetime.fromisoformat(candidate)
     except ValueError:
         raise ValueError(f'{text!r} is not an ISO 8601 datetime such as "2026-06-01T00:00:00Z"') from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 once converted to UTC") from None
+    return moment
 
 
 def resolve_now(now: datetime.datetime | None) -> datetime.datetime:

@@ -92,6 +92,14 @@ class _Rows:
         self.connection = connection
         self.page_size = page_size
         key = table.c[id_column]
+        nulls = connection.execute(sa.select(sa.func.count()).where(key.is_(None))).scalar_one()
+        connection.rollback()
+        if nulls:
+            raise SourceError(
+                f"{nulls:,} row{'s' if nulls != 1 else ''} of the table {table.name!r} "
+                f"{'have' if nulls != 1 else 'has'} no id (NULL in {id_column!r}); give every row an id, "
+                "or retag a view of the rows that have one"
+            )
         active = [definition.key for definition in catalog.active]
         self.fields = sorted(_rule_fields(catalog, active))
         self.field_columns = [columns.get(name, name) for name in self.fields]

@@ -16,6 +16,8 @@ from tagrules.cli._common import (
     parse_now,
     print_problems,
     read_jsonl,
+    read_snapshots,
+    snapshot_id,
 )
 from tagrules.errors import DefinitionError
 from tagrules.evaluation import Evaluator, resolve_now
@@ -153,15 +155,6 @@ def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
     return 1 if bad_lines or (findings and arguments.strict) else 0
 
 
-def _snapshot_id(value: dict[str, Any], field: str) -> tuple[Any, str | None]:
-    if field not in value:
-        return None, f"no {field!r} field"
-    identifier = value[field]
-    if not isinstance(identifier, (str, int)) or isinstance(identifier, bool):
-        return None, f"the {field!r} field must be a string or an integer"
-    return identifier, None
-
-
 def run_evaluate(arguments: argparse.Namespace) -> int:
     """``tagrules evaluate``: one JSON object per good input line, bad lines reported on stderr."""
     catalog = _catalog(arguments.catalog)
@@ -169,35 +162,23 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
         return 1
     evaluator = Evaluator(catalog)
     now = resolve_now(arguments.now)
-    schema = catalog.schema
-    bad_lines = 0
+    failures: list[str] = []
+    snapshots = read_snapshots(
+        arguments.snapshots, catalog.schema, id_field=arguments.id_field, failures=failures
+    )
     with open_output(arguments.output) as output:
-        for number, value, problem in read_jsonl(arguments.snapshots):
-            identifier = None
-            if problem is None and not isinstance(value, dict):
-                problem = "a snapshot must be a JSON object"
-            if problem is None:
-                assert isinstance(value, dict)
-                identifier, problem = _snapshot_id(value, arguments.id_field)
-            if problem is None:
-                _, bad = schema.read(value)
-                if bad:
-                    problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
-            if problem is not None:
-                bad_lines += 1
-                print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
-                continue
+        for _, identifier, value in snapshots:
             evaluation = evaluator.evaluate(value, now=now)
             result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
             if evaluation.errors:
                 result["errors"] = dict(sorted(evaluation.errors.items()))
             output.write(json.dumps(result, ensure_ascii=False) + "\n")
-    if bad_lines:
+    if failures:
         print(
-            f"{arguments.snapshots}: {bad_lines} bad line{'s' if bad_lines != 1 else ''} skipped",
+            f"{arguments.snapshots}: {len(failures)} bad line{'s' if len(failures) != 1 else ''} skipped",
             file=sys.stderr,
         )
-    return 1 if bad_lines else 0
+    return 1 if failures else 0
 
 
 def run_explain(arguments: argparse.Namespace) -> int:
@@ -211,7 +192,7 @@ def run_explain(arguments: argparse.Namespace) -> int:
     for number, value, problem in read_jsonl(arguments.snapshots):
         if problem is not None or not isinstance(value, dict):
             continue
-        identifier, _ = _snapshot_id(value, arguments.id_field)
+        identifier, _ = snapshot_id(value, arguments.id_field)
         if identifier is None or str(identifier) != arguments.id:
             continue
         _, bad = catalog.schema.read(value)

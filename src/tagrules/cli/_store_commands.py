@@ -19,7 +19,7 @@ from tagrules.cli._common import (
     parse_now,
     plugins,
     print_problems,
-    read_jsonl,
+    read_snapshots,
 )
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
@@ -107,25 +107,6 @@ def _open_store(url: str, prefix: str, *, create: bool) -> SQLStore:
         raise CommandError(str(error)) from None
 
 
-def _snapshots(path: str, failures: list[str]) -> Iterator[tuple[str, Any]]:
-    for number, value, problem in read_jsonl(path):
-        identifier = None
-        if problem is None and not isinstance(value, dict):
-            problem = "a snapshot must be a JSON object"
-        if problem is None:
-            assert isinstance(value, dict)
-            identifier = value.get("id")
-            if identifier is None:
-                problem = "no 'id' field"
-            elif not isinstance(identifier, (str, int)) or isinstance(identifier, bool):
-                problem = "the 'id' field must be a string or an integer"
-        if problem is not None:
-            failures.append(problem)
-            print(f"{path}:{number}: {problem}; line skipped", file=sys.stderr)
-            continue
-        yield str(identifier), value
-
-
 def _count_lines(path: str) -> int | None:
     """The number of lines of a regular file (a fast byte count), or ``None`` for stdin and pipes."""
     if path == "-" or not Path(path).is_file():
@@ -210,8 +191,10 @@ def run_run(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
-    store = _open_store(arguments.store, arguments.prefix, create=True)
     failures: list[str] = []
+    # the input is opened before the store, so that a missing file creates nothing
+    snapshots = read_snapshots(arguments.snapshots, catalog.schema, failures=failures)
+    store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
         with _changes_writer(arguments.changes) as listener:
@@ -219,14 +202,16 @@ def run_run(arguments: argparse.Namespace) -> int:
             listeners = [*([listener] if listener else []), *plugins().listeners]
             tagger = Tagger(catalog, store, listeners=listeners)
             report = tagger.apply_many(
-                _snapshots(arguments.snapshots, failures), now=resolve_now(arguments.now), progress=progress
+                ((str(identifier), value) for _, identifier, value in snapshots),
+                now=resolve_now(arguments.now),
+                progress=progress,
             )
     except StoreError as error:
         raise CommandError(str(error)) from None
     finally:
         progress.done()
         store.close()
-    print(_summary(report, catalog))
+    print(_summary(report, catalog), file=_summary_stream(arguments))
     if failures:
         count = len(failures)
         print(f"{arguments.snapshots}: {count} bad line{'s' if count != 1 else ''} skipped", file=sys.stderr)
@@ -263,9 +248,14 @@ def _run_table(arguments: argparse.Namespace) -> int:
     finally:
         progress.done()
         store.close()
-    print(_summary(report, catalog))
-    print(_where(report))
+    print(_summary(report, catalog), file=_summary_stream(arguments))
+    print(_where(report), file=_summary_stream(arguments))
     return 0
+
+
+def _summary_stream(arguments: argparse.Namespace) -> IO[str]:
+    """Standard output, or standard error when ``--changes -`` gives standard output to the changes."""
+    return sys.stderr if arguments.changes == "-" else sys.stdout
 
 
 def _where(report: RetagReport) -> str:
