@@ -56,7 +56,7 @@ class TestRunFromTable:
             "spend_mid           1          1          0          0",
             "frequent            1          1          0          0",
             "per_order           1          1          0          1",
-            "3 customers: 4 added, 0 removed, 1 errors",
+            "3 customers: 4 added, 0 removed, 1 error",
             "in the database: spend_high, spend_mid, frequent",
             "in Python: per_order: tag 'per_order': the operator / on a field (rule-engine rounds it to 28 "
             "digits) (spend / orders) cannot be evaluated in the database on sqlite",
@@ -64,7 +64,7 @@ class TestRunFromTable:
         ]
         again = tagrules(*arguments, "--now", "2026-07-01T00:00:00Z")
         assert again.returncode == 0, again.stderr
-        assert "3 customers: 0 added, 0 removed, 1 errors" in again.stdout
+        assert "3 customers: 0 added, 0 removed, 1 error" in again.stdout
 
     def test_changes_match_a_snapshot_run(self, tmp_path: Path, catalog: Path) -> None:
         """--changes writes the lines a run over the same rows as JSON Lines writes."""

@@ -76,7 +76,7 @@ class TestRun:
             "spend_mid           1          1          0          0",
             "frequent            1          1          0          0",
             "per_order           1          1          0          1",
-            "3 customers: 4 added, 0 removed, 1 errors",
+            "3 customers: 4 added, 0 removed, 1 error",
         ]
 
     def test_changes_file_and_repeated_run(self, files: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ class TestRun:
             "run", str(catalog), str(first), "--store", store, "--now", NOW, "--changes", str(changes)
         )
         assert again.returncode == 0, again.stderr
-        assert again.stdout.splitlines()[-1] == "3 customers: 0 added, 0 removed, 1 errors"
+        assert again.stdout.splitlines()[-1] == "3 customers: 0 added, 0 removed, 1 error"
         assert changes.read_text() == ""
         result = tagrules(
             "run", str(catalog), str(second), "--store", store, "--now", LATER, "--changes", str(changes)

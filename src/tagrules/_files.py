@@ -146,6 +146,17 @@ def _yaml_message(error: yaml.YAMLError) -> str:
     return f"{where}{problem}"
 
 
+def _tab_hint(text: str, error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if "\t" in line[: mark.column + 1]:
+        return " (a tab: YAML indents with spaces only; replace the tab with spaces)"
+    return ""
+
+
 def _parse_yaml(text: str, file: str) -> Any:
     loader = _Loader(text)
     try:
@@ -158,7 +169,7 @@ def _parse_yaml(text: str, file: str) -> Any:
         if "maximum nesting depth" in str(getattr(error, "problem", "") or ""):
             # libyaml and PyYAML >= 6.0.3 refuse deep nesting themselves, before our own check
             raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
-        raise _fail(file, "not valid YAML: " + _yaml_message(error)) from error
+        raise _fail(file, "not valid YAML: " + _yaml_message(error) + _tab_hint(text, error)) from error
     except RecursionError:
         raise _fail(file, f"the document nests more than {MAX_NESTING} levels deep") from None
     finally:

@@ -508,9 +508,41 @@ class Catalog:
         return self._problem(first, f"dependency cycle: {path}{detail}")
 
 
+#: tagrules' words for pydantic's errors: what the field must be
+_EXPECTED = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "invalid-json-value": "must be plain JSON data (text, numbers, true/false, null, lists, mappings)",
+}
+
+
+def _given(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (dict, list, tuple, set)):
+        return {dict: "a mapping", list: "a list", tuple: "a list", set: "a set"}.get(
+            type(value), "a collection"
+        )
+    return f"{'text' if isinstance(value, str) else type(value).__name__} {repr(value)[:40]}"
+
+
 def _pydantic_message(detail: Mapping[str, Any]) -> str:
+    """A pydantic error in tagrules' words (pydantic's own would read "Input should be ...")."""
     location = ".".join(str(part) for part in detail.get("loc", ()))
-    message = str(detail.get("msg", "invalid"))
+    kind = str(detail.get("type"))
+    message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
+    if kind in _EXPECTED:
+        message = _EXPECTED[kind]
+        if "input" in detail:
+            message += f", not {_given(detail['input'])}"
+    elif kind == "literal_error":
+        message = f"must be one of {detail.get('ctx', {}).get('expected', '')}, not {detail.get('input')!r}"
     if detail.get("type") == "string_pattern_mismatch" and location in ("key", "group"):
         message = (
             "must be a slug: lowercase letters, digits, '-' and '_', "

@@ -14,6 +14,7 @@ from tagrules.cli._common import (
     load_catalog,
     open_output,
     parse_now,
+    plural,
     print_problems,
     read_jsonl,
     read_snapshots,
@@ -96,16 +97,16 @@ def run_validate(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stdout)
         count = len(error.problems)
-        print(f"{arguments.catalog}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        print(f"{arguments.catalog}: {plural(count, 'problem')}", file=sys.stderr)
         return 1
     statuses = {
         status: sum(1 for tag in catalog if tag.status == status) for status in ("active", "draft", "retired")
     }
     groups = len(catalog.groups)
     print(
-        f"{arguments.catalog}: valid: {len(catalog)} tags "
+        f"{arguments.catalog}: valid: {plural(len(catalog), 'tag')} "
         f"({statuses['active']} active, {statuses['draft']} draft, {statuses['retired']} retired), "
-        f"{groups} exclusive group{'s' if groups != 1 else ''}"
+        f"{plural(groups, 'exclusive group')}"
     )
     if arguments.verbose:
         print("evaluation order (exclusive groups together):")
@@ -114,7 +115,7 @@ def run_validate(arguments: argparse.Namespace) -> int:
             print(f"  {label}{', '.join(unit.keys)}")
         interpreted = Evaluator(catalog).interpreted
         compiled = len(catalog.active) - len(interpreted)
-        print(f"compiled to Python: {compiled} rule{'s' if compiled != 1 else ''}")
+        print(f"compiled to Python: {plural(compiled, 'rule')}")
         if interpreted:
             print("run by rule-engine's interpreter:")
             for key, reason in interpreted.items():
@@ -148,10 +149,9 @@ def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
         print(finding)
     if findings:
         count = len(findings)
-        print(f"{arguments.catalog}: {count} warning{'s' if count != 1 else ''}", file=sys.stderr)
+        print(f"{arguments.catalog}: {plural(count, 'warning')}", file=sys.stderr)
     if bad_lines:
-        plural = "s" if bad_lines != 1 else ""
-        print(f"{arguments.sample}: {bad_lines} bad line{plural} skipped", file=sys.stderr)
+        print(f"{arguments.sample}: {plural(bad_lines, 'bad line')} skipped", file=sys.stderr)
     return 1 if bad_lines or (findings and arguments.strict) else 0
 
 
@@ -175,7 +175,7 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
             output.write(json.dumps(result, ensure_ascii=False) + "\n")
     if failures:
         print(
-            f"{arguments.snapshots}: {len(failures)} bad line{'s' if len(failures) != 1 else ''} skipped",
+            f"{arguments.snapshots}: {plural(len(failures), 'bad line')} skipped",
             file=sys.stderr,
         )
     return 1 if failures else 0

@@ -15,10 +15,10 @@ from typing import IO, Any
 
 from tagrules._files import huge_integer_problem
 from tagrules.catalog import Catalog
-from tagrules.errors import DefinitionError
+from tagrules.errors import DefinitionError, Problem
 from tagrules.evaluation import parse_now as parse_iso
 from tagrules.plugins import PluginRegistry, installed_plugins
-from tagrules.schema import Schema
+from tagrules.schema import Schema, suggest
 from tagrules.stores._ids import customer_id_problem
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "open_output",
     "parse_now",
     "plugins",
+    "plural",
     "read_jsonl",
     "read_snapshots",
     "snapshot_id",
@@ -35,6 +36,11 @@ __all__ = [
 
 class CommandError(Exception):
     """A failure the command reports in one line and exits 1 for."""
+
+
+def plural(count: int, word: str) -> str:
+    """``1 tag``, ``2 tags``, ``0 tags``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def parse_now(text: str) -> datetime.datetime:
@@ -66,6 +72,9 @@ def load_catalog(reference: str) -> Catalog:
     path = Path(reference)
     if not path.exists() and reference in registry.packs:
         return registry.load_pack(reference)
+    if not path.exists() and not path.suffix:
+        hint = suggest(reference, list(registry.packs)) or f" (packs: {', '.join(sorted(registry.packs))})"
+        raise DefinitionError([Problem(f"no such file or pack{hint}", file=reference)])
     return registry.load_catalog(path)
 
 

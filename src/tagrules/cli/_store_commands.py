@@ -18,12 +18,14 @@ from tagrules.cli._common import (
     open_output,
     parse_now,
     plugins,
+    plural,
     print_problems,
     read_snapshots,
 )
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
 from tagrules.retag import RetagReport, retag_from_table
+from tagrules.schema import suggest
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
 from tagrules.tagger import ApplyReport, Listener, Tagger
 
@@ -170,8 +172,8 @@ def _summary(report: ApplyReport | RetagReport, catalog: Catalog) -> str:
             f"{key:<{width}}  {counts.members:>9}  {counts.added:>9}  {counts.removed:>9}  {counts.errors:>9}"
         )
     lines.append(
-        f"{report.customers} customers: {report.added} added, {report.removed} removed, "
-        f"{report.errors} errors"
+        f"{plural(report.customers, 'customer')}: {report.added} added, {report.removed} removed, "
+        f"{plural(report.errors, 'error')}"
     )
     return "\n".join(lines)
 
@@ -214,7 +216,7 @@ def run_run(arguments: argparse.Namespace) -> int:
     print(_summary(report, catalog), file=_summary_stream(arguments))
     if failures:
         count = len(failures)
-        print(f"{arguments.snapshots}: {count} bad line{'s' if count != 1 else ''} skipped", file=sys.stderr)
+        print(f"{arguments.snapshots}: {plural(count, 'bad line')} skipped", file=sys.stderr)
         return 1
     return 0
 
@@ -290,6 +292,13 @@ def run_members(arguments: argparse.Namespace) -> int:
     store = _open_store(arguments.store, arguments.prefix, create=False)
     try:
         members = store.members(arguments.tag, as_of=arguments.as_of)
+        if not members and arguments.as_of is None:
+            held = store.held_tags("computed") | store.held_tags("manual")
+            if arguments.tag not in held:
+                raise CommandError(
+                    f"tag {arguments.tag!r} is unknown to the store: no customer holds it"
+                    f"{suggest(arguments.tag, held)}"
+                )
     except StoreError as error:
         raise CommandError(str(error)) from None
     finally:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tagrules.cli._common import CommandError
+from tagrules.cli._common import CommandError, plural
 from tagrules.errors import DefinitionError
 from tagrules.testing import CaseFile, RuleCoverage, load_case_file, run_cases
 from tagrules.testing._cases import shared_evaluator
@@ -70,9 +70,9 @@ def run_test(arguments: argparse.Namespace) -> int:
                 failed += 1
                 print(result)
     total = passed + failed
-    summary = f"{total} case{'s' if total != 1 else ''}: {passed} passed, {failed} failed"
+    summary = f"{plural(total, 'case')}: {passed} passed, {failed} failed"
     if invalid:
-        summary += f"; {invalid} file{'s' if invalid != 1 else ''} not valid"
+        summary += f"; {plural(invalid, 'file')} not valid"
     for coverage in coverages.values():
         label = coverage.catalog.name or coverage.catalog.source or "catalog"
         first, *rest = coverage.report().splitlines()

@@ -142,7 +142,19 @@ def _syntax_problem(text: str, error: re_errors.RuleSyntaxError) -> RuleProblem:
         return RuleProblem(f"{message}: the rule ends too early", len(text))
     if message == "syntax error":
         message = f"syntax error at {str(token.value)[:30]!r}"
-    return RuleProblem(message, token.lexpos)
+    return RuleProblem(message + _syntax_hint(text, token.lexpos), token.lexpos)
+
+
+# operators of other languages, by the characters around a syntax error
+_OTHER_OPERATORS = {"&&": "and", "||": "or", "=": "=="}
+
+
+def _syntax_hint(text: str, position: int) -> str:
+    for written, meant in _OTHER_OPERATORS.items():
+        around = text[max(position - len(written) + 1, 0) : position + len(written)]
+        if written in around and (written != "=" or text[position : position + 2] not in ("==", "=~")):
+            return f"; did you mean {meant!r}?"
+    return ""
 
 
 def _fragment(text: str, span: tuple[int, int] | None) -> str | None:
@@ -190,6 +202,10 @@ def _describe_error(text: str, error: Exception, span: tuple[int, int] | None) -
                 "for example '(field ?? 0)', or navigate safely with '&.' / '&['"
             )
         if message == "data type mismatch":
+            types = getattr(error, "tagrules_operand_types", None)
+            if types:
+                left, right = (f"{'an' if name[0] in 'aeiou' else 'a'} {name}" for name in types)
+                return f"{where}data type mismatch: {left} and {right} cannot be used together"
             return f"{where}data type mismatch: the operands cannot be used together"
         return f"{where}{message}"
     return f"{where}{type(error).__name__}: {error}"

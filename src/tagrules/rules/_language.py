@@ -262,12 +262,26 @@ class _Spanned(_DeferredAstNode):
             if not hasattr(error, "tagrules_span"):
                 with contextlib.suppress(AttributeError):  # exceptions without a __dict__ keep no span
                     error.tagrules_span = self.span  # type: ignore[attr-defined]
+                    error.tagrules_operand_types = self._operand_types()  # type: ignore[attr-defined]
             raise
         finally:
             stack.pop()
         if not hasattr(node, "tagrules_span"):
             node.tagrules_span = self.span
         return node
+
+    def _operand_types(self) -> tuple[str, str] | None:
+        """The types of a binary operator's operands, built again, for a message naming them."""
+        if len(self.args) != 4 or not isinstance(self.args[1], str):
+            return None
+        names = []
+        for operand in self.args[2:]:
+            try:
+                built = operand.build() if isinstance(operand, _DeferredAstNode) else operand
+                names.append(str(built.result_type.name).lower())
+            except Exception:
+                return None
+        return names[0], names[1]
 
 
 def current_span() -> tuple[int, int] | None:

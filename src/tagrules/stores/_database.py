@@ -8,6 +8,7 @@ Every database error is translated here into a :class:`~tagrules.StoreError` tha
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,14 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # how SQLite, PostgreSQL and MariaDB say that a table is not there
 _MISSING_TABLE = ("no such table", "does not exist", "doesn't exist")
 _RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
+# PostgreSQL's and MariaDB's words for a database that is not there (the server is)
+_MISSING_DATABASE = re.compile(r"""database "([^"]+)" does not exist|Unknown database '([^']+)'""")
+#: URL schemes people write for a database tagrules reaches under another driver name
+_SCHEME_HINTS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+}
 
 
 #: rows a PostgreSQL store inserts into new tables before it refreshes their statistics itself
@@ -99,11 +108,17 @@ def create_engine(url: str | URL) -> Engine:
         engine = sqlalchemy.create_engine(parsed, **options)
     except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
         extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
-        raise StoreError(
-            f"{describe(parsed)}: no database driver for {parsed.drivername!r}{extra.get(backend, '')}"
-        ) from error
+        hint = extra.get(backend, "")
+        if parsed.drivername in _SCHEME_HINTS and backend not in extra:
+            hint = f"; did you mean {_SCHEME_HINTS[parsed.drivername]}://...?"
+        raise StoreError(f"{describe(parsed)}: no database driver for {parsed.drivername!r}{hint}") from error
     except sqlalchemy.exc.ArgumentError as error:
-        raise StoreError(f"{describe(parsed)}: {error}") from error
+        if backend == "sqlite":
+            raise StoreError(
+                f"{url!s}: not a SQLite URL; a file is sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (three or four slashes), memory is sqlite://"
+            ) from error
+        raise StoreError(f"{describe(parsed)}: {_first_line(error)}") from error
     if backend == "sqlite":
         sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -124,6 +139,22 @@ def translated(url: URL, doing: str) -> Iterator[None]:
         if _is_retryable(error):
             raise ConcurrentUpdate(f"{describe(url)}: {doing}: {_first_line(error)}") from error
         message = _first_line(error)
+        missing_database = _MISSING_DATABASE.search(str(error.orig))
+        if missing_database:
+            name = missing_database.group(1) or missing_database.group(2)
+            raise StoreError(
+                f"{describe(url)}: the database {name!r} does not exist on the server; create the "
+                f"database first (CREATE DATABASE {name})"
+            ) from error
+        folder = Path(url.database or "").parent
+        if (
+            url.get_backend_name() == "sqlite"
+            and url.database not in (None, "", ":memory:")
+            and not folder.is_dir()
+        ):
+            raise StoreError(
+                f"{describe(url)}: the folder {str(folder)!r} does not exist; create it or give another path"
+            ) from error
         missing_table = any(marker in message for marker in _MISSING_TABLE)
         if not missing_table and isinstance(
             error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError

@@ -96,7 +96,8 @@ class SQLStore:
         state = "has no tag store tables" if revision is None else f"has schema revision {revision}"
         raise StoreError(
             f"{describe(self.url)} {state} (table prefix {self.prefix!r}); run "
-            f"`tagrules db upgrade URL` to set it up (revision {HEAD_REVISION})"
+            f"`tagrules db upgrade URL{'' if self.prefix == DEFAULT_PREFIX else ' --prefix ' + self.prefix}` "
+            f"to set it up (revision {HEAD_REVISION})"
         )
 
     def __repr__(self) -> str:
