@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
-from tagrules import Catalog, DefinitionError
+from tagrules import Catalog, DefinitionError, Evaluator
 from tagrules.cli import main
 from tagrules.testing import load_case_file
 
@@ -141,3 +142,41 @@ class TestHugeIntegers:
         assert "line 5, column 23: an integer of more than 4,300 digits" in problem_of(
             lambda: load_case_file(path)
         )
+
+
+class TestRegexEscapes:
+    """A regex written the natural way in YAML means what its author meant, with no warning."""
+
+    CATALOG = (
+        "schema:\n  email: str\ntags:\n"
+        "  - key: plain\n    rule: email =~ '.*@example\\.com'\n"
+        "  - key: quoted\n    rule: \"email =~ '.*@example\\\\.com'\"\n"
+        "  - key: raw\n    rule: email =~ r'.*@example\\.com'\n"
+        "  - key: classes\n    rule: email =~ '^\\w+\\.\\w+@'\n"
+    )
+
+    def test_loads_without_warning_and_matches_a_dot(self) -> None:
+        """`\\.` in a rule's string stays a regex escape: it matches a dot and nothing else."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            catalog = Catalog.loads(self.CATALOG)
+            evaluator = Evaluator(catalog)
+            dot = evaluator.evaluate({"email": "jo.ann@example.com"})
+            other = evaluator.evaluate({"email": "jo_ann@exampleXcom"})
+        assert dot.tags == {"plain", "quoted", "raw", "classes"}
+        assert other.tags == set()
+
+    def test_string_escapes_keep_their_meaning(self) -> None:
+        """Real escapes (`\\n`, `\\'`, `\\u00e9`, a doubled backslash) are decoded as before."""
+        catalog = Catalog(
+            [
+                {"key": "newline", "rule": "name == 'a\\nb'"},
+                {"key": "accent", "rule": "name == '\\u00e9'"},
+                {"key": "backslash", "rule": "name == 'a\\\\b'"},
+            ],
+            {"name": "str"},
+        )
+        evaluator = Evaluator(catalog)
+        assert evaluator.evaluate({"name": "a\nb"}).tags == {"newline"}
+        assert evaluator.evaluate({"name": "é"}).tags == {"accent"}
+        assert evaluator.evaluate({"name": "a\\b"}).tags == {"backslash"}

@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import decimal
 import functools
+import re
 import threading
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -302,8 +303,28 @@ _REFUSED_OPERATORS = {
 }
 
 
+# a backslash before anything but a Python string escape (or another backslash)
+_UNKNOWN_ESCAPE = re.compile(r"""\\(?:([\\'"abfnrtv0-7xNuU\n])|(.))""", re.DOTALL)
+
+
+def keep_unknown_escapes(literal: str) -> str:
+    """A string literal with each backslash that starts no escape doubled, so that it stays a backslash.
+
+    ``'.*@example\\.com'`` is a regex meant to match a dot; Python's escape decoding (which
+    rule-engine uses) keeps the backslash too, but warns, and will refuse it in a later version.
+    Raw (``r'...'``) literals are left alone.
+    """
+    if literal[:1] == "r":
+        return literal
+    return _UNKNOWN_ESCAPE.sub(
+        lambda match: match.group(0) if match.group(1) else "\\" + match.group(0), literal
+    )
+
+
 def _wrap_production(function: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     def production(self: Any, p: Any) -> None:
+        if function.__name__ == "p_expression_string":
+            p[1] = keep_unknown_escapes(p[1])
         function(self, p)
         value = p[0]
         if type(value) is not _DeferredAstNode or (len(p) > 1 and value is p[1]):
