@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from cli_helpers import run_cli
 from store_helpers import drop_store, unique_prefix
 from tagrules.cli import main
 
@@ -43,12 +44,6 @@ BAD_LINES = [
         "field 'id': the id is 192 characters long; stores hold ids of up to 191",
     ),
 ]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
-    status = main(list(arguments))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from cli_helpers import run_cli
 from tagrules import Catalog, DefinitionError
-from tagrules.cli import main
 
 CATALOG = """
 schema:
@@ -18,12 +18,6 @@ schema:
 tags:
   - {key: big, rule: "spend >= 100"}
 """
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
-    status = main(list(arguments))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def problems(tags: list[dict[str, object]], schema: dict[str, str] | None = None) -> list[str]:
@@ -123,7 +117,7 @@ class TestCatalogMessages:
         """An operator on operands that do not go together names their types."""
         (message,) = problems([{"key": "a", "rule": "spend + name > 1"}])
         assert (
-            message == "in 'spend + name': data type mismatch: a float and a string cannot be used together"
+            message == "in 'spend + name': data type mismatch: a number and a string cannot be used together"
         )
 
     @pytest.mark.parametrize(

@@ -111,7 +111,7 @@ class TestRun:
         assert result.returncode == 1
         assert f"{path}:2: not valid JSON" in result.stderr
         assert f"{path}:3: no 'id' field; line skipped" in result.stderr
-        assert result.stdout.splitlines()[-1].startswith("1 customers:")
+        assert result.stdout.splitlines()[-1].startswith("1 customer:")
 
     def test_snapshots_are_required(self, files: tuple[Path, Path, Path], tmp_path: Path) -> None:
         """Without SNAPSHOTS.jsonl, run says what is missing."""

@@ -310,10 +310,11 @@ class Evaluator:
         target = next(index for index, unit in enumerate(self._order) if key in unit.keys)
         self._run(run, moment, self._order[:target])
         visible = set(run.scope.tags)
+        failed = dict(run.errors)  # the tags before this one whose rules failed: unknown in the tree
         self._run(run, moment, self._order[target : target + 1])
         evaluation_state.now = moment
         run.scope.tags = visible
-        tree = explain_statement(self._statements[key], self._context, run.scope)
+        tree = explain_statement(self._statements[key], self._context, run.scope, failed)
         unit = self._order[target]
         return TagExplanation(key, *self._outcome(key, unit, run), tree)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from tagrules.analysis import check_catalog, check_sample
+from tagrules.analysis import Finding, check_catalog, check_sample
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
@@ -20,7 +20,7 @@ from tagrules.cli._common import (
     read_snapshots,
     snapshot_id,
 )
-from tagrules.errors import DefinitionError
+from tagrules.errors import DefinitionError, Problem
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.schema import suggest
 
@@ -39,6 +39,7 @@ def register(commands: Any) -> None:
     )
     validate.add_argument("--now", type=parse_now, help="the time the sample is evaluated at (default: now)")
     validate.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    validate.add_argument("--json", action="store_true", help="print the result as one JSON object")
     validate.set_defaults(run=run_validate)
 
     evaluate = commands.add_parser("evaluate", help="print the tags of each snapshot of a JSON Lines file")
@@ -59,7 +60,7 @@ def register(commands: Any) -> None:
     explain.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
     explain.add_argument("snapshots", metavar="SNAPSHOTS.jsonl", help="one JSON object per line ('-': stdin)")
     explain.add_argument("--id", required=True, help="the id of the snapshot to explain")
-    explain.add_argument("--tag", required=True, help="the key of the tag to explain")
+    explain.add_argument("--tag", help="the key of the tag to explain (default: every tag)")
     explain.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     explain.add_argument(
         "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
@@ -95,14 +96,27 @@ def run_validate(arguments: argparse.Namespace) -> int:
     try:
         catalog = load_catalog(arguments.catalog)
     except DefinitionError as error:
+        if arguments.json:
+            print(
+                json.dumps(
+                    {
+                        "catalog": arguments.catalog,
+                        "valid": False,
+                        "problems": [_problem_data(problem) for problem in error.problems],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            return 1
         print_problems(error, sys.stdout)
-        count = len(error.problems)
-        print(f"{arguments.catalog}: {plural(count, 'problem')}", file=sys.stderr)
+        print(f"{arguments.catalog}: {plural(len(error.problems), 'problem')}", file=sys.stderr)
         return 1
     statuses = {
         status: sum(1 for tag in catalog if tag.status == status) for status in ("active", "draft", "retired")
     }
     groups = len(catalog.groups)
+    if arguments.json:
+        return _validate_json(arguments, catalog, statuses)
     print(
         f"{arguments.catalog}: valid: {plural(len(catalog), 'tag')} "
         f"({statuses['active']} active, {statuses['draft']} draft, {statuses['retired']} retired), "
@@ -123,6 +137,45 @@ def run_validate(arguments: argparse.Namespace) -> int:
     return _report_findings(arguments, catalog)
 
 
+def _problem_data(problem: Problem) -> dict[str, Any]:
+    return {
+        "message": problem.message,
+        "file": problem.file,
+        "tag": problem.tag,
+        "line": problem.line,
+        "column": problem.column,
+        "section": problem.section,
+        "text": str(problem),
+    }
+
+
+def _validate_json(arguments: argparse.Namespace, catalog: Catalog, statuses: dict[str, int]) -> int:
+    """``validate --json``: one object with the counts, the warnings and the sample's bad lines."""
+    findings, bad_lines = _findings(arguments, catalog)
+    data = {
+        "catalog": arguments.catalog,
+        "valid": True,
+        "problems": [],
+        "tags": len(catalog),
+        **statuses,
+        "groups": len(catalog.groups),
+        "warnings": [
+            {
+                "code": f.code,
+                "message": f.message,
+                "file": f.file,
+                "tag": f.tag,
+                "group": f.group,
+                "text": str(f),
+            }
+            for f in findings
+        ],
+        "bad_lines": bad_lines,
+    }
+    print(json.dumps(data, ensure_ascii=False))
+    return 1 if bad_lines or (findings and arguments.strict) else 0
+
+
 def _read_sample(path: str) -> tuple[list[dict[str, Any]], int]:
     snapshots: list[dict[str, Any]] = []
     bad_lines = 0
@@ -138,13 +191,19 @@ def _read_sample(path: str) -> tuple[list[dict[str, Any]], int]:
     return snapshots, bad_lines
 
 
-def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
-    """The warnings of the static checks (and of the sample); exit 1 for them only with --strict."""
+def _findings(arguments: argparse.Namespace, catalog: Catalog) -> tuple[list[Finding], int]:
+    """The warnings of the static checks and of the sample, and the sample's bad lines."""
     findings = check_catalog(catalog)
     bad_lines = 0
     if arguments.sample is not None:
         snapshots, bad_lines = _read_sample(arguments.sample)
         findings.extend(check_sample(catalog, snapshots, now=arguments.now, file=arguments.sample))
+    return findings, bad_lines
+
+
+def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
+    """The warnings of the static checks (and of the sample); exit 1 for them only with --strict."""
+    findings, bad_lines = _findings(arguments, catalog)
     for finding in findings:
         print(finding)
     if findings:
@@ -182,11 +241,11 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
 
 
 def run_explain(arguments: argparse.Namespace) -> int:
-    """``tagrules explain``: the explanation tree of one tag on one snapshot."""
+    """``tagrules explain``: the explanation tree of one tag (or of every tag) on one snapshot."""
     catalog = _catalog(arguments.catalog)
     if catalog is None:
         return 1
-    if arguments.tag not in catalog:
+    if arguments.tag is not None and arguments.tag not in catalog:
         keys = [tag.key for tag in catalog]
         raise CommandError(f"no tag {arguments.tag!r} in {arguments.catalog}{suggest(arguments.tag, keys)}")
     for number, value, problem in read_jsonl(arguments.snapshots):
@@ -198,8 +257,10 @@ def run_explain(arguments: argparse.Namespace) -> int:
         _, bad = catalog.schema.read(value)
         for name, message in bad.items():
             print(f"{arguments.snapshots}:{number}: field {name!r}: {message}", file=sys.stderr)
-        explanation = Evaluator(catalog).explain(value, arguments.tag, now=resolve_now(arguments.now))
-        print(explanation)
+        evaluator = Evaluator(catalog)
+        now = resolve_now(arguments.now)
+        keys = [arguments.tag] if arguments.tag is not None else [tag.key for tag in catalog]
+        print("\n\n".join(str(evaluator.explain(value, key, now=now)) for key in keys))
         return 0
     raise CommandError(f"no snapshot with {arguments.id_field} {arguments.id!r} in {arguments.snapshots}")
 

@@ -23,6 +23,7 @@ from tagrules.stores._ids import customer_id_problem
 
 __all__ = [
     "CommandError",
+    "field_column",
     "load_catalog",
     "open_output",
     "parse_now",
@@ -41,6 +42,14 @@ class CommandError(Exception):
 def plural(count: int, word: str) -> str:
     """``1 tag``, ``2 tags``, ``0 tags``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def field_column(text: str) -> tuple[str, str]:
+    """``--column FIELD=COLUMN``: a field read from a column of another name."""
+    field, separator, column = text.partition("=")
+    if not separator or not field or not column:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=COLUMN")
+    return field, column
 
 
 def parse_now(text: str) -> datetime.datetime:

@@ -7,19 +7,12 @@ import json
 import sys
 from typing import Any
 
-from tagrules.cli._common import CommandError, load_catalog, parse_now, print_problems
+from tagrules.cli._common import CommandError, field_column, load_catalog, parse_now, print_problems
 from tagrules.errors import DefinitionError, NotPushable, SourceError
 from tagrules.evaluation import resolve_now
 from tagrules.pushdown import count_tags
 
 __all__ = ["register"]
-
-
-def _column(text: str) -> tuple[str, str]:
-    field, separator, column = text.partition("=")
-    if not separator or not field or not column:
-        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=COLUMN")
-    return field, column
 
 
 def register(commands: Any) -> None:
@@ -36,7 +29,7 @@ def register(commands: Any) -> None:
     count.add_argument("--json", action="store_true", help='print one JSON object {"tag_key": count, ...}')
     count.add_argument(
         "--column",
-        type=_column,
+        type=field_column,
         action="append",
         default=[],
         metavar="FIELD=COLUMN",

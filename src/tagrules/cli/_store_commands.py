@@ -14,6 +14,7 @@ from typing import IO, Any
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
+    field_column,
     load_catalog,
     open_output,
     parse_now,
@@ -54,6 +55,17 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--id-column", default="id", metavar="NAME", help="the table's customer id column (default: id)"
     )
+    run.add_argument(
+        "--id-field", default="id", metavar="NAME", help="the field holding each snapshot's id (default: id)"
+    )
+    run.add_argument(
+        "--column",
+        type=field_column,
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="with --db: the column holding a field whose column has another name (repeatable)",
+    )
     _store_option(run, default=DEFAULT_STORE)
     run.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     run.add_argument(
@@ -61,17 +73,23 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help='write one JSON line per change: {"id", "tag", "change"} (\'-\': stdout)',
     )
+    run.add_argument(
+        "--all", action="store_true", help="list every tag in the summary, not only those that changed"
+    )
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.set_defaults(run=run_run)
 
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
     _store_option(members, default=None)
     members.add_argument("--tag", required=True, help="the tag's key")
     members.add_argument("--as-of", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    members.add_argument("--json", action="store_true", help='print JSON Lines: {"id": ...} per customer')
     members.set_defaults(run=run_members)
 
     history = commands.add_parser("history", help="show a customer's tag history with since and until")
     _store_option(history, default=None)
     history.add_argument("--id", required=True, help="the customer's id")
+    history.add_argument("--json", action="store_true", help="print JSON Lines: one object per period")
     history.set_defaults(run=run_history)
 
     database = commands.add_parser("db", help="manage a store's database")
@@ -161,21 +179,62 @@ class _Progress:
             self.stream.flush()
 
 
-def _summary(report: ApplyReport | RetagReport, catalog: Catalog) -> str:
-    rows = [(key, counts) for key, counts in report.tags.items()]
+def _summary(report: ApplyReport | RetagReport, catalog: Catalog, *, every_tag: bool) -> str:
+    """The summary table: the tags whose membership changed or whose rule failed (every tag with
+    ``every_tag``), then the totals."""
+    rows = [
+        (key, counts)
+        for key, counts in report.tags.items()
+        if every_tag or counts.added or counts.removed or counts.errors
+    ]
     order = {tag.key: index for index, tag in enumerate(catalog)}
     rows.sort(key=lambda row: (order.get(row[0], len(order)), row[0]))
     width = max([len("tag"), *(len(key) for key, _ in rows)])
-    lines = [f"{'tag':<{width}}  {'members':>9}  {'added':>9}  {'removed':>9}  {'errors':>9}"]
+    lines = [f"{'tag':<{width}}  {'members':>9}  {'added':>9}  {'removed':>9}  {'errors':>9}"] if rows else []
     for key, counts in rows:
         lines.append(
             f"{key:<{width}}  {counts.members:>9}  {counts.added:>9}  {counts.removed:>9}  {counts.errors:>9}"
         )
+    if not every_tag and len(rows) < len(report.tags):
+        unchanged = len(report.tags) - len(rows)
+        lines.append(f"({plural(unchanged, 'tag')} unchanged; --all lists every tag)")
     lines.append(
         f"{plural(report.customers, 'customer')}: {report.added} added, {report.removed} removed, "
         f"{plural(report.errors, 'error')}"
     )
     return "\n".join(lines)
+
+
+def _summary_data(report: ApplyReport | RetagReport, bad_lines: int) -> dict[str, Any]:
+    """The summary as ``run --json`` prints it (documented in docs/cli.md)."""
+    data: dict[str, Any] = {
+        "customers": report.customers,
+        "added": report.added,
+        "removed": report.removed,
+        "errors": report.errors,
+        "bad_lines": bad_lines,
+        "tags": {
+            key: {"members": c.members, "added": c.added, "removed": c.removed, "errors": c.errors}
+            for key, c in report.tags.items()
+        },
+    }
+    if isinstance(report, RetagReport):
+        data["where"] = dict(report.where)
+        data["in_python"] = dict(report.in_python)
+        data["set_wise"] = report.set_wise
+    return data
+
+
+def _print_summary(
+    arguments: argparse.Namespace, report: ApplyReport | RetagReport, catalog: Catalog, bad_lines: int = 0
+) -> None:
+    stream = _summary_stream(arguments)
+    if arguments.json:
+        print(json.dumps(_summary_data(report, bad_lines), ensure_ascii=False), file=stream)
+        return
+    print(_summary(report, catalog, every_tag=arguments.all), file=stream)
+    if isinstance(report, RetagReport):
+        print(_where(report), file=stream)
 
 
 def run_run(arguments: argparse.Namespace) -> int:
@@ -184,6 +243,8 @@ def run_run(arguments: argparse.Namespace) -> int:
         raise CommandError("run: give either SNAPSHOTS.jsonl or --db URL --table NAME, not both")
     if arguments.db is not None or arguments.table is not None:
         return _run_table(arguments)
+    if arguments.column:
+        raise CommandError("run: --column FIELD=COLUMN names table columns; it goes with --db and --table")
     if arguments.snapshots is None:
         raise CommandError(
             "run: give SNAPSHOTS.jsonl, the snapshots to evaluate ('-' reads stdin), or --db URL --table NAME"
@@ -195,7 +256,9 @@ def run_run(arguments: argparse.Namespace) -> int:
         return 1
     failures: list[str] = []
     # the input is opened before the store, so that a missing file creates nothing
-    snapshots = read_snapshots(arguments.snapshots, catalog.schema, failures=failures)
+    snapshots = read_snapshots(
+        arguments.snapshots, catalog.schema, id_field=arguments.id_field, failures=failures
+    )
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
@@ -213,7 +276,7 @@ def run_run(arguments: argparse.Namespace) -> int:
     finally:
         progress.done()
         store.close()
-    print(_summary(report, catalog), file=_summary_stream(arguments))
+    _print_summary(arguments, report, catalog, len(failures))
     if failures:
         count = len(failures)
         print(f"{arguments.snapshots}: {plural(count, 'bad line')} skipped", file=sys.stderr)
@@ -241,6 +304,7 @@ def _run_table(arguments: argparse.Namespace) -> int:
                 arguments.table,
                 store,
                 id_column=arguments.id_column,
+                columns=dict(arguments.column),
                 now=resolve_now(arguments.now),
                 listeners=listeners,
                 progress=progress,
@@ -250,8 +314,7 @@ def _run_table(arguments: argparse.Namespace) -> int:
     finally:
         progress.done()
         store.close()
-    print(_summary(report, catalog), file=_summary_stream(arguments))
-    print(_where(report), file=_summary_stream(arguments))
+    _print_summary(arguments, report, catalog)
     return 0
 
 
@@ -304,7 +367,7 @@ def run_members(arguments: argparse.Namespace) -> int:
     finally:
         store.close()
     for member in members:
-        print(member)
+        print(json.dumps({"id": member}, ensure_ascii=False) if arguments.json else member)
     return 0
 
 
@@ -323,6 +386,17 @@ def run_history(arguments: argparse.Namespace) -> int:
         store.close()
     if not entries:
         raise CommandError(f"no tag history for customer {arguments.id!r} in {arguments.store}")
+    if arguments.json:
+        for entry in entries:
+            period = {
+                "tag": entry.tag,
+                "source": entry.source,
+                "since": _when(entry.since),
+                "until": _when(entry.until) or None,
+                "reason": entry.reason,
+            }
+            print(json.dumps(period, ensure_ascii=False))
+        return 0
     width = max(len("tag"), *(len(entry.tag) for entry in entries))
     print(f"{'tag':<{width}}  {'source':<8}  {'since':<27}  {'until':<27}  reason")
     for entry in entries:

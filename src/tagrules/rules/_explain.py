@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -28,6 +28,8 @@ class Explanation:
         inputs: the fields and builtins it read, name -> value as rule text.
         children: the parts of an ``and``, ``or``, ``not`` or ``?:``.
         note: why a part was not evaluated.
+        unknown: why the part is unknown although it evaluated: it tests a tag whose rule failed
+            (the tag is neither held nor absent), directly or through its parts.
     """
 
     text: str
@@ -37,6 +39,7 @@ class Explanation:
     inputs: tuple[tuple[str, str], ...] = ()
     children: tuple[Explanation, ...] = ()
     note: str | None = None
+    unknown: str | None = None
 
     def lines(self, prefix: str = "", last: bool = True, root: bool = True) -> Iterator[str]:
         """The tree as text lines, drawn with box characters."""
@@ -44,6 +47,8 @@ class Explanation:
             outcome = "not evaluated" + (f" ({self.note})" if self.note else "")
         elif self.error is not None:
             outcome = f"error: {self.error}"
+        elif self.unknown is not None:
+            outcome = f"unknown ({self.unknown})"
         else:
             outcome = str(self.value)
         shown = ", ".join(f"{name} = {value}" for name, value in self.inputs)
@@ -116,40 +121,72 @@ def _skipped(node: Any, note: str) -> Explanation:
     return Explanation(unparse(node), evaluated=False, note=note)
 
 
-def explain_statement(statement: ast.Statement, context: RuleContext, scope: Scope) -> Explanation:
-    """Explain ``statement`` on ``scope``: each ``and``/``or``/``not``/``?:`` opens into its parts."""
-    return _explain(statement.expression, context, scope)
+def explain_statement(
+    statement: ast.Statement, context: RuleContext, scope: Scope, failed: Mapping[str, str] | None = None
+) -> Explanation:
+    """Explain ``statement`` on ``scope``: each ``and``/``or``/``not``/``?:`` opens into its parts.
+
+    ``failed`` maps the tags whose rules failed to why: a part testing one of them is unknown.
+    """
+    return _explain(statement.expression, context, scope, failed or {})
 
 
-def _explain(node: Any, context: RuleContext, scope: Scope) -> Explanation:
+def _failed_tag(node: Any, failed: Mapping[str, str]) -> str | None:
+    """Why ``node`` is unknown: the first failed tag it tests with ``'key' in tags``."""
+    for current, _ in walk(node):
+        if (
+            isinstance(current, ast.ContainsExpression)
+            and isinstance(current.container, ast.SymbolExpression)
+            and current.container.name == "tags"
+            and isinstance(current.member, ast.StringExpression)
+            and current.member.value in failed
+        ):
+            return f"{current.member.value!r} failed: {failed[current.member.value]}"
+    return None
+
+
+def _combined_unknown(parts: list[Explanation]) -> str | None:
+    """A part testing a failed tag makes the whole unknown, as it makes the tag unknown (no Kleene
+    logic: the evaluator leaves a tag that depends on a failed one unknown, whatever the rest)."""
+    return next((part.unknown for part in parts if part.unknown is not None), None)
+
+
+def _explain(node: Any, context: RuleContext, scope: Scope, failed: Mapping[str, str]) -> Explanation:
     value, error = _evaluate(node, context, scope)
     shown = None if error else format_value(value)
     parts: list[Explanation] = []
     if isinstance(node, ast.LogicExpression):
-        left = _explain(node.left, context, scope)
+        left = _explain(node.left, context, scope, failed)
         parts.append(left)
         left_value, left_error = _evaluate(node.left, context, scope)
-        stops = left_error is None and (bool(left_value) if node.type == "or" else not bool(left_value))
+        stops = (
+            left_error is None
+            and left.unknown is None
+            and (bool(left_value) if node.type == "or" else not bool(left_value))
+        )
         if left_error is not None:
             parts.append(_skipped(node.right, "the left side failed"))
         elif stops:
             parts.append(_skipped(node.right, f"the left side is {'true' if node.type == 'or' else 'false'}"))
         else:
-            parts.append(_explain(node.right, context, scope))
+            parts.append(_explain(node.right, context, scope, failed))
     elif isinstance(node, ast.UnaryExpression) and node.type == "not" and _opens(node.right):
-        parts.append(_explain(node.right, context, scope))
+        parts.append(_explain(node.right, context, scope, failed))
     elif isinstance(node, ast.TernaryExpression):
         condition, condition_error = _evaluate(node.condition, context, scope)
-        parts.append(_explain(node.condition, context, scope))
+        parts.append(_explain(node.condition, context, scope, failed))
         if condition_error is None:
             taken, skipped = (
                 (node.case_true, node.case_false) if condition else (node.case_false, node.case_true)
             )
-            parts.append(_explain(taken, context, scope))
+            parts.append(_explain(taken, context, scope, failed))
             parts.append(_skipped(skipped, "the other branch was taken"))
     if parts:
-        return Explanation(unparse(node), shown, error, children=tuple(parts))
-    return Explanation(unparse(node), shown, error, inputs=_inputs(node, context, scope))
+        unknown = _combined_unknown(parts)
+        return Explanation(unparse(node), shown, error, children=tuple(parts), unknown=unknown)
+    return Explanation(
+        unparse(node), shown, error, inputs=_inputs(node, context, scope), unknown=_failed_tag(node, failed)
+    )
 
 
 def _opens(node: Any) -> bool:

@@ -279,7 +279,8 @@ class _Spanned(_DeferredAstNode):
         for operand in self.args[2:]:
             try:
                 built = operand.build() if isinstance(operand, _DeferredAstNode) else operand
-                names.append(str(built.result_type.name).lower())
+                name = str(built.result_type.name).lower()
+                names.append("number" if name == "float" else name)  # rule-engine's FLOAT holds every number
             except Exception:
                 return None
         return names[0], names[1]
