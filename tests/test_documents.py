@@ -180,3 +180,14 @@ class TestRegexEscapes:
         assert evaluator.evaluate({"name": "a\nb"}).tags == {"newline"}
         assert evaluator.evaluate({"name": "é"}).tags == {"accent"}
         assert evaluator.evaluate({"name": "a\\b"}).tags == {"backslash"}
+
+
+class TestEncoding:
+    """A catalog that is not UTF-8 is refused with the line of the first bad byte."""
+
+    def test_bad_byte_in_the_middle(self, tmp_path: Path) -> None:
+        """The position is a line and a byte in it, not an offset into the whole file."""
+        path = tmp_path / "catalog.yaml"
+        path.write_bytes(YAML_CATALOG.encode() + b"  - {key: caf\xe9, rule: 'spend > 1'}\n")
+        message = problem_of(lambda: Catalog.load(path))
+        assert message == f"{path}: not UTF-8 text (line 6, byte 14 of the line)"

@@ -315,7 +315,9 @@ def load_document(path: str | Path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise _fail(file, f"not UTF-8 text (byte {error.start})") from error
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - raw.rfind(b"\n", 0, error.start)
+        raise _fail(file, f"not UTF-8 text (line {line}, byte {column} of the line)") from error
     return parse_document(text, file=file)
 
 
