@@ -180,7 +180,7 @@ class TestDatabase:
         url = postgres_url.render_as_string(hide_password=False)
         result = tagrules("members", "--store", url, "--prefix", unique_prefix(), "--tag", "x")
         assert result.returncode == 1
-        assert "run `tagrules db upgrade URL`" in result.stderr
+        assert "run `tagrules db upgrade URL --prefix " in result.stderr
         assert "Traceback" not in result.stderr
 
     @pytest.mark.parametrize(
