@@ -232,17 +232,8 @@ class TestTableRun:
                 "insert into customers values (?, ?, ?, null)", [("a", 500, 4), (None, 1, 1), (None, 2, 2)]
             )
         store = f"sqlite:///{tmp_path / 'store.db'}"
-        status, _, err = run_cli(
-            capsys,
-            "run",
-            str(catalog),
-            "--db",
-            f"sqlite:///{source}",
-            "--table",
-            "customers",
-            "--store",
-            store,
-        )
+        table = ["--db", f"sqlite:///{source}", "--table", "customers"]
+        status, _, err = run_cli(capsys, "run", str(catalog), *table, "--store", store)
         assert status == 1
         assert err == (
             "tagrules: 2 rows of the table 'customers' have no id (NULL in 'id'); give every row an id, "

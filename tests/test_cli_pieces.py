@@ -59,17 +59,8 @@ class TestRunOptions:
                 "create table customers (id text primary key, total_spend real, orders integer)"
             )
             connection.execute("insert into customers values ('a', 500, 1)")
-        arguments = [
-            "run",
-            str(catalog),
-            "--db",
-            f"sqlite:///{source}",
-            "--table",
-            "customers",
-            "--store",
-            store,
-        ]
-        status, _, err = run_cli(capsys, *arguments, "--column", "spend=total_spend", "--now", NOW)
+        table = ["--db", f"sqlite:///{source}", "--table", "customers", "--column", "spend=total_spend"]
+        status, _, err = run_cli(capsys, "run", str(catalog), *table, "--store", store, "--now", NOW)
         assert status == 0, err
         assert run_cli(capsys, "members", "--store", store, "--tag", "big")[1] == "a\n"
 
