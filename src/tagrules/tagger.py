@@ -10,6 +10,7 @@ written twice.
 from __future__ import annotations
 
 import datetime
+import logging
 import random
 import re
 import time
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from tagrules.catalog import Catalog
-from tagrules.errors import ConcurrentUpdate, StoreError
+from tagrules.errors import ConcurrentUpdate, InvalidArgument, StaleSnapshot, StoreError
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
+from tagrules.schema import suggest
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     ChangeEvent,
@@ -30,6 +32,8 @@ from tagrules.stores._base import (
     Override,
     OverrideKind,
     TagStore,
+    as_utc,
+    check_customer_id,
 )
 
 __all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
@@ -46,6 +50,8 @@ _NO_ERRORS: Mapping[str, str] = {}
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
+#: Where a listener that raised is reported (with its traceback); the run goes on.
+LISTENER_LOGGER = logging.getLogger("tagrules.listeners")
 
 
 @final
@@ -94,23 +100,43 @@ class ApplyReport(TotalsOverTags):
     """What :meth:`Tagger.apply_many` did.
 
     Attributes:
-        customers: how many (customer, snapshot) pairs were processed.
+        customers: how many customers were processed; a customer appearing twice counts once, and
+            the tag counts hold its state after its last snapshot.
         tags: tag key -> its counts, for every tag of the catalog and every tag that changed.
         retries: how many times a chunk was read again because another writer changed one of its
             customers first.
+        stale: customers not written because the store holds a later change of theirs than the
+            run's ``now`` (see :class:`~tagrules.StaleSnapshot`); they are not in the tag counts.
+        listener_errors: how many times a listener raised (each logged on the
+            ``tagrules.listeners`` logger); the other listeners and events still ran.
     """
 
     customers: int
     tags: Mapping[str, TagCounts]
     retries: int = 0
+    stale: int = 0
+    listener_errors: int = 0
 
 
 class _Tally:
-    __slots__ = ("added", "customers", "errors", "members", "removed", "retries")
+    __slots__ = (
+        "added",
+        "errors",
+        "failed",
+        "listener_errors",
+        "members",
+        "removed",
+        "retries",
+        "seen",
+        "stale",
+    )
 
     def __init__(self) -> None:
-        self.customers = 0
+        self.seen: set[str] = set()
+        self.failed: dict[str, Iterable[str]] = {}
         self.retries = 0
+        self.stale = 0
+        self.listener_errors = 0
         self.members: Counter[str] = Counter()
         self.added: Counter[str] = Counter()
         self.removed: Counter[str] = Counter()
@@ -122,13 +148,40 @@ class _Tally:
             key: TagCounts(self.members[key], self.added[key], self.removed[key], self.errors[key])
             for key in every
         }
-        return ApplyReport(self.customers, tags, self.retries)
+        return ApplyReport(len(self.seen), tags, self.retries, self.stale, self.listener_errors)
+
+    def count(self, customer_id: str, tag_diff: TagDiff | None) -> None:
+        """Count the customer's outcome (``None``: stale); a customer seen before in the run is counted
+        once, with its state after this snapshot."""
+        again = customer_id in self.seen
+        self.seen.add(customer_id)
+        if tag_diff is None:
+            if not again:
+                self.stale += 1
+            return
+        if again:
+            # the state this snapshot started from is what the earlier one left, already counted
+            self.members.subtract(tag_diff.unchanged | tag_diff.removed)
+            self.errors.subtract(self.failed.pop(customer_id, ()))
+        self.members.update(tag_diff.unchanged)
+        if tag_diff.added:
+            self.members.update(tag_diff.added)
+            self.added.update(tag_diff.added)
+        if tag_diff.removed:
+            self.removed.update(tag_diff.removed)
+        if tag_diff.errors:
+            self.errors.update(tag_diff.errors.keys())
+            self.failed[customer_id] = tuple(tag_diff.errors)
 
 
 def _utc(now: datetime.datetime | None) -> datetime.datetime:
     """The evaluation time in UTC: stores keep every time in UTC."""
-    moment = resolve_now(now)
-    return moment if moment.tzinfo is datetime.timezone.utc else moment.astimezone(datetime.timezone.utc)
+    return as_utc(resolve_now(now))
+
+
+def _is_stale(state: CustomerState, at: datetime.datetime) -> bool:
+    """Whether the store holds a later change of the customer than ``at`` (the same instant is not)."""
+    return state.changed_at is not None and at < state.changed_at
 
 
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
@@ -137,8 +190,11 @@ def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[
     chunk: list[tuple[str, Any]] = []
     seen: set[str] = set()
     for item in items:
-        customer_id = item[0]
-        if len(chunk) >= size or customer_id in seen:
+        if len(chunk) >= size:
+            yield chunk
+            chunk, seen = [], set()
+        customer_id = check_customer_id(item[0])  # after the full chunk is out: it stays committed
+        if customer_id in seen:
             yield chunk
             chunk, seen = [], set()
         chunk.append(item)
@@ -186,6 +242,7 @@ class Tagger:
         self.listeners: list[Listener] = list(listeners)
         self.evaluator = evaluator if evaluator is not None else Evaluator(catalog)
         self._active = frozenset(tag.key for tag in catalog.active)
+        self._keys = frozenset(tag.key for tag in catalog)
         self._rule_versions = {tag.key: tag.rule_version for tag in catalog.active}
 
     # -- rules ---------------------------------------------------------------------------------------
@@ -200,9 +257,13 @@ class Tagger:
             included), and the rules that failed.
 
         Raises:
+            InvalidArgument: ``customer_id`` is not text, or is empty.
+            StaleSnapshot: the store holds a later change of the customer than ``now`` (nothing was
+                written); an evaluation at the same instant as the last change is written.
             StoreError: the store failed (the change was not written).
         """
-        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally())
+        check_customer_id(customer_id)
+        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally(), strict=True)
         return diffs[0]
 
     def apply_many(
@@ -220,12 +281,18 @@ class Tagger:
         Before the first chunk, computed memberships of tags the catalog no longer has active are closed
         with reason ``retired``, for every customer of the store.
 
+        A customer whose last change in the store is later than ``now`` is skipped and counted in
+        :attr:`ApplyReport.stale` (time never runs backwards in a store; the same instant is not
+        later, so a re-run with the same ``now`` completes a failed run). A listener that raises is
+        logged and counted in :attr:`ApplyReport.listener_errors`; the run goes on.
+
         Args:
             items: the customers and their snapshots; a customer may appear more than once (later
-                snapshots apply after earlier ones).
+                snapshots apply after earlier ones; the report counts it once). The report keeps the
+                run's customer ids to count each once.
             now: the evaluation time of every customer (default: the current time, once).
             chunk_size: customers per transaction.
-            progress: called with the number of customers processed so far after each chunk.
+            progress: called with the number of items processed so far after each chunk.
             evaluate: how each item's payload is evaluated, for callers whose items carry results
                 computed elsewhere (e.g. in a database); called with ``(payload, now, manual,
                 excluded)``. Default: the tagger's evaluator on the snapshot.
@@ -234,6 +301,7 @@ class Tagger:
             The report: customers processed and, per tag, members, added, removed and errors.
 
         Raises:
+            InvalidArgument: a customer id is not text, or is empty (chunks before it stay committed).
             StoreError: the store failed; chunks committed before stay committed, and running the same
                 items again completes the work.
         """
@@ -242,11 +310,12 @@ class Tagger:
         moment = resolve_now(now)
         tally = _Tally()
         self._retire(moment, chunk_size, tally)
+        processed = 0
         for chunk in _chunks(items, chunk_size):
             self._apply_chunk(chunk, moment, tally, evaluate)
-            tally.customers += len(chunk)
+            processed += len(chunk)
             if progress is not None:
-                progress(tally.customers)
+                progress(processed)
         return tally.report(self._active)
 
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
@@ -277,7 +346,7 @@ class Tagger:
                 for customer_id in batch:
                     state = states.get(customer_id, NEW_CUSTOMER)
                     gone = sorted(state.computed & stale)
-                    if gone:
+                    if gone and not _is_stale(state, moment):
                         changes.append(self._change(customer_id, state, moment, (), gone, ()))
                 return changes
 
@@ -291,30 +360,62 @@ class Tagger:
     # -- people's decisions ----------------------------------------------------------------------------
 
     def include(
-        self, customer_id: str, tag: str, *, by: str, reason: str, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        tag: str,
+        *,
+        by: str,
+        reason: str,
+        now: datetime.datetime | None = None,
+        allow_unknown: bool = False,
     ) -> None:
         """Give the customer ``tag`` by a person's decision; rules will not remove it.
 
         Replaces an exclusion of the same tag. A tag the rules had assigned becomes manual.
+
+        Args:
+            customer_id: the customer.
+            tag: a tag of the catalog, or any tag key with ``allow_unknown=True`` (a tag managed
+                elsewhere).
+            by: who decided.
+            reason: why.
+            now: when (default: the current time).
+            allow_unknown: accept a tag the catalog does not define.
+
+        Raises:
+            InvalidArgument: an empty or non-text customer id, or a tag the catalog does not define
+                (the message suggests the nearest one) without ``allow_unknown``.
+            StaleSnapshot: the store holds a later change of the customer than ``now``.
         """
-        self._override(customer_id, tag, "include", by, reason, now)
+        self._override(customer_id, tag, "include", by, reason, now, allow_unknown)
 
     def exclude(
-        self, customer_id: str, tag: str, *, by: str, reason: str, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        tag: str,
+        *,
+        by: str,
+        reason: str,
+        now: datetime.datetime | None = None,
+        allow_unknown: bool = False,
     ) -> None:
         """Keep ``tag`` away from the customer by a person's decision; rules will not assign it.
 
-        Replaces an inclusion of the same tag; a held tag is removed at once.
+        Replaces an inclusion of the same tag; a held tag is removed at once. Arguments and errors
+        as for :meth:`include`.
         """
-        self._override(customer_id, tag, "exclude", by, reason, now)
+        self._override(customer_id, tag, "exclude", by, reason, now, allow_unknown)
 
     def clear_override(self, customer_id: str, tag: str, *, now: datetime.datetime | None = None) -> None:
         """Remove a person's decision about ``tag``: an included tag is removed, and the rules decide
         again from the next evaluation on."""
+        check_customer_id(customer_id)
         moment = _utc(now)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
+            if (tag in state.manual or tag in state.excluded) and _is_stale(state, moment):
+                raise StaleSnapshot(customer_id, moment, state.changed_at or moment)
             if tag in state.manual:
                 return [
                     self._change(customer_id, state, moment, (), (), (), drop=(tag,), removed_manual=(tag,))
@@ -333,14 +434,23 @@ class Tagger:
         by: str,
         reason: str,
         now: datetime.datetime | None,
+        allow_unknown: bool,
     ) -> None:
-        if not _TAG.match(tag):
-            raise ValueError(f"{tag!r} is not a tag key (lowercase letters, digits, '-' and '_')")
+        check_customer_id(customer_id)
+        if not isinstance(tag, str) or not _TAG.match(tag):
+            raise InvalidArgument(f"{tag!r} is not a tag key (lowercase letters, digits, '-' and '_')")
+        if not allow_unknown and tag not in self.catalog:
+            raise InvalidArgument(
+                f"the catalog defines no tag {tag!r}{suggest(tag, [t.key for t in self.catalog])}; "
+                "pass allow_unknown=True for a tag managed elsewhere"
+            )
         moment = _utc(now)
         override = Override(customer_id, tag, kind, by, reason, moment)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
+            if _is_stale(state, moment):
+                raise StaleSnapshot(customer_id, moment, state.changed_at or moment)
             at = moment
             if kind == "include":
                 if tag in state.manual:
@@ -425,20 +535,44 @@ class Tagger:
                     tally.retries += 1
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
-            self._notify(changes)
+            if self.listeners:
+                failures = self.notify(event for change in changes for event in change.events)
+                if tally is not None:
+                    tally.listener_errors += failures
             return changes
         raise StoreError(
             f"{len(customer_ids)} customers kept changing under concurrent writers; "
             f"gave up after {MAX_ATTEMPTS} attempts"
         )
 
-    def _notify(self, changes: Sequence[CustomerChange]) -> None:
-        if not self.listeners:
-            return
-        for change in changes:
-            for event in change.events:
-                for listener in self.listeners:
+    def notify(self, events: Iterable[ChangeEvent]) -> int:
+        """Give each committed event to every listener, in order.
+
+        A listener that raises is logged (with its traceback) on the ``tagrules.listeners`` logger and
+        counted; the other listeners and events still run. The outbox keeps every event whatever the
+        listeners do.
+
+        Returns:
+            How many listener calls raised.
+        """
+        failures = 0
+        listeners = self.listeners
+        for event in events:
+            for listener in listeners:
+                try:
                     listener(event)
+                except Exception:
+                    # the change is committed and its event stays in the outbox: a listener that
+                    # fails must not stop the other listeners, the other events or the run
+                    failures += 1
+                    LISTENER_LOGGER.exception(
+                        "listener %s failed on the event %s %s %r (it stays in the outbox)",
+                        getattr(listener, "__qualname__", repr(listener)),
+                        event.customer_id,
+                        event.change,
+                        event.tag,
+                    )
+        return failures
 
     def _apply_chunk(
         self,
@@ -446,23 +580,35 @@ class Tagger:
         now: datetime.datetime,
         tally: _Tally,
         evaluate_item: EvaluateItem | None = None,
+        *,
+        strict: bool = False,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
+        keys = self._keys
         at = _utc(now)
         ids = [customer_id for customer_id, _ in chunk]
-        diffs: list[TagDiff] = []
+        diffs: list[TagDiff | None] = []
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             diffs.clear()
             changes: list[CustomerChange] = []
             for customer_id, snapshot in chunk:
                 state = states.get(customer_id, NEW_CUSTOMER)
-                manual = state.manual
+                if state.changed_at is not None and at < state.changed_at:
+                    if strict:
+                        raise StaleSnapshot(customer_id, at, state.changed_at)
+                    diffs.append(None)
+                    continue
+                manual, excluded = state.manual, state.excluded
+                # rules only see tags of the catalog: people may have given tags managed elsewhere
+                seen = manual if manual <= keys else manual & keys
+                if not excluded <= keys:
+                    excluded = excluded & keys
                 evaluation = (
-                    evaluate(snapshot, now, manual, suppressed=state.excluded)
+                    evaluate(snapshot, now, seen, suppressed=excluded)
                     if evaluate_item is None
-                    else evaluate_item(snapshot, now, manual, state.excluded)
+                    else evaluate_item(snapshot, now, seen, excluded)
                 )
                 assigned = evaluation.tags - manual if manual else evaluation.tags
                 errors = evaluation.errors
@@ -482,13 +628,6 @@ class Tagger:
             return changes
 
         self._commit(ids, work, tally)
-        for tag_diff in diffs:
-            tally.members.update(tag_diff.unchanged)
-            if tag_diff.added:
-                tally.members.update(tag_diff.added)
-                tally.added.update(tag_diff.added)
-            if tag_diff.removed:
-                tally.removed.update(tag_diff.removed)
-            if tag_diff.errors:
-                tally.errors.update(tag_diff.errors.keys())
-        return diffs
+        for customer_id, tag_diff in zip(ids, diffs, strict=True):
+            tally.count(customer_id, tag_diff)
+        return [tag_diff for tag_diff in diffs if tag_diff is not None]

@@ -190,7 +190,7 @@ def _summary(report: ApplyReport | RetagReport, catalog: Catalog) -> str:
         )
     lines.append(
         f"{report.customers} customers: {report.added} added, {report.removed} removed, "
-        f"{report.errors} errors"
+        f"{report.errors} errors" + (f", {report.stale} stale (not written)" if report.stale else "")
     )
     return "\n".join(lines)
 

@@ -21,6 +21,8 @@ from tagrules.stores._base import (
     Membership,
     Override,
     Source,
+    as_utc,
+    check_customer_id,
 )
 from tagrules.stores._database import (
     HEAD_REVISION,
@@ -38,6 +40,12 @@ __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
 _EMPTY: frozenset[str] = frozenset()
+
+
+def _stored_time(value: datetime.datetime | str) -> datetime.datetime:
+    """A time read straight from the driver (SQLite gives text) as an aware UTC datetime."""
+    moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=datetime.timezone.utc)
 
 
 @final
@@ -162,7 +170,7 @@ class SQLStore:
         return {
             "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
             "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
-            "WHERE c.customer_id = r.customer_id AND c.version = r.version",
+            "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
             "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
             "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
             "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
@@ -178,6 +186,9 @@ class SQLStore:
             .where(
                 t.customers.c.customer_id == bindparam("b_customer_id"),
                 t.customers.c.version == bindparam("b_version"),
+                # time never runs backwards: a change older than the stored one is refused here, in
+                # the write transaction, whatever the writer read before
+                t.customers.c.updated_at <= bindparam("b_at"),
             )
             .values(version=t.customers.c.version + 1, updated_at=bindparam("b_at")),
             "unhold": delete(t.memberships).where(
@@ -202,10 +213,11 @@ class SQLStore:
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         t = self.tables
         versions: dict[str, int] = {}
+        changed: dict[str, datetime.datetime] = {}
         computed: dict[str, Any] = {}
         manual: dict[str, Any] = {}
         excluded: dict[str, set[str]] = {}
-        ids = list(customer_ids)
+        ids = [check_customer_id(customer_id) for customer_id in customer_ids]
         customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
         aggregate = self._aggregate
         # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
@@ -217,9 +229,12 @@ class SQLStore:
                     batch = ids[start : start + _LOAD_BATCH]
                     among, parameters = self._among(batch)
                     cursor.execute(
-                        f"SELECT customer_id, version FROM {customers} WHERE customer_id {among}", parameters
+                        f"SELECT customer_id, version, updated_at FROM {customers} WHERE customer_id {among}",
+                        parameters,
                     )
-                    versions.update(cursor.fetchall())
+                    for customer_id, version, updated_at in cursor.fetchall():
+                        versions[customer_id] = version
+                        changed[customer_id] = _stored_time(updated_at)
                     if aggregate is not None:
                         # one row per customer, its tags in one text ("!" marks manual ones)
                         cursor.execute(
@@ -265,13 +280,14 @@ class SQLStore:
                 frozenset(computed.get(customer_id, _EMPTY)),
                 frozenset(manual.get(customer_id, _EMPTY)),
                 frozenset(excluded.get(customer_id, _EMPTY)),
+                changed.get(customer_id),
             )
         return states
 
     def commit(self, changes: Sequence[CustomerChange]) -> None:
         if not changes:
             return
-        ordered = sorted(changes, key=lambda change: change.customer_id)
+        ordered = sorted(changes, key=lambda change: check_customer_id(change.customer_id))
         t, s = self.tables, self._statements
         new = [
             {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
@@ -334,7 +350,7 @@ class SQLStore:
                     if result.rowcount != len(old):
                         raise ConcurrentUpdate(
                             f"{describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
-                            "changed since they were read"
+                            "changed since they were read (or hold a later change)"
                         )
                 if new:
                     self._insert(connection, t.customers, new)
@@ -396,6 +412,7 @@ class SQLStore:
             return list(connection.execute(statement))
 
     def memberships(self, customer_id: str) -> list[Membership]:
+        check_customer_id(customer_id)
         m = self.tables.memberships
         rows = self._rows(
             select(m.c.customer_id, m.c.tag, m.c.source, m.c.since, m.c.rule_version)
@@ -406,6 +423,7 @@ class SQLStore:
         return [Membership(*row) for row in rows]
 
     def overrides(self, customer_id: str) -> list[Override]:
+        check_customer_id(customer_id)
         o = self.tables.overrides
         rows = self._rows(
             select(o.c.customer_id, o.c.tag, o.c.kind, o.c.by, o.c.reason, o.c.at)
@@ -416,6 +434,7 @@ class SQLStore:
         return [Override(*row) for row in rows]
 
     def _covering(self, as_of: datetime.datetime) -> Any:
+        as_of = as_utc(as_of)
         h = self.tables.history
         return (h.c.since <= as_of) & or_(h.c.until.is_(None), h.c.until > as_of)
 
@@ -434,11 +453,13 @@ class SQLStore:
         return [row[0] for row in self._rows(statement, "read members")]
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        check_customer_id(customer_id)
         h = self.tables.history
         statement = select(h.c.tag).where(h.c.customer_id == customer_id, self._covering(as_of))
         return frozenset(row[0] for row in self._rows(statement, "read history"))
 
     def history(self, customer_id: str) -> list[HistoryEntry]:
+        check_customer_id(customer_id)
         h = self.tables.history
         statement = (
             select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
@@ -491,6 +512,7 @@ class SQLStore:
                 connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
 
     def forget(self, customer_id: str) -> None:
+        check_customer_id(customer_id)
         t = self.tables
         with translated(self.url, "forget a customer"), self._engine.begin() as connection:
             for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
