@@ -23,6 +23,7 @@ from tagrules.cli._common import (
 )
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
+from tagrules.plugins import PluginError
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
 from tagrules.tagger import ApplyReport, Listener, Tagger
@@ -58,6 +59,14 @@ def register(commands: Any) -> None:
         "--changes",
         metavar="FILE",
         help='write one JSON line per change: {"id", "tag", "change"} (\'-\': stdout)',
+    )
+    run.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also hand the changes to this installed plugin's listener (repeatable; the catalog's "
+        "'listeners:' always run)",
     )
     run.set_defaults(run=run_run)
 
@@ -210,13 +219,14 @@ def run_run(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    chosen = _plugin_listeners(catalog, arguments.listener)
     store = _open_store(arguments.store, arguments.prefix, create=True)
     failures: list[str] = []
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
         with _changes_writer(arguments.changes) as listener:
-            # the listeners of installed plugins hear every change, after the --changes file
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+            # the plugin listeners the catalog or --listener names hear every change, after --changes
+            listeners = [*([listener] if listener else []), *chosen]
             tagger = Tagger(catalog, store, listeners=listeners)
             report = tagger.apply_many(
                 _snapshots(arguments.snapshots, failures), now=resolve_now(arguments.now), progress=progress
@@ -243,11 +253,12 @@ def _run_table(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    chosen = _plugin_listeners(catalog, arguments.listener)
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, "-")
     try:
         with _changes_writer(arguments.changes) as listener:
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+            listeners = [*([listener] if listener else []), *chosen]
             report = retag_from_table(
                 catalog,
                 arguments.db,
@@ -279,6 +290,14 @@ def _where(report: RetagReport) -> str:
     else:
         lines.append("customers with overrides evaluated in Python")
     return "\n".join(lines)
+
+
+def _plugin_listeners(catalog: Catalog, names: list[str]) -> list[Listener]:
+    """The plugin listeners of a run: those the catalog names, then those of ``--listener``."""
+    try:
+        return plugins().listeners_for(catalog, names)
+    except PluginError as error:
+        raise CommandError(f"run: {error}") from None
 
 
 @contextmanager
