@@ -122,6 +122,22 @@ class TestQueries:
         assert store.tags_as_of("a", T1) == {"spend_mid"}
         assert store.tags_as_of("nobody", T1) == frozenset()
 
+    def test_tags_are_the_current_keys(self, store: TagStore) -> None:
+        """store.tags gives the keys the customer holds now, computed and manual."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.include("a", "key_account", by="ana", reason="signed", now=T1)
+        assert store.tags("a") == {"spend_high", "frequent", "vip", "per_order_high", "key_account"}
+        tagger.apply("a", MID, now=T2)
+        assert store.tags("a") == {"spend_mid", "key_account", "key_account_vip"}
+        assert store.tags("nobody") == frozenset()
+
+    def test_a_store_is_a_context_manager(self, store: TagStore) -> None:
+        """with store: gives the store itself and closes it at the end."""
+        with store as same:
+            assert same is store
+            Tagger(catalog(), same).apply("a", MID, now=T0)
+
     def test_unknown_customer(self, store: TagStore) -> None:
         """A customer the store never saw has nothing."""
         assert store.memberships("x") == []

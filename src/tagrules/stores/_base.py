@@ -253,6 +253,10 @@ class TagStore(Protocol):
         """The customer's current memberships, sorted by tag."""
         ...
 
+    def tags(self, customer_id: str) -> frozenset[str]:
+        """The keys of the tags the customer holds now (computed and manual)."""
+        ...
+
     def overrides(self, customer_id: str) -> list[Override]:
         """The customer's overrides, sorted by tag."""
         ...
@@ -290,5 +294,13 @@ class TagStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections; the store is not used afterwards."""
+        """Release what the store opened; the store is not used afterwards."""
+        ...
+
+    def __enter__(self) -> TagStore:
+        """The store itself: ``with store:`` closes it at the end of the block."""
+        ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the store."""
         ...

@@ -137,6 +137,11 @@ class MemoryStore:
                 return []
             return sorted(customer.memberships.values(), key=lambda m: m.tag)
 
+    def tags(self, customer_id: str) -> frozenset[str]:
+        with self._lock:
+            customer = self._customers.get(check_customer_id(customer_id))
+            return frozenset() if customer is None else frozenset(customer.memberships)
+
     def overrides(self, customer_id: str) -> list[Override]:
         with self._lock:
             customer = self._customers.get(check_customer_id(customer_id))
@@ -207,3 +212,9 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -10,7 +10,7 @@ from typing import Any, final
 import sqlalchemy
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
@@ -54,7 +54,10 @@ class SQLStore:
 
     Args:
         url: a SQLAlchemy URL: ``sqlite:///tagrules.db``, ``postgresql+psycopg://user@host/db``,
-            ``mysql+pymysql://user@host/db``.
+            ``mysql+pymysql://user@host/db``; or an application's own
+            :class:`sqlalchemy.engine.Engine`, which the store uses and never disposes of (its
+            connection settings are the application's; on MariaDB/MySQL the store's own
+            transactions run at ``READ COMMITTED``, as with a URL).
         prefix: the start of every table name, so the store can share an application's database.
         migrate: create or upgrade the tables when they are missing or old. By default only SQLite
             files are set up this way; server databases are set up with ``tagrules db upgrade URL``.
@@ -62,18 +65,30 @@ class SQLStore:
     Raises:
         StoreError: a bad URL, a missing driver, an unreachable database, or tables not set up.
 
+    The store is a context manager: ``with SQLStore(url) as store:`` closes what the store opened
+    (the engine it made from a URL; never an engine it was given).
+
     Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "tags.db"
-        >>> store = SQLStore(f"sqlite:///{path}")
-        >>> store.members("vip")
+        >>> with SQLStore(f"sqlite:///{path}") as store:
+        ...     store.members("vip")
         []
-        >>> store.close()
     """
 
-    def __init__(self, url: str | URL, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None) -> None:
+    def __init__(
+        self, url: str | URL | Engine, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None
+    ) -> None:
         self.prefix = check_prefix(prefix)
-        self._engine = create_engine(url)
+        self._owns_engine = not isinstance(url, Engine)
+        if isinstance(url, Engine):
+            given = url
+            if given.dialect.name in ("mysql", "mariadb"):
+                # a copy sharing the caller's pool: only the store's own connections change level
+                given = given.execution_options(isolation_level="READ COMMITTED")
+            self._engine = given
+        else:
+            self._engine = create_engine(url)
         self.url = self._engine.url
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
@@ -84,7 +99,8 @@ class SQLStore:
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
-            self._engine.dispose()
+            if self._owns_engine:
+                self._engine.dispose()
             raise
         self._statements = self._prepare()
         self._pg = self._prepare_postgres()
@@ -422,6 +438,12 @@ class SQLStore:
         )
         return [Membership(*row) for row in rows]
 
+    def tags(self, customer_id: str) -> frozenset[str]:
+        check_customer_id(customer_id)
+        m = self.tables.memberships
+        statement = select(m.c.tag).where(m.c.customer_id == customer_id)
+        return frozenset(row[0] for row in self._rows(statement, "read memberships"))
+
     def overrides(self, customer_id: str) -> list[Override]:
         check_customer_id(customer_id)
         o = self.tables.overrides
@@ -519,5 +541,13 @@ class SQLStore:
                 connection.execute(delete(table).where(table.c.customer_id == customer_id))
 
     def close(self) -> None:
-        """Close the store's connections."""
-        self._engine.dispose()
+        """Close the store's connections: dispose of the engine it made from a URL (an engine it was
+        given stays the caller's to dispose of)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
