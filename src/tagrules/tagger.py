@@ -14,10 +14,14 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
+
+import sqlalchemy
+from sqlalchemy.engine import Connection
 
 from tagrules.catalog import Catalog
 from tagrules.errors import ConcurrentUpdate, InvalidArgument, StaleSnapshot, StoreError
@@ -35,6 +39,7 @@ from tagrules.stores._base import (
     as_utc,
     check_customer_id,
 )
+from tagrules.stores.sql import SQLStore
 
 __all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
 
@@ -244,13 +249,24 @@ class Tagger:
         self._active = frozenset(tag.key for tag in catalog.active)
         self._keys = frozenset(tag.key for tag in catalog)
         self._rule_versions = {tag.key: tag.rule_version for tag in catalog.active}
+        # events written inside a caller's transaction, until after_commit hands them on
+        self._held: weakref.WeakKeyDictionary[Connection, list[ChangeEvent]] = weakref.WeakKeyDictionary()
 
     # -- rules ---------------------------------------------------------------------------------------
 
     def apply(
-        self, customer_id: str, snapshot: Mapping[str, Any] | Any, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        snapshot: Mapping[str, Any] | Any,
+        now: datetime.datetime | None = None,
+        *,
+        connection: Connection | None = None,
     ) -> TagDiff:
         """Evaluate one customer's snapshot and store the change atomically.
+
+        With ``connection`` (a :class:`~tagrules.SQLStore` only), the change is written inside that
+        connection's open transaction, which the caller commits or rolls back; listeners hear its
+        events only when the caller hands them on with :meth:`after_commit`.
 
         Returns:
             The change: ``added`` and ``removed`` computed tags, ``unchanged`` tags (manual ones
@@ -263,7 +279,10 @@ class Tagger:
             StoreError: the store failed (the change was not written).
         """
         check_customer_id(customer_id)
-        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally(), strict=True)
+        self._check_connection(connection)
+        diffs = self._apply_chunk(
+            [(customer_id, snapshot)], resolve_now(now), _Tally(), strict=True, connection=connection
+        )
         return diffs[0]
 
     def apply_many(
@@ -274,6 +293,7 @@ class Tagger:
         *,
         progress: Callable[[int], None] | None = None,
         evaluate: EvaluateItem | None = None,
+        connection: Connection | None = None,
     ) -> ApplyReport:
         """Evaluate and store a stream of ``(customer_id, snapshot)`` pairs, one transaction per chunk.
 
@@ -296,6 +316,10 @@ class Tagger:
             evaluate: how each item's payload is evaluated, for callers whose items carry results
                 computed elsewhere (e.g. in a database); called with ``(payload, now, manual,
                 excluded)``. Default: the tagger's evaluator on the snapshot.
+            connection: write every chunk inside this open transaction of the caller's (a
+                :class:`~tagrules.SQLStore` only): nothing is committed, the caller commits or rolls
+                back, and listeners hear the events once the caller calls :meth:`after_commit`
+                (``listener_errors`` is then 0).
 
         Returns:
             The report: customers processed and, per tag, members, added, removed and errors.
@@ -307,12 +331,13 @@ class Tagger:
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        self._check_connection(connection)
         moment = resolve_now(now)
         tally = _Tally()
-        self._retire(moment, chunk_size, tally)
+        self._retire(moment, chunk_size, tally, connection)
         processed = 0
         for chunk in _chunks(items, chunk_size):
-            self._apply_chunk(chunk, moment, tally, evaluate)
+            self._apply_chunk(chunk, moment, tally, evaluate, connection=connection)
             processed += len(chunk)
             if progress is not None:
                 progress(processed)
@@ -328,7 +353,13 @@ class Tagger:
         """
         return self._retire(resolve_now(now), chunk_size, None)
 
-    def _retire(self, now: datetime.datetime, chunk_size: int, tally: _Tally | None) -> int:
+    def _retire(
+        self,
+        now: datetime.datetime,
+        chunk_size: int,
+        tally: _Tally | None,
+        connection: Connection | None = None,
+    ) -> int:
         moment = _utc(now)
         stale = self.store.held_tags("computed") - self._active
         if not stale:
@@ -350,7 +381,7 @@ class Tagger:
                         changes.append(self._change(customer_id, state, moment, (), gone, ()))
                 return changes
 
-            changes = self._commit(batch, work, tally)
+            changes = self._commit(batch, work, tally, connection)
             changed += len(changes)
             if tally is not None:
                 for change in changes:
@@ -525,17 +556,26 @@ class Tagger:
         customer_ids: Sequence[str],
         work: Callable[[Mapping[str, CustomerState]], list[CustomerChange]],
         tally: _Tally | None,
+        connection: Connection | None = None,
     ) -> list[CustomerChange]:
         for attempt in range(MAX_ATTEMPTS):
-            changes = work(self.store.load(customer_ids))
             try:
-                self.store.commit(changes)
+                if connection is None:
+                    changes = work(self.store.load(customer_ids))
+                    self.store.commit(changes)
+                else:
+                    store = self.store
+                    assert isinstance(store, SQLStore)
+                    changes = work(store.load(customer_ids, connection=connection))
+                    store.commit(changes, connection=connection)
             except ConcurrentUpdate:
                 if tally is not None:
                     tally.retries += 1
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
-            if self.listeners:
+            if connection is not None:
+                self._hold(connection, [event for change in changes for event in change.events])
+            elif self.listeners:
                 failures = self.notify(event for change in changes for event in change.events)
                 if tally is not None:
                     tally.listener_errors += failures
@@ -544,6 +584,42 @@ class Tagger:
             f"{len(customer_ids)} customers kept changing under concurrent writers; "
             f"gave up after {MAX_ATTEMPTS} attempts"
         )
+
+    def after_commit(self, connection: Connection) -> int:
+        """Hand the events written through ``connection`` (``apply(..., connection=...)``) to the
+        listeners, once the caller has committed its transaction.
+
+        Events of a transaction that was rolled back are dropped when it rolls back, so they are
+        never heard.
+
+        Returns:
+            How many listener calls raised (each logged, as :meth:`notify` says).
+
+        Raises:
+            InvalidArgument: the connection's transaction is still open (commit it first).
+        """
+        if connection.in_transaction():
+            raise InvalidArgument("after_commit: the connection's transaction is still open; commit it first")
+        events = self._held.pop(connection, [])
+        return self.notify(events) if self.listeners else 0
+
+    def _hold(self, connection: Connection, events: list[ChangeEvent]) -> None:
+        held = self._held.get(connection)
+        if held is None:
+            held = self._held[connection] = []
+            if not sqlalchemy.event.contains(connection, "rollback", self._drop_held):
+                sqlalchemy.event.listen(connection, "rollback", self._drop_held)
+        held.extend(events)
+
+    def _drop_held(self, connection: Connection) -> None:
+        self._held.pop(connection, None)
+
+    def _check_connection(self, connection: Connection | None) -> None:
+        if connection is not None and not isinstance(self.store, SQLStore):
+            raise InvalidArgument(
+                f"connection= writes inside a database transaction: it needs a SQLStore, not "
+                f"{type(self.store).__name__}"
+            )
 
     def notify(self, events: Iterable[ChangeEvent]) -> int:
         """Give each committed event to every listener, in order.
@@ -582,6 +658,7 @@ class Tagger:
         evaluate_item: EvaluateItem | None = None,
         *,
         strict: bool = False,
+        connection: Connection | None = None,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
@@ -627,7 +704,7 @@ class Tagger:
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes
 
-        self._commit(ids, work, tally)
+        self._commit(ids, work, tally, connection)
         for customer_id, tag_diff in zip(ids, diffs, strict=True):
             tally.count(customer_id, tag_diff)
         return [tag_diff for tag_diff in diffs if tag_diff is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, final
 
 import sqlalchemy
@@ -226,7 +227,35 @@ class SQLStore:
 
     # -- reading and writing batches ---------------------------------------------------------------
 
-    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+    @contextmanager
+    def _reading(self, given: Connection | None) -> Iterator[Connection]:
+        if given is not None:
+            yield given
+            return
+        with self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _writing(self, given: Connection | None) -> Iterator[Connection]:
+        if given is not None:
+            # inside the caller's transaction, in a savepoint: a refused change undoes only itself
+            if given.dialect.name == "sqlite":
+                # pysqlite opens no transaction before a SAVEPOINT, whose RELEASE would then commit
+                raw = given.connection.dbapi_connection
+                if raw is not None and not getattr(raw, "in_transaction", True):
+                    given.exec_driver_sql("BEGIN")
+            with given.begin_nested():
+                yield given
+            return
+        with self._engine.begin() as connection:
+            yield connection
+
+    def load(
+        self, customer_ids: Collection[str], *, connection: Connection | None = None
+    ) -> dict[str, CustomerState]:
+        """The state of each customer in ``customer_ids`` the store knows; with ``connection``, read
+        inside that (the caller's) transaction."""
+        given = connection
         t = self.tables
         versions: dict[str, int] = {}
         changed: dict[str, datetime.datetime] = {}
@@ -238,7 +267,7 @@ class SQLStore:
         aggregate = self._aggregate
         # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
         # objects, one short statement per table.
-        with translated(self.url, "read customers"), self._engine.connect() as connection:
+        with translated(self.url, "read customers"), self._reading(given) as connection:
             cursor = connection.connection.cursor()
             try:
                 for start in range(0, len(ids), _LOAD_BATCH):
@@ -300,9 +329,16 @@ class SQLStore:
             )
         return states
 
-    def commit(self, changes: Sequence[CustomerChange]) -> None:
+    def commit(self, changes: Sequence[CustomerChange], *, connection: Connection | None = None) -> None:
+        """Write every change in one transaction; with ``connection``, inside that (the caller's)
+        transaction, in a savepoint, left for the caller to commit or roll back.
+
+        Raises:
+            ConcurrentUpdate: as :meth:`TagStore.commit` says; nothing of the batch was written.
+        """
         if not changes:
             return
+        given = connection
         ordered = sorted(changes, key=lambda change: check_customer_id(change.customer_id))
         t, s = self.tables, self._statements
         new = [
@@ -350,7 +386,7 @@ class SQLStore:
             for e in c.events
         ]
         try:
-            with translated(self.url, "write changes"), self._engine.begin() as connection:
+            with translated(self.url, "write changes"), self._writing(given) as connection:
                 if old:
                     if self._postgres:
                         result = connection.exec_driver_sql(
