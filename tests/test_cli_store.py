@@ -79,6 +79,19 @@ class TestRun:
             "3 customers: 4 added, 0 removed, 1 error",
         ]
 
+    def test_an_older_run_counts_stale_customers(
+        self, files: tuple[Path, Path, Path], tmp_path: Path
+    ) -> None:
+        """A run with a --now before the customers' last change writes none of them and says so."""
+        catalog, first, second = files
+        store = f"sqlite:///{tmp_path / 'tags.db'}"
+        tagrules("run", str(catalog), str(first), "--store", store, "--now", LATER)
+        result = tagrules("run", str(catalog), str(second), "--store", store, "--now", NOW)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == (
+            "3 customers: 0 added, 0 removed, 0 errors, 2 stale (not written)"
+        )
+
     def test_changes_file_and_repeated_run(self, files: tuple[Path, Path, Path], tmp_path: Path) -> None:
         """--changes writes one JSON line per change; the same data again writes no change."""
         catalog, first, second = files

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from tagrules import Catalog, Evaluator, SnapshotError
+from tagrules import Catalog, Evaluator, InvalidArgument, SnapshotError
 
 UTC = datetime.timezone.utc
 
@@ -142,10 +143,57 @@ class TestTime:
         result = evaluator.evaluate(snapshot())
         assert before <= result.now <= datetime.datetime.now(UTC)
 
+    @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "interpreted"])
+    def test_a_day_is_24_real_hours_across_a_dst_change(self, compiled: bool) -> None:
+        """A now in a zone with daylight saving is converted to UTC before rules see it, so
+        '$now - t'PT24H'' is 24 real hours even on the day clocks go forward."""
+        catalog = Catalog(
+            tags=[{"key": "seen_today", "rule": "seen >= $now - t'PT24H'"}], schema={"seen": "datetime"}
+        )
+        evaluator = Evaluator(catalog, compiled=compiled)
+        berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+        now = datetime.datetime(2026, 3, 29, 12, tzinfo=berlin)  # 10:00 UTC, clocks went forward at 2:00
+        inside = datetime.datetime(2026, 3, 28, 10, 30, tzinfo=UTC)  # 23.5 real hours before
+        outside = datetime.datetime(2026, 3, 28, 9, 30, tzinfo=UTC)  # 24.5 real hours before
+        result = evaluator.evaluate({"seen": inside}, now=now)
+        assert result.now == datetime.datetime(2026, 3, 29, 10, tzinfo=UTC)
+        assert result.now.tzinfo is UTC
+        assert "seen_today" in result.tags
+        assert "seen_today" not in evaluator.evaluate({"seen": outside}, now=now).tags
+
+    def test_a_now_beyond_utc_range_is_refused(self, evaluator: Evaluator) -> None:
+        """A now that has no UTC equivalent (year 1 at +01:00) is a clear error, not an OverflowError."""
+        now = datetime.datetime(1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+        with pytest.raises(InvalidArgument, match="outside the range"):
+            evaluator.evaluate(snapshot(), now=now)
+
     def test_now_must_be_a_datetime(self, evaluator: Evaluator) -> None:
         """A now that is not a datetime is a TypeError."""
         with pytest.raises(TypeError, match="now must be a datetime"):
             evaluator.evaluate(snapshot(), now="2026-06-01")  # type: ignore[arg-type]
+
+
+class TestArguments:
+    @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "interpreted"])
+    def test_unknown_manual_or_suppressed_tags_are_refused(self, compiled: bool) -> None:
+        """tags= and suppressed= naming a tag the catalog does not define are refused with the nearest
+        key; known ones are accepted, from any iterable."""
+        evaluator = Evaluator(Catalog(tags=TAGS, schema=SCHEMA), compiled=compiled)
+        now = datetime.datetime(2026, 6, 1, tzinfo=UTC)
+        with pytest.raises(
+            InvalidArgument, match="tags: the catalog defines no tag 'spend_hihg'; did you mean 'spend_high'"
+        ):
+            evaluator.evaluate(snapshot(), now, tags=["spend_hihg"])
+        with pytest.raises(
+            InvalidArgument, match="suppressed: the catalog defines no tag 'vpi'; did you mean 'vip'"
+        ):
+            evaluator.evaluate(snapshot(), now, suppressed={"vpi"})
+        with pytest.raises(InvalidArgument, match="the catalog defines no tag 'nope'"):
+            evaluator.explain(snapshot(), "vip", now, tags=("nope",))
+        result = evaluator.evaluate(
+            snapshot(), now, tags=(key for key in ["spend_high"]), suppressed=["freq_high"]
+        )
+        assert "spend_high" in result.tags
 
 
 class TestErrorPolicy:

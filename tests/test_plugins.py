@@ -303,6 +303,75 @@ def _write_catalog(directory: Path, rule: str) -> Path:
     return path
 
 
+def _heard(event: Any) -> None:
+    HEARD.append(event)
+
+
+def _noted(event: Any) -> None:
+    HEARD.append(("noted", event))
+
+
+HEARD: list[Any] = []
+LISTENING = Plugin(name="listening", listeners=[_heard, _noted])
+
+
+class TestListenerSelection:
+    def test_listeners_run_only_for_catalogs_that_name_them(self) -> None:
+        """A catalog without 'listeners:' gets no plugin listener; one naming a listener gets it, and
+        extra names (--listener) are added once each."""
+        registry = PluginRegistry([LISTENING])
+        plain = _catalog({"big": "spend > 1"}, {"spend": "float"})
+        asking = Catalog.from_data(
+            {
+                "schema": {"spend": "float"},
+                "listeners": ["_heard"],
+                "tags": [{"key": "big", "rule": "spend > 1"}],
+            }
+        )
+        assert registry.listener_names == ["_heard", "_noted"]
+        assert registry.listeners_for(plain) == []
+        assert registry.listeners_for(asking) == [_heard]
+        assert registry.listeners_for(plain, ["_noted", "_noted"]) == [_noted]
+        assert registry.listeners_for(asking, ["_heard", "_noted"]) == [_heard, _noted]
+        assert asking.to_data()["listeners"] == ["_heard"]
+
+    def test_an_unknown_listener_is_refused_at_load_with_the_nearest(self, tmp_path: Path) -> None:
+        """A catalog file naming a listener no installed plugin has fails to load, naming it."""
+        path = tmp_path / "catalog.yaml"
+        path.write_text(
+            "schema: {spend: float}\nlisteners: [_heardd]\ntags:\n  - {key: big, rule: 'spend > 1'}\n",
+            encoding="utf-8",
+        )
+        with pytest.raises(
+            DefinitionError, match=r"unknown listener '_heardd'; did you mean '_heard'\?"
+        ) as raised:
+            PluginRegistry([LISTENING]).load_catalog(path)
+        assert raised.value.problems[0].file == str(path)
+        # loaded without the registry, the names are checked when the registry resolves them
+        with pytest.raises(PluginError, match="unknown listener '_heardd'; did you mean '_heard'"):
+            PluginRegistry([LISTENING]).listeners_for(Catalog.load(path))
+        with pytest.raises(PluginError, match="unknown listener 'nope'"):
+            PluginRegistry([LISTENING]).listeners_for(
+                _catalog({"big": "spend > 1"}, {"spend": "float"}), ["nope"]
+            )
+
+    def test_listener_lists_must_be_names(self) -> None:
+        """'listeners:' is a list of distinct names."""
+        with pytest.raises(DefinitionError, match="must be a list of listener names"):
+            Catalog.from_data({"schema": {"a": "int"}, "listeners": "x", "tags": []})
+        with pytest.raises(DefinitionError, match="named twice"):
+            Catalog.from_data({"schema": {"a": "int"}, "listeners": ["x", "x"], "tags": []})
+
+    def test_a_listener_needs_a_name(self) -> None:
+        """A lambda cannot be named by a catalog, so a plugin declaring one is refused; two plugins
+        with a listener of one name clash."""
+        with pytest.raises(PluginError, match="needs a name"):
+            Plugin(name="x", listeners=[lambda event: None])
+        registry = PluginRegistry([LISTENING, Plugin(name="again", listeners=[_heard])])
+        assert [plugin.name for plugin in registry.plugins] == ["listening"]
+        assert "listener '_heard' is already provided" in registry.failures[0].message
+
+
 class TestExamplePlugin:
     """The example package under examples/ is installed with the test extras and works end to end."""
 
@@ -406,3 +475,33 @@ class TestExamplePlugin:
         again = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
         assert again.returncode == 0, again.stderr
         assert len(audit.read_text(encoding="utf-8").splitlines()) == 2
+
+    def test_its_listener_runs_only_where_asked(self, tmp_path: Path) -> None:
+        """A catalog that does not name the example's listener runs without it; --listener adds it;
+        an unknown --listener stops the run before any store is made."""
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(
+            "schema: {points: int}\ntags:\n  - {key: many_points, rule: 'points > 100'}\n", encoding="utf-8"
+        )
+        members = tmp_path / "members.jsonl"
+        members.write_text('{"id": "m1", "points": 2500}\n', encoding="utf-8")
+        audit = tmp_path / "audit.jsonl"
+        environment = {**os.environ, "TAGRULES_LOYALTY_AUDIT": str(audit)}
+
+        def run(store: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "tagrules.cli", "run", str(catalog), str(members)]
+            command += ["--store", f"sqlite:///{tmp_path / store}", "--now", "2026-06-01T00:00:00Z", *extra]
+            return subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+
+        plain = run("plain.db")
+        assert plain.returncode == 0, plain.stderr
+        assert not audit.exists()
+        chosen = run("chosen.db", "--listener", "log_change")
+        assert chosen.returncode == 0, chosen.stderr
+        assert [json.loads(line)["tag"] for line in audit.read_text(encoding="utf-8").splitlines()] == [
+            "many_points"
+        ]
+        unknown = run("unknown.db", "--listener", "log_chnage")
+        assert unknown.returncode == 1
+        assert "unknown listener 'log_chnage'; did you mean 'log_change'?" in unknown.stderr
+        assert not (tmp_path / "unknown.db").exists()

@@ -21,6 +21,7 @@ class TestPublicApi:
             "Explanation",
             "FieldType",
             "HistoryEntry",
+            "InvalidArgument",
             "Membership",
             "MemoryStore",
             "NotPushable",
@@ -31,6 +32,7 @@ class TestPublicApi:
             "Schema",
             "SnapshotError",
             "SourceError",
+            "StaleSnapshot",
             "StoreError",
             "TagCounts",
             "TagDefinition",
@@ -61,3 +63,5 @@ class TestPublicApi:
         assert issubclass(tagrules.ConcurrentUpdate, tagrules.StoreError)
         assert issubclass(tagrules.NotPushable, tagrules.TagrulesError)
         assert issubclass(tagrules.SourceError, tagrules.TagrulesError)
+        assert issubclass(tagrules.StaleSnapshot, tagrules.TagrulesError)
+        assert issubclass(tagrules.InvalidArgument, tagrules.TagrulesError)

@@ -356,6 +356,28 @@ class TestSetWise:
         with pytest.raises(ConcurrentUpdate):
             store.commit([stale])
 
+    @pytest.mark.parametrize("set_wise", [True, False], ids=["set-wise", "row-by-row"])
+    def test_an_older_run_leaves_later_customers_alone(
+        self, pg_engine: Engine, pg_stores: tuple[SQLStore, SQLStore], set_wise: bool
+    ) -> None:
+        """A retag at a time before the customers' last change writes none of them and counts them
+        stale: no history period ends before it starts."""
+        _, store = pg_stores
+        rows, table = tagged_table(pg_engine, store, 3, 10)
+        ids = [row["id"] for row in rows]
+        before = store.load(ids)
+        assert before
+        replace_rows(pg_engine, table, [{**row, "spend": 5000.0, "orders": 9} for row in rows])
+        earlier = NOW - datetime.timedelta(days=1)
+        report = retag_from_table(
+            pushable(), pg_engine.url, table.name, store, now=earlier, set_wise=set_wise
+        )
+        assert report.set_wise == set_wise
+        assert report.stale == len(before)
+        assert {c: state for c, state in store.load(ids).items() if c in before} == before
+        for customer in ids:
+            assert all(e.until is None or e.since <= e.until for e in store.history(customer))
+
     def test_refused_where_it_cannot_run(self, sqlite_url: URL) -> None:
         """Asking for set-wise retagging where it cannot run is a SourceError saying why."""
         store = SQLStore(sqlite_url, migrate=True)

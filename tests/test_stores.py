@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import datetime
+import secrets
+from collections.abc import Callable, Collection
+from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from store_helpers import catalog, store
-from tagrules import ChangeEvent, ConcurrentUpdate, HistoryEntry, Membership, Tagger, TagStore
-from tagrules.stores import CustomerChange
+from tagrules import (
+    ChangeEvent,
+    ConcurrentUpdate,
+    HistoryEntry,
+    InvalidArgument,
+    Membership,
+    StaleSnapshot,
+    Tagger,
+    TagStore,
+)
+from tagrules.stores import CustomerChange, CustomerState
 
 __all__ = ["store"]
 
@@ -108,12 +122,217 @@ class TestQueries:
         assert store.tags_as_of("a", T1) == {"spend_mid"}
         assert store.tags_as_of("nobody", T1) == frozenset()
 
+    def test_tags_are_the_current_keys(self, store: TagStore) -> None:
+        """store.tags gives the keys the customer holds now, computed and manual."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.include("a", "key_account", by="ana", reason="signed", now=T1)
+        assert store.tags("a") == {"spend_high", "frequent", "vip", "per_order_high", "key_account"}
+        tagger.apply("a", MID, now=T2)
+        assert store.tags("a") == {"spend_mid", "key_account", "key_account_vip"}
+        assert store.tags("nobody") == frozenset()
+
+    def test_a_store_is_a_context_manager(self, store: TagStore) -> None:
+        """with store: gives the store itself and closes it at the end."""
+        with store as same:
+            assert same is store
+            Tagger(catalog(), same).apply("a", MID, now=T0)
+
     def test_unknown_customer(self, store: TagStore) -> None:
         """A customer the store never saw has nothing."""
         assert store.memberships("x") == []
         assert store.history("x") == []
         assert store.overrides("x") == []
         assert store.load(["x"]) == {}
+
+
+def open_periods_are_ordered(store: TagStore, customer_ids: Collection[str]) -> None:
+    for customer_id in customer_ids:
+        for entry in store.history(customer_id):
+            assert entry.until is None or entry.since <= entry.until, entry
+
+
+class Interleaved:
+    """A real store on which another writer commits right after the tagger's first read, as a
+    concurrent run would."""
+
+    def __init__(self, inner: TagStore, meanwhile: Callable[[], object]) -> None:
+        self.inner = inner
+        self.meanwhile: Callable[[], object] | None = meanwhile
+
+    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        states = self.inner.load(customer_ids)
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return states
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestTimeNeverRunsBackwards:
+    def test_an_older_evaluation_is_refused(self, store: TagStore) -> None:
+        """apply at June 3 then at June 1: StaleSnapshot, and nothing of the older one is written."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c", RICH, now=T2)
+        before = (store.memberships("c"), store.history("c"), store.pending_events())
+        with pytest.raises(StaleSnapshot, match="older than its last stored change") as raised:
+            tagger.apply("c", MID, now=T0)
+        assert (raised.value.customer_id, raised.value.at, raised.value.last) == ("c", T0, T2)
+        assert (store.memberships("c"), store.history("c"), store.pending_events()) == before
+
+    def test_the_same_instant_is_written(self, store: TagStore) -> None:
+        """An evaluation at exactly the time of the last change is applied (a re-run after a failure)."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c", RICH, now=T1)
+        assert tagger.apply("c", MID, now=T1).added == {"spend_mid"}
+        assert [m.tag for m in store.memberships("c")] == ["spend_mid"]
+        open_periods_are_ordered(store, ["c"])
+
+    def test_a_later_evaluation_after_an_unchanged_one_is_written(self, store: TagStore) -> None:
+        """Only stored changes count: an older evaluation that changed nothing does not block."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c", RICH, now=T0)
+        tagger.apply("c", MID, now=T2)
+        with pytest.raises(StaleSnapshot):
+            tagger.apply("c", MID, now=T1)
+
+    def test_apply_many_skips_and_counts_stale_customers(self, store: TagStore) -> None:
+        """A run older than some customers' last change writes the others and counts the stale ones."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("late", RICH, now=T2)
+        report = tagger.apply_many([("late", MID), ("fresh", MID)], now=T0)
+        assert report.stale == 1
+        assert report.customers == 2
+        assert report.tags["spend_mid"].members == 1
+        assert [m.tag for m in store.memberships("late")] != ["spend_mid"]
+        assert [m.tag for m in store.memberships("fresh")] == ["spend_mid"]
+        open_periods_are_ordered(store, ["late", "fresh"])
+
+    def test_an_older_override_is_refused(self, store: TagStore) -> None:
+        """A person's decision dated before the customer's last change is refused too."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c", RICH, now=T2)
+        with pytest.raises(StaleSnapshot):
+            tagger.include("c", "vip", by="ana", reason="x", now=T0)
+        with pytest.raises(StaleSnapshot):
+            tagger.exclude("c", "vip", by="ana", reason="x", now=T1)
+        assert store.overrides("c") == []
+        open_periods_are_ordered(store, ["c"])
+
+    def test_the_store_refuses_an_older_change_inside_its_transaction(self, store: TagStore) -> None:
+        """commit itself refuses a change older than the stored one, even at the current version."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("c", RICH, now=T2)
+        state = store.load(["c"])["c"]
+        assert state.changed_at == T2
+        older = CustomerChange("c", state.version, T0, removed=(("vip", "rule"),))
+        with pytest.raises(ConcurrentUpdate):
+            store.commit([older])
+        assert "vip" in {m.tag for m in store.memberships("c")}
+        store.commit([CustomerChange("c", state.version, T2, removed=(("vip", "rule"),))])
+        assert "vip" not in {m.tag for m in store.memberships("c")}
+
+    def test_a_later_change_committed_meanwhile_wins(self, store: TagStore) -> None:
+        """A later evaluation committed by another writer between the tagger's read and its write:
+        the older one is refused (apply) or counted stale (apply_many), never written."""
+        other = Tagger(catalog(), store)
+        raced = Tagger(catalog(), cast(TagStore, Interleaved(store, lambda: other.apply("c", MID, now=T2))))
+        with pytest.raises(StaleSnapshot):
+            raced.apply("c", RICH, now=T1)
+        assert [m.tag for m in store.memberships("c")] == ["spend_mid"]
+        other.apply("d", MID, now=T0)
+        raced = Tagger(catalog(), cast(TagStore, Interleaved(store, lambda: other.apply("d", POOR, now=T2))))
+        report = raced.apply_many([("d", RICH)], now=T1)
+        assert (report.stale, report.retries) == (1, 1)
+        assert store.memberships("d") == []
+        open_periods_are_ordered(store, ["c", "d"])
+
+    @settings(
+        max_examples=15,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        steps=st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b"]),
+                st.sampled_from([RICH, MID, POOR]),
+                st.integers(min_value=0, max_value=4),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    def test_no_period_ever_ends_before_it_starts(
+        self, store: TagStore, steps: list[tuple[str, dict[str, Any], int]]
+    ) -> None:
+        """Random applies at random times: an evaluation is refused exactly when it is older than the
+        customer's last stored change, and no history period has until < since."""
+        run = secrets.token_hex(4)
+        tagger = Tagger(catalog(), store)
+        last_change: dict[str, datetime.datetime] = {}
+        for customer, snapshot, hours in steps:
+            customer_id = f"{run}-{customer}"
+            now = T0 + datetime.timedelta(hours=hours)
+            older = customer_id in last_change and now < last_change[customer_id]
+            try:
+                result = tagger.apply(customer_id, snapshot, now=now)
+            except StaleSnapshot:
+                assert older
+                continue
+            assert not older
+            if result.changed:
+                last_change[customer_id] = now
+        open_periods_are_ordered(store, [f"{run}-a", f"{run}-b"])
+
+
+class TestIdsAndTimes:
+    def test_ids_are_text_in_every_store(self, store: TagStore) -> None:
+        """An int id is refused alike by every store and by the tagger; '7' is the customer 7."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("7", MID, now=T0)
+        bad: Any = 7
+        for call in (
+            lambda: store.memberships(bad),
+            lambda: store.history(bad),
+            lambda: store.overrides(bad),
+            lambda: store.tags_as_of(bad, T0),
+            lambda: store.load([bad]),
+            lambda: store.forget(bad),
+            lambda: store.commit([CustomerChange(bad, 0, T0)]),
+            lambda: tagger.apply(bad, MID, now=T0),
+            lambda: tagger.apply_many([(bad, MID)], now=T0),
+        ):
+            with pytest.raises(InvalidArgument, match="must be text, not int 7"):
+                call()
+        assert [m.tag for m in store.memberships("7")] == ["spend_mid"]
+
+    def test_empty_ids_are_refused(self, store: TagStore) -> None:
+        """An empty customer id is refused by apply, apply_many, include, exclude and forget."""
+        tagger = Tagger(catalog(), store)
+        for call in (
+            lambda: tagger.apply("", MID, now=T0),
+            lambda: tagger.apply_many([("ok", MID), ("", MID)], now=T0, chunk_size=1),
+            lambda: tagger.include("", "vip", by="ana", reason="x", now=T0),
+            lambda: tagger.exclude("", "vip", by="ana", reason="x", now=T0),
+            lambda: tagger.clear_override("", "vip", now=T0),
+            lambda: store.forget(""),
+        ):
+            with pytest.raises(InvalidArgument, match="must not be empty"):
+                call()
+        assert [m.tag for m in store.memberships("ok")] == ["spend_mid"]  # the chunk before stays
+
+    def test_a_naive_as_of_is_utc(self, store: TagStore) -> None:
+        """members, tags_as_of and HistoryEntry.covers read a naive as_of as UTC, in every store."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", RICH, now=T0)
+        tagger.apply("a", MID, now=T1)
+        naive = (T0 + datetime.timedelta(hours=1)).replace(tzinfo=None)
+        assert store.members("vip", as_of=naive) == ["a"]
+        assert store.tags_as_of("a", naive) == store.tags_as_of("a", T0)
+        assert [e.tag for e in store.history("a") if e.covers(naive)] == sorted(store.tags_as_of("a", T0))
+        assert store.members("vip", as_of=T1.replace(tzinfo=None)) == []
 
 
 class TestOutbox:
@@ -263,7 +482,11 @@ class TestConcurrency:
         assert len(store.pending_events()) == 1
 
     def test_same_customer_twice_in_a_batch(self, store: TagStore) -> None:
-        """A customer appearing twice in apply_many: the later snapshot applies after the earlier."""
+        """A customer appearing twice in apply_many: the later snapshot applies after the earlier, and
+        the report counts the customer once, with the tags it holds at the end."""
         report = Tagger(catalog(), store).apply_many([("a", RICH), ("a", MID)], now=T0, chunk_size=10)
-        assert report.customers == 2
+        assert report.customers == 1
         assert [m.tag for m in store.memberships("a")] == ["spend_mid"]
+        assert report.tags["spend_mid"].members == 1
+        assert report.tags["vip"].members == 0
+        assert (report.tags["vip"].added, report.tags["vip"].removed) == (1, 1)

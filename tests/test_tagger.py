@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Collection, Sequence
 
 import pytest
 
 from store_helpers import catalog
-from tagrules import ConcurrentUpdate, MemoryStore, StoreError, TagCounts, Tagger
+from tagrules import (
+    ChangeEvent,
+    ConcurrentUpdate,
+    InvalidArgument,
+    MemoryStore,
+    StoreError,
+    TagCounts,
+    Tagger,
+)
 from tagrules.stores import CustomerChange, CustomerState
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
@@ -87,14 +96,60 @@ class TestRetries:
 
 
 class TestListeners:
-    def test_listener_failure_leaves_the_change_committed(self) -> None:
-        """A listener that raises does not undo the committed change; the outbox still has the events."""
+    def test_a_raising_listener_cannot_break_a_run(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A listener that raises is logged and counted; the other listeners still hear every event,
+        the run goes on to its last chunk, and the outbox keeps every event."""
+        store = MemoryStore()
+        heard: list[tuple[str, str]] = []
+
+        def broken(event: ChangeEvent) -> None:
+            raise RuntimeError("mail server down")
+
+        tagger = Tagger(catalog(), store, listeners=[broken, lambda e: heard.append((e.customer_id, e.tag))])
+        with caplog.at_level(logging.ERROR, logger="tagrules.listeners"):
+            report = tagger.apply_many([("a", MID), ("b", MID), ("c", RICH)], now=T0, chunk_size=1)
+        assert report.customers == 3
+        assert report.listener_errors == 6
+        assert sorted(heard) == sorted((e.customer_id, e.tag) for e in store.pending_events())
+        assert len(heard) == 6
+        assert [m.tag for m in store.memberships("c")] == ["frequent", "per_order_high", "spend_high", "vip"]
+        failures = [r for r in caplog.records if r.name == "tagrules.listeners"]
+        assert len(failures) == 6
+        assert "mail server down" in caplog.text
+        assert "broken" in failures[0].getMessage()
+
+    def test_a_raising_listener_leaves_apply_committed(self) -> None:
+        """apply returns normally after a listener raised; the change and its event are stored."""
         store = MemoryStore()
 
         def broken(event: object) -> None:
             raise RuntimeError("mail server down")
 
-        with pytest.raises(RuntimeError):
-            Tagger(catalog(), store, listeners=[broken]).apply("a", MID, now=T0)
+        assert Tagger(catalog(), store, listeners=[broken]).apply("a", MID, now=T0).added == {"spend_mid"}
         assert [m.tag for m in store.memberships("a")] == ["spend_mid"]
         assert len(store.pending_events()) == 1
+
+
+class TestInputs:
+    def test_include_of_an_unknown_tag_is_refused_with_a_suggestion(self) -> None:
+        """include/exclude of a tag the catalog does not define is refused, naming the nearest key."""
+        store = MemoryStore()
+        tagger = Tagger(catalog(), store)
+        with pytest.raises(InvalidArgument, match="defines no tag 'vpi'; did you mean 'vip'"):
+            tagger.include("a", "vpi", by="ana", reason="typo", now=T0)
+        with pytest.raises(InvalidArgument, match="allow_unknown=True"):
+            tagger.exclude("a", "frequnt", by="ana", reason="typo", now=T0)
+        assert store.overrides("a") == []
+
+    def test_allow_unknown_keeps_a_tag_managed_elsewhere(self) -> None:
+        """With allow_unknown=True a tag outside the catalog is held, and later evaluations keep it."""
+        store = MemoryStore()
+        tagger = Tagger(catalog(), store)
+        tagger.include("a", "crm_segment", by="crm", reason="synced", now=T0, allow_unknown=True)
+        tagger.exclude("a", "crm_blocked", by="crm", reason="synced", now=T0, allow_unknown=True)
+        result = tagger.apply("a", MID, now=T0)
+        assert result.added == {"spend_mid"}
+        assert {m.tag: m.source for m in store.memberships("a")} == {
+            "crm_segment": "manual",
+            "spend_mid": "computed",
+        }

@@ -15,10 +15,12 @@ from tagrules.definitions import TagDefinition, TagStatus
 from tagrules.errors import (
     ConcurrentUpdate,
     DefinitionError,
+    InvalidArgument,
     NotPushable,
     Problem,
     SnapshotError,
     SourceError,
+    StaleSnapshot,
     StoreError,
     TagrulesError,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "Explanation",
     "FieldType",
     "HistoryEntry",
+    "InvalidArgument",
     "Membership",
     "MemoryStore",
     "NotPushable",
@@ -63,6 +66,7 @@ __all__ = [
     "Schema",
     "SnapshotError",
     "SourceError",
+    "StaleSnapshot",
     "StoreError",
     "TagCounts",
     "TagDefinition",

@@ -93,12 +93,15 @@ class _Tallies:
     added: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    stale: int = 0
+    listener_errors: int = 0
 
     def add(self, other: _Tallies) -> None:
         self.members.update(other.members)
         self.added.update(other.added)
         self.removed.update(other.removed)
         self.errors.update(other.errors)
+        self.stale += other.stale
 
 
 class _Temporary:
@@ -373,6 +376,23 @@ class _SetWise:
                 .order_by(t.customers.c.customer_id)
                 .with_for_update()
             ).all()
+        # time never runs backwards: customers whose stored change is later than this run are left
+        # as they are (checked under the lock, so no writer slips in between)
+        c = t.customers
+        self.pending.stale = len(
+            connection.execute(
+                sa.delete(states)
+                .where(
+                    states.c.customer_id.in_(
+                        sa.select(c.c.customer_id).where(
+                            c.c.customer_id == states.c.customer_id,
+                            c.c.updated_at > sa.literal(self.at, c.c.updated_at.type),
+                        )
+                    )
+                )
+                .returning(states.c.customer_id)
+            ).all()
+        )
         # the tags each customer holds or may hold: state 1 (assigned) or unknown, one row per tag
         wanted = temporary.wanted
         connection.exec_driver_sql(
@@ -595,9 +615,7 @@ class _SetWise:
             self.tallies.add(self.pending)
             self._keep_statistics()
             self.with_overrides.extend(self.pending_overridden)
-            for event in events:
-                for listener in self.tagger.listeners:
-                    listener(event)
+            self.tallies.listener_errors += self.tagger.notify(events)
             if progress is not None:
                 progress(self.customers)
             yield
@@ -705,4 +723,10 @@ def setwise_retag(
         )
         for key in every
     }
-    return ApplyReport(work.customers + python.customers, tags, work.retries + python.retries)
+    return ApplyReport(
+        work.customers + python.customers,
+        tags,
+        work.retries + python.retries,
+        work.tallies.stale + python.stale,
+        work.tallies.listener_errors + python.listener_errors,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
@@ -21,7 +21,7 @@ from tagrules.schema import Schema, suggest
 
 __all__ = ["Catalog", "EvaluationUnit"]
 
-_TOP_LEVEL_KEYS = ("name", "description", "schema", "tags")
+_TOP_LEVEL_KEYS = ("name", "description", "schema", "listeners", "tags")
 
 
 @final
@@ -57,6 +57,12 @@ class Catalog:
         derived: fields computed from the snapshot before rules run
             (:class:`~tagrules.extensions.DerivedField`); each joins the schema when the schema has
             every field it reads and no field of its name.
+        listeners: the names of the plugin listeners that hear this catalog's changes (``listeners:``
+            in a catalog file); plugin listeners run only for catalogs that name them.
+        known_listeners: the listener names that exist (those of the installed plugins, as
+            :meth:`~tagrules.plugins.PluginRegistry.load_catalog` passes them); when given, a name in
+            ``listeners`` that is not among them is a problem. Without it, names are checked when the
+            registry resolves them (:meth:`~tagrules.plugins.PluginRegistry.listeners_for`).
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -82,6 +88,7 @@ class Catalog:
         "_snapshot_schema",
         "_tags",
         "description",
+        "listeners",
         "name",
         "schema",
         "source",
@@ -97,11 +104,14 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        listeners: Iterable[str] = (),
+        known_listeners: Collection[str] | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.source = source
         problems: list[Problem] = []
+        self.listeners = self._listener_names(listeners, known_listeners, problems)
         self._functions = types.MappingProxyType(check_functions(list(functions), source))
         snapshot_schema = self._schema(schema, problems)
         self._snapshot_schema = snapshot_schema
@@ -147,15 +157,22 @@ class Catalog:
         *,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        known_listeners: Collection[str] | None = None,
     ) -> Catalog:
         """Load a catalog file (YAML, or JSON for ``.json`` files).
 
-        ``functions`` and ``derived`` are passed to the constructor.
+        ``functions``, ``derived`` and ``known_listeners`` are passed to the constructor.
 
         Raises:
             DefinitionError: the file cannot be read or the catalog is not valid.
         """
-        return cls.from_data(load_document(path), source=str(path), functions=functions, derived=derived)
+        return cls.from_data(
+            load_document(path),
+            source=str(path),
+            functions=functions,
+            derived=derived,
+            known_listeners=known_listeners,
+        )
 
     @classmethod
     def loads(
@@ -166,6 +183,7 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        known_listeners: Collection[str] | None = None,
     ) -> Catalog:
         """Load a catalog from YAML or JSON text."""
         return cls.from_data(
@@ -173,6 +191,7 @@ class Catalog:
             source=source,
             functions=functions,
             derived=derived,
+            known_listeners=known_listeners,
         )
 
     @classmethod
@@ -183,6 +202,7 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        known_listeners: Collection[str] | None = None,
     ) -> Catalog:
         """Build a catalog from plain data shaped like a catalog file (``schema``, ``tags``, ...)."""
         problems: list[Problem] = []
@@ -211,6 +231,12 @@ class Catalog:
         if not isinstance(description, str):
             problems.append(Problem("'description' must be text", file=source, section="catalog"))
             description = ""
+        listeners = data.get("listeners", [])
+        if not isinstance(listeners, list):
+            problems.append(
+                Problem("'listeners' must be a list of listener names", file=source, section="catalog")
+            )
+            listeners = []
         try:
             catalog = cls(
                 tags,
@@ -220,6 +246,8 @@ class Catalog:
                 source=source,
                 functions=functions,
                 derived=derived,
+                listeners=listeners,
+                known_listeners=known_listeners,
             )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None
@@ -238,6 +266,8 @@ class Catalog:
         if isinstance(schema, dict):
             schema = {name: text for name, text in schema.items() if name not in self._derived}
         data["schema"] = schema
+        if self.listeners:
+            data["listeners"] = list(self.listeners)
         data["tags"] = [definition.to_data() for definition in self._tags]
         return data
 
@@ -348,6 +378,38 @@ class Catalog:
         for index, definition in enumerate(self._tags):
             place.setdefault(definition.key, index + 1)
         return sorted(problems, key=lambda problem: place.get(problem.tag, 0) if problem.tag else 0)
+
+    def _listener_names(
+        self, names: Iterable[str], known: Collection[str] | None, problems: list[Problem]
+    ) -> tuple[str, ...]:
+        """The listener names, each a non-empty text named once and, when ``known`` is given, known."""
+        found: list[str] = []
+        for name in names:
+            if not isinstance(name, str) or not name:
+                problems.append(
+                    Problem(
+                        f"listener {name!r}: a listener is named by text",
+                        file=self.source,
+                        section="listeners",
+                    )
+                )
+            elif name in found:
+                problems.append(
+                    Problem(f"listener {name!r} is named twice", file=self.source, section="listeners")
+                )
+            elif known is not None and name not in known:
+                available = ", ".join(sorted(known)) if known else "none"
+                problems.append(
+                    Problem(
+                        f"unknown listener {name!r}{suggest(name, known)} (the installed plugins' "
+                        f"listeners: {available})",
+                        file=self.source,
+                        section="listeners",
+                    )
+                )
+            else:
+                found.append(name)
+        return tuple(found)
 
     def _with_derived(self, schema: Schema, derived: Iterable[DerivedField]) -> Schema:
         """The schema plus each derived field whose inputs it has; problems for name clashes."""

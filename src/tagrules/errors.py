@@ -4,9 +4,11 @@ Every error is a :class:`TagrulesError`; catch that to catch them all::
 
     TagrulesError
     ├── DefinitionError      a catalog, tag or schema is not valid; ``problems`` lists every problem
+    ├── InvalidArgument      an empty or non-text customer id, a tag the catalog does not define
     ├── SnapshotError        a snapshot does not fit the schema; ``problems`` names each bad field
     ├── NotPushable          a rule has no exact SQL on a database; ``tag`` and ``construct`` say which
     ├── SourceError          a database table cannot be read as snapshots (no such table or column)
+    ├── StaleSnapshot        an evaluation is older than the customer's last stored change; not written
     └── StoreError           a tag store cannot be reached, is not set up, or refused a change
         └── ConcurrentUpdate a customer changed since it was read; the work is retried on fresh state
 
@@ -19,6 +21,7 @@ This module imports nothing from tagrules.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import final
@@ -26,10 +29,12 @@ from typing import final
 __all__ = [
     "ConcurrentUpdate",
     "DefinitionError",
+    "InvalidArgument",
     "NotPushable",
     "Problem",
     "SnapshotError",
     "SourceError",
+    "StaleSnapshot",
     "StoreError",
     "TagrulesError",
 ]
@@ -95,6 +100,15 @@ class DefinitionError(TagrulesError, ValueError):
         super().__init__(heading + ":\n" + "\n".join(str(problem) for problem in self.problems))
 
 
+class InvalidArgument(TagrulesError, ValueError, TypeError):
+    """An argument the API refuses: a customer id that is not text or is empty, a tag key the catalog
+    does not define (``Tagger.include``/``exclude``, ``Evaluator.evaluate(tags=..., suppressed=...)``).
+
+    It is both a :class:`ValueError` and a :class:`TypeError`; the message says what was given and,
+    for an unknown tag, the nearest known one.
+    """
+
+
 class SnapshotError(TagrulesError, ValueError):
     """A snapshot does not fit the catalog's schema.
 
@@ -123,6 +137,31 @@ class ConcurrentUpdate(StoreError):
     Raised by :meth:`TagStore.commit` when another writer got there first; nothing of the batch was
     written. :class:`~tagrules.Tagger` reads the customers again and retries.
     """
+
+
+class StaleSnapshot(TagrulesError):
+    """A change is older than the customer's last change in the store, so it is not written.
+
+    Time never runs backwards in a store: writing an evaluation made at ``at`` over a customer whose
+    last stored change is at ``last`` (later) would close history periods before they began.
+    :meth:`Tagger.apply` and the override methods raise it; :meth:`Tagger.apply_many` skips such
+    customers and counts them in ``ApplyReport.stale``. A change at exactly the same instant as the
+    last one is written (re-running an evaluation after a failure works).
+
+    Attributes:
+        customer_id: the customer.
+        at: the time of the change that was refused.
+        last: the time of the customer's last stored change.
+    """
+
+    def __init__(self, customer_id: str, at: datetime.datetime, last: datetime.datetime) -> None:
+        self.customer_id = customer_id
+        self.at = at
+        self.last = last
+        super().__init__(
+            f"customer {customer_id!r}: a change at {at.isoformat()} is older than its last stored change "
+            f"at {last.isoformat()}; nothing was written (evaluate at {last.isoformat()} or later)"
+        )
 
 
 class NotPushable(TagrulesError):

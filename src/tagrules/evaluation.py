@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 from tagrules._compiled import compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
-from tagrules.errors import SnapshotError
+from tagrules.errors import InvalidArgument, SnapshotError
 from tagrules.rules._explain import Explanation, describe_failure, explain_statement
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
-from tagrules.schema import FailedValue
+from tagrules.schema import FailedValue, suggest
 
 __all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "parse_now", "resolve_now"]
 
@@ -48,14 +48,28 @@ def parse_now(text: str) -> datetime.datetime:
 
 
 def resolve_now(now: datetime.datetime | None) -> datetime.datetime:
-    """The evaluation time: ``now`` itself, UTC when naive, the current UTC time when ``None``."""
-    if type(now) is datetime.datetime and now.tzinfo is not None:
+    """The evaluation time in UTC: ``now`` itself, UTC when naive, converted to UTC when it has another
+    offset (so ``$now - t'PT24H'`` is 24 real hours across a daylight-saving change), the current
+    UTC time when ``None``.
+
+    Raises:
+        TypeError: ``now`` is not a datetime.
+        InvalidArgument: ``now`` falls outside the datetimes Python can hold once converted to UTC.
+    """
+    if type(now) is datetime.datetime and now.tzinfo is UTC:
         return now
     if now is None:
         return datetime.datetime.now(UTC)
     if not isinstance(now, datetime.datetime):
         raise TypeError(f"now must be a datetime, not {type(now).__name__}")
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    if now.tzinfo is None:
+        return now.replace(tzinfo=UTC)
+    try:
+        return now.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgument(
+            f"now {now.isoformat()} is outside the range of datetimes once converted to UTC"
+        ) from None
 
 
 @final
@@ -224,6 +238,7 @@ class Evaluator:
         self._derived = tuple(field for name, field in catalog.derived_fields.items() if name in used)
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
+        self._keys = frozenset(definition.key for definition in catalog)
 
     def evaluate(
         self,
@@ -246,13 +261,17 @@ class Evaluator:
 
         Returns:
             The tags assigned and, per failed rule, why it failed.
+
+        Raises:
+            InvalidArgument: ``tags`` or ``suppressed`` names a tag the catalog does not define (the
+                message suggests the nearest key).
         """
         moment = resolve_now(now)
         if self._derived:
             snapshot = self._with_derived(snapshot, moment)
-        excluded = (
-            suppressed if type(suppressed) is frozenset else frozenset(suppressed) if suppressed else _NONE
-        )
+        if tags:
+            tags = self._known(tags, "tags")
+        excluded = self._known(suppressed, "suppressed") if suppressed else _NONE
         if self._compiled is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
@@ -264,6 +283,16 @@ class Evaluator:
             assigned, failures = run.assigned, run.errors
         errors = types.MappingProxyType(failures) if failures else _NO_ERRORS
         return _evaluation(frozenset(assigned), errors, moment)
+
+    def _known(self, keys: Iterable[str], argument: str) -> frozenset[str]:
+        """``keys`` as a frozenset, if the catalog defines each of them."""
+        given = keys if type(keys) is frozenset else frozenset(keys)
+        if given <= self._keys:
+            return given
+        unknown = sorted(str(key) for key in given if key not in self._keys)[0]
+        raise InvalidArgument(
+            f"{argument}: the catalog defines no tag {unknown!r}{suggest(unknown, self._keys)}"
+        )
 
     @property
     def interpreted(self) -> Mapping[str, str]:
@@ -300,6 +329,8 @@ class Evaluator:
             KeyError: the catalog has no tag ``key``.
         """
         definition = self.catalog[key]
+        tags = self._known(tags, "tags") if tags else _NONE
+        suppressed = self._known(suppressed, "suppressed") if suppressed else _NONE
         if not definition.is_active:
             return TagExplanation(key, "not assigned", f"the tag is {definition.status}", None)
         moment = resolve_now(now)

@@ -15,12 +15,17 @@ retail pack this way.
 Catalogs see what plugins provide when they are loaded through the registry
 (:meth:`PluginRegistry.load_catalog`, :meth:`PluginRegistry.load_pack`) or when the functions and
 fields are passed in (``Catalog.load(path, functions=registry.functions)``).
+
+A plugin's listeners are named (by the function's ``__name__``) and run only for catalogs that ask
+for them (``listeners: [log_change]`` in the catalog file) or when a run names them
+(``tagrules run --listener log_change``): :meth:`PluginRegistry.listeners_for`.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +55,17 @@ PackSource = str | Path | Callable[["PluginRegistry"], Catalog]
 #: A change listener: called with each change event after it is committed.
 ChangeListener = Callable[[ChangeEvent], object]
 
+_LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def listener_name(listener: ChangeListener) -> str:
+    """The name catalogs and ``--listener`` use for a plugin listener: its ``__name__`` (for a
+    callable object, its ``name`` attribute or its class name)."""
+    name = getattr(listener, "__name__", None)
+    if name is None:
+        name = getattr(listener, "name", None) or type(listener).__name__
+    return str(name)
+
 
 class PluginError(TagrulesError):
     """A plugin could not be loaded or declares something invalid."""
@@ -67,8 +83,9 @@ class Plugin:
             loaded with every installed plugin's functions and derived fields.
         functions: custom rule functions (``$name(...)``).
         derived_fields: fields computed from snapshots before rules run.
-        listeners: callables given each :class:`~tagrules.ChangeEvent` after it is committed;
-            ``tagrules run`` passes them to its :class:`~tagrules.Tagger`.
+        listeners: callables given each :class:`~tagrules.ChangeEvent` after it is committed, each
+            named by its ``__name__``; they run for the catalogs that name them (``listeners:`` in
+            the catalog file) and for ``tagrules run --listener NAME``.
         description: one line about the plugin.
     """
 
@@ -91,6 +108,11 @@ class Plugin:
         for listener in self.listeners:
             if not callable(listener):
                 raise PluginError(f"plugin {self.name!r}: listener {listener!r} is not callable")
+            if not _LISTENER_NAME.match(listener_name(listener)):
+                raise PluginError(
+                    f"plugin {self.name!r}: listener {listener!r} needs a name catalogs can use "
+                    "(define it with def, or give it a 'name' attribute of letters, digits and '_')"
+                )
         for pack, source in self.packs.items():
             if not isinstance(source, (str, Path)) and not callable(source):
                 raise PluginError(f"plugin {self.name!r}: pack {pack!r} is neither a file nor a callable")
@@ -133,6 +155,7 @@ class PluginRegistry:
         packs: dict[str, tuple[Plugin, PackSource]] = {}
         functions: dict[str, RuleFunction] = {}
         derived: dict[str, DerivedField] = {}
+        listeners: dict[str, ChangeListener] = {}
         owners: dict[tuple[str, str], str] = {}
         for plugin in plugins:
             clashes = [
@@ -141,6 +164,7 @@ class PluginRegistry:
                     ("pack", plugin.packs),
                     ("function", [function.name for function in plugin.functions]),
                     ("derived field", [derived.name for derived in plugin.derived_fields]),
+                    ("listener", [listener_name(listener) for listener in plugin.listeners]),
                 )
                 for name in names
                 if (kind, name) in owners
@@ -158,14 +182,17 @@ class PluginRegistry:
             for derived_field in plugin.derived_fields:
                 derived[derived_field.name] = derived_field
                 owners["derived field", derived_field.name] = plugin.name
+            for listener in plugin.listeners:
+                listeners[listener_name(listener)] = listener
+                owners["listener", listener_name(listener)] = plugin.name
         self.plugins: tuple[Plugin, ...] = tuple(accepted)
         self.failures: tuple[PluginFailure, ...] = tuple(problems)
         self._packs = packs
         self.functions: tuple[RuleFunction, ...] = tuple(functions.values())
         self.derived_fields: tuple[DerivedField, ...] = tuple(derived.values())
-        self.listeners: tuple[ChangeListener, ...] = tuple(
-            listener for plugin in accepted for listener in plugin.listeners
-        )
+        #: every plugin's listeners; a run uses :meth:`listeners_for`, those its catalog asks for
+        self.listeners: tuple[ChangeListener, ...] = tuple(listeners.values())
+        self._listeners = listeners
 
     def __repr__(self) -> str:
         return f"<PluginRegistry of {len(self.plugins)} plugins, {len(self.failures)} failures>"
@@ -196,8 +223,35 @@ class PluginRegistry:
         return source(self)
 
     def load_catalog(self, path: str | Path) -> Catalog:
-        """Load a catalog file with every plugin's functions and derived fields."""
-        return Catalog.load(path, functions=self.functions, derived=self.derived_fields)
+        """Load a catalog file with every plugin's functions and derived fields; the listeners it
+        names must be the plugins' (a problem names an unknown one)."""
+        return Catalog.load(
+            path, functions=self.functions, derived=self.derived_fields, known_listeners=self.listener_names
+        )
+
+    @property
+    def listener_names(self) -> list[str]:
+        """The names of the plugins' listeners, sorted."""
+        return sorted(self._listeners)
+
+    def listeners_for(self, catalog: Catalog, extra: Iterable[str] = ()) -> list[ChangeListener]:
+        """The listeners a run of ``catalog`` hands its changes to: those the catalog names
+        (``listeners:``), then those of ``extra`` (``--listener NAME``), each once.
+
+        Raises:
+            PluginError: a name no installed plugin's listener has (the message suggests the nearest).
+        """
+        found: list[ChangeListener] = []
+        for name in dict.fromkeys([*catalog.listeners, *extra]):
+            listener = self._listeners.get(name)
+            if listener is None:
+                available = ", ".join(self.listener_names) or "none"
+                raise PluginError(
+                    f"unknown listener {name!r}{suggest(name, self._listeners)} "
+                    f"(the installed plugins' listeners: {available})"
+                )
+            found.append(listener)
+        return found
 
     def _pack(self, name: str) -> tuple[Plugin, PackSource]:
         found = self._packs.get(name)

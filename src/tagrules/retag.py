@@ -61,6 +61,7 @@ class RetagReport(TotalsOverTags):
         set_wise: whether the diff against the store was computed set-wise inside the database.
         retries: chunks read again because another writer changed one of their customers first.
         now: the time the rules saw as ``$now``.
+        stale: customers not written because the store holds a later change of theirs than ``now``.
     """
 
     customers: int
@@ -70,6 +71,7 @@ class RetagReport(TotalsOverTags):
     set_wise: bool = False
     retries: int = 0
     now: datetime.datetime = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    stale: int = 0
 
 
 class _Rows:
@@ -305,4 +307,5 @@ def _report(
         set_wise=set_wise,
         retries=report.retries,
         now=now,
+        stale=report.stale,
     )

@@ -10,17 +10,23 @@ written twice.
 from __future__ import annotations
 
 import datetime
+import logging
 import random
 import re
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+import sqlalchemy
+from sqlalchemy.engine import Connection
+
 from tagrules.catalog import Catalog
-from tagrules.errors import ConcurrentUpdate, StoreError
+from tagrules.errors import ConcurrentUpdate, InvalidArgument, StaleSnapshot, StoreError
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
+from tagrules.schema import suggest
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     ChangeEvent,
@@ -30,7 +36,10 @@ from tagrules.stores._base import (
     Override,
     OverrideKind,
     TagStore,
+    as_utc,
+    check_customer_id,
 )
+from tagrules.stores.sql import SQLStore
 
 __all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
 
@@ -46,6 +55,8 @@ _NO_ERRORS: Mapping[str, str] = {}
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
+#: Where a listener that raised is reported (with its traceback); the run goes on.
+LISTENER_LOGGER = logging.getLogger("tagrules.listeners")
 
 
 @final
@@ -94,23 +105,43 @@ class ApplyReport(TotalsOverTags):
     """What :meth:`Tagger.apply_many` did.
 
     Attributes:
-        customers: how many (customer, snapshot) pairs were processed.
+        customers: how many customers were processed; a customer appearing twice counts once, and
+            the tag counts hold its state after its last snapshot.
         tags: tag key -> its counts, for every tag of the catalog and every tag that changed.
         retries: how many times a chunk was read again because another writer changed one of its
             customers first.
+        stale: customers not written because the store holds a later change of theirs than the
+            run's ``now`` (see :class:`~tagrules.StaleSnapshot`); they are not in the tag counts.
+        listener_errors: how many times a listener raised (each logged on the
+            ``tagrules.listeners`` logger); the other listeners and events still ran.
     """
 
     customers: int
     tags: Mapping[str, TagCounts]
     retries: int = 0
+    stale: int = 0
+    listener_errors: int = 0
 
 
 class _Tally:
-    __slots__ = ("added", "customers", "errors", "members", "removed", "retries")
+    __slots__ = (
+        "added",
+        "errors",
+        "failed",
+        "listener_errors",
+        "members",
+        "removed",
+        "retries",
+        "seen",
+        "stale",
+    )
 
     def __init__(self) -> None:
-        self.customers = 0
+        self.seen: set[str] = set()
+        self.failed: dict[str, Iterable[str]] = {}
         self.retries = 0
+        self.stale = 0
+        self.listener_errors = 0
         self.members: Counter[str] = Counter()
         self.added: Counter[str] = Counter()
         self.removed: Counter[str] = Counter()
@@ -122,13 +153,40 @@ class _Tally:
             key: TagCounts(self.members[key], self.added[key], self.removed[key], self.errors[key])
             for key in every
         }
-        return ApplyReport(self.customers, tags, self.retries)
+        return ApplyReport(len(self.seen), tags, self.retries, self.stale, self.listener_errors)
+
+    def count(self, customer_id: str, tag_diff: TagDiff | None) -> None:
+        """Count the customer's outcome (``None``: stale); a customer seen before in the run is counted
+        once, with its state after this snapshot."""
+        again = customer_id in self.seen
+        self.seen.add(customer_id)
+        if tag_diff is None:
+            if not again:
+                self.stale += 1
+            return
+        if again:
+            # the state this snapshot started from is what the earlier one left, already counted
+            self.members.subtract(tag_diff.unchanged | tag_diff.removed)
+            self.errors.subtract(self.failed.pop(customer_id, ()))
+        self.members.update(tag_diff.unchanged)
+        if tag_diff.added:
+            self.members.update(tag_diff.added)
+            self.added.update(tag_diff.added)
+        if tag_diff.removed:
+            self.removed.update(tag_diff.removed)
+        if tag_diff.errors:
+            self.errors.update(tag_diff.errors.keys())
+            self.failed[customer_id] = tuple(tag_diff.errors)
 
 
 def _utc(now: datetime.datetime | None) -> datetime.datetime:
     """The evaluation time in UTC: stores keep every time in UTC."""
-    moment = resolve_now(now)
-    return moment if moment.tzinfo is datetime.timezone.utc else moment.astimezone(datetime.timezone.utc)
+    return as_utc(resolve_now(now))
+
+
+def _is_stale(state: CustomerState, at: datetime.datetime) -> bool:
+    """Whether the store holds a later change of the customer than ``at`` (the same instant is not)."""
+    return state.changed_at is not None and at < state.changed_at
 
 
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
@@ -137,8 +195,11 @@ def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[
     chunk: list[tuple[str, Any]] = []
     seen: set[str] = set()
     for item in items:
-        customer_id = item[0]
-        if len(chunk) >= size or customer_id in seen:
+        if len(chunk) >= size:
+            yield chunk
+            chunk, seen = [], set()
+        customer_id = check_customer_id(item[0])  # after the full chunk is out: it stays committed
+        if customer_id in seen:
             yield chunk
             chunk, seen = [], set()
         chunk.append(item)
@@ -186,23 +247,42 @@ class Tagger:
         self.listeners: list[Listener] = list(listeners)
         self.evaluator = evaluator if evaluator is not None else Evaluator(catalog)
         self._active = frozenset(tag.key for tag in catalog.active)
+        self._keys = frozenset(tag.key for tag in catalog)
         self._rule_versions = {tag.key: tag.rule_version for tag in catalog.active}
+        # events written inside a caller's transaction, until after_commit hands them on
+        self._held: weakref.WeakKeyDictionary[Connection, list[ChangeEvent]] = weakref.WeakKeyDictionary()
 
     # -- rules ---------------------------------------------------------------------------------------
 
     def apply(
-        self, customer_id: str, snapshot: Mapping[str, Any] | Any, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        snapshot: Mapping[str, Any] | Any,
+        now: datetime.datetime | None = None,
+        *,
+        connection: Connection | None = None,
     ) -> TagDiff:
         """Evaluate one customer's snapshot and store the change atomically.
+
+        With ``connection`` (a :class:`~tagrules.SQLStore` only), the change is written inside that
+        connection's open transaction, which the caller commits or rolls back; listeners hear its
+        events only when the caller hands them on with :meth:`after_commit`.
 
         Returns:
             The change: ``added`` and ``removed`` computed tags, ``unchanged`` tags (manual ones
             included), and the rules that failed.
 
         Raises:
+            InvalidArgument: ``customer_id`` is not text, or is empty.
+            StaleSnapshot: the store holds a later change of the customer than ``now`` (nothing was
+                written); an evaluation at the same instant as the last change is written.
             StoreError: the store failed (the change was not written).
         """
-        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally())
+        check_customer_id(customer_id)
+        self._check_connection(connection)
+        diffs = self._apply_chunk(
+            [(customer_id, snapshot)], resolve_now(now), _Tally(), strict=True, connection=connection
+        )
         return diffs[0]
 
     def apply_many(
@@ -213,6 +293,7 @@ class Tagger:
         *,
         progress: Callable[[int], None] | None = None,
         evaluate: EvaluateItem | None = None,
+        connection: Connection | None = None,
     ) -> ApplyReport:
         """Evaluate and store a stream of ``(customer_id, snapshot)`` pairs, one transaction per chunk.
 
@@ -220,33 +301,46 @@ class Tagger:
         Before the first chunk, computed memberships of tags the catalog no longer has active are closed
         with reason ``retired``, for every customer of the store.
 
+        A customer whose last change in the store is later than ``now`` is skipped and counted in
+        :attr:`ApplyReport.stale` (time never runs backwards in a store; the same instant is not
+        later, so a re-run with the same ``now`` completes a failed run). A listener that raises is
+        logged and counted in :attr:`ApplyReport.listener_errors`; the run goes on.
+
         Args:
             items: the customers and their snapshots; a customer may appear more than once (later
-                snapshots apply after earlier ones).
+                snapshots apply after earlier ones; the report counts it once). The report keeps the
+                run's customer ids to count each once.
             now: the evaluation time of every customer (default: the current time, once).
             chunk_size: customers per transaction.
-            progress: called with the number of customers processed so far after each chunk.
+            progress: called with the number of items processed so far after each chunk.
             evaluate: how each item's payload is evaluated, for callers whose items carry results
                 computed elsewhere (e.g. in a database); called with ``(payload, now, manual,
                 excluded)``. Default: the tagger's evaluator on the snapshot.
+            connection: write every chunk inside this open transaction of the caller's (a
+                :class:`~tagrules.SQLStore` only): nothing is committed, the caller commits or rolls
+                back, and listeners hear the events once the caller calls :meth:`after_commit`
+                (``listener_errors`` is then 0).
 
         Returns:
             The report: customers processed and, per tag, members, added, removed and errors.
 
         Raises:
+            InvalidArgument: a customer id is not text, or is empty (chunks before it stay committed).
             StoreError: the store failed; chunks committed before stay committed, and running the same
                 items again completes the work.
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        self._check_connection(connection)
         moment = resolve_now(now)
         tally = _Tally()
-        self._retire(moment, chunk_size, tally)
+        self._retire(moment, chunk_size, tally, connection)
+        processed = 0
         for chunk in _chunks(items, chunk_size):
-            self._apply_chunk(chunk, moment, tally, evaluate)
-            tally.customers += len(chunk)
+            self._apply_chunk(chunk, moment, tally, evaluate, connection=connection)
+            processed += len(chunk)
             if progress is not None:
-                progress(tally.customers)
+                progress(processed)
         return tally.report(self._active)
 
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
@@ -259,7 +353,13 @@ class Tagger:
         """
         return self._retire(resolve_now(now), chunk_size, None)
 
-    def _retire(self, now: datetime.datetime, chunk_size: int, tally: _Tally | None) -> int:
+    def _retire(
+        self,
+        now: datetime.datetime,
+        chunk_size: int,
+        tally: _Tally | None,
+        connection: Connection | None = None,
+    ) -> int:
         moment = _utc(now)
         stale = self.store.held_tags("computed") - self._active
         if not stale:
@@ -277,11 +377,11 @@ class Tagger:
                 for customer_id in batch:
                     state = states.get(customer_id, NEW_CUSTOMER)
                     gone = sorted(state.computed & stale)
-                    if gone:
+                    if gone and not _is_stale(state, moment):
                         changes.append(self._change(customer_id, state, moment, (), gone, ()))
                 return changes
 
-            changes = self._commit(batch, work, tally)
+            changes = self._commit(batch, work, tally, connection)
             changed += len(changes)
             if tally is not None:
                 for change in changes:
@@ -291,30 +391,62 @@ class Tagger:
     # -- people's decisions ----------------------------------------------------------------------------
 
     def include(
-        self, customer_id: str, tag: str, *, by: str, reason: str, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        tag: str,
+        *,
+        by: str,
+        reason: str,
+        now: datetime.datetime | None = None,
+        allow_unknown: bool = False,
     ) -> None:
         """Give the customer ``tag`` by a person's decision; rules will not remove it.
 
         Replaces an exclusion of the same tag. A tag the rules had assigned becomes manual.
+
+        Args:
+            customer_id: the customer.
+            tag: a tag of the catalog, or any tag key with ``allow_unknown=True`` (a tag managed
+                elsewhere).
+            by: who decided.
+            reason: why.
+            now: when (default: the current time).
+            allow_unknown: accept a tag the catalog does not define.
+
+        Raises:
+            InvalidArgument: an empty or non-text customer id, or a tag the catalog does not define
+                (the message suggests the nearest one) without ``allow_unknown``.
+            StaleSnapshot: the store holds a later change of the customer than ``now``.
         """
-        self._override(customer_id, tag, "include", by, reason, now)
+        self._override(customer_id, tag, "include", by, reason, now, allow_unknown)
 
     def exclude(
-        self, customer_id: str, tag: str, *, by: str, reason: str, now: datetime.datetime | None = None
+        self,
+        customer_id: str,
+        tag: str,
+        *,
+        by: str,
+        reason: str,
+        now: datetime.datetime | None = None,
+        allow_unknown: bool = False,
     ) -> None:
         """Keep ``tag`` away from the customer by a person's decision; rules will not assign it.
 
-        Replaces an inclusion of the same tag; a held tag is removed at once.
+        Replaces an inclusion of the same tag; a held tag is removed at once. Arguments and errors
+        as for :meth:`include`.
         """
-        self._override(customer_id, tag, "exclude", by, reason, now)
+        self._override(customer_id, tag, "exclude", by, reason, now, allow_unknown)
 
     def clear_override(self, customer_id: str, tag: str, *, now: datetime.datetime | None = None) -> None:
         """Remove a person's decision about ``tag``: an included tag is removed, and the rules decide
         again from the next evaluation on."""
+        check_customer_id(customer_id)
         moment = _utc(now)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
+            if (tag in state.manual or tag in state.excluded) and _is_stale(state, moment):
+                raise StaleSnapshot(customer_id, moment, state.changed_at or moment)
             if tag in state.manual:
                 return [
                     self._change(customer_id, state, moment, (), (), (), drop=(tag,), removed_manual=(tag,))
@@ -333,14 +465,23 @@ class Tagger:
         by: str,
         reason: str,
         now: datetime.datetime | None,
+        allow_unknown: bool,
     ) -> None:
-        if not _TAG.match(tag):
-            raise ValueError(f"{tag!r} is not a tag key (lowercase letters, digits, '-' and '_')")
+        check_customer_id(customer_id)
+        if not isinstance(tag, str) or not _TAG.match(tag):
+            raise InvalidArgument(f"{tag!r} is not a tag key (lowercase letters, digits, '-' and '_')")
+        if not allow_unknown and tag not in self.catalog:
+            raise InvalidArgument(
+                f"the catalog defines no tag {tag!r}{suggest(tag, [t.key for t in self.catalog])}; "
+                "pass allow_unknown=True for a tag managed elsewhere"
+            )
         moment = _utc(now)
         override = Override(customer_id, tag, kind, by, reason, moment)
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             state = states.get(customer_id, NEW_CUSTOMER)
+            if _is_stale(state, moment):
+                raise StaleSnapshot(customer_id, moment, state.changed_at or moment)
             at = moment
             if kind == "include":
                 if tag in state.manual:
@@ -415,30 +556,99 @@ class Tagger:
         customer_ids: Sequence[str],
         work: Callable[[Mapping[str, CustomerState]], list[CustomerChange]],
         tally: _Tally | None,
+        connection: Connection | None = None,
     ) -> list[CustomerChange]:
         for attempt in range(MAX_ATTEMPTS):
-            changes = work(self.store.load(customer_ids))
             try:
-                self.store.commit(changes)
+                if connection is None:
+                    changes = work(self.store.load(customer_ids))
+                    self.store.commit(changes)
+                else:
+                    store = self.store
+                    assert isinstance(store, SQLStore)
+                    changes = work(store.load(customer_ids, connection=connection))
+                    store.commit(changes, connection=connection)
             except ConcurrentUpdate:
                 if tally is not None:
                     tally.retries += 1
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
-            self._notify(changes)
+            if connection is not None:
+                self._hold(connection, [event for change in changes for event in change.events])
+            elif self.listeners:
+                failures = self.notify(event for change in changes for event in change.events)
+                if tally is not None:
+                    tally.listener_errors += failures
             return changes
         raise StoreError(
             f"{len(customer_ids)} customers kept changing under concurrent writers; "
             f"gave up after {MAX_ATTEMPTS} attempts"
         )
 
-    def _notify(self, changes: Sequence[CustomerChange]) -> None:
-        if not self.listeners:
-            return
-        for change in changes:
-            for event in change.events:
-                for listener in self.listeners:
+    def after_commit(self, connection: Connection) -> int:
+        """Hand the events written through ``connection`` (``apply(..., connection=...)``) to the
+        listeners, once the caller has committed its transaction.
+
+        Events of a transaction that was rolled back are dropped when it rolls back, so they are
+        never heard.
+
+        Returns:
+            How many listener calls raised (each logged, as :meth:`notify` says).
+
+        Raises:
+            InvalidArgument: the connection's transaction is still open (commit it first).
+        """
+        if connection.in_transaction():
+            raise InvalidArgument("after_commit: the connection's transaction is still open; commit it first")
+        events = self._held.pop(connection, [])
+        return self.notify(events) if self.listeners else 0
+
+    def _hold(self, connection: Connection, events: list[ChangeEvent]) -> None:
+        held = self._held.get(connection)
+        if held is None:
+            held = self._held[connection] = []
+            if not sqlalchemy.event.contains(connection, "rollback", self._drop_held):
+                sqlalchemy.event.listen(connection, "rollback", self._drop_held)
+        held.extend(events)
+
+    def _drop_held(self, connection: Connection) -> None:
+        self._held.pop(connection, None)
+
+    def _check_connection(self, connection: Connection | None) -> None:
+        if connection is not None and not isinstance(self.store, SQLStore):
+            raise InvalidArgument(
+                f"connection= writes inside a database transaction: it needs a SQLStore, not "
+                f"{type(self.store).__name__}"
+            )
+
+    def notify(self, events: Iterable[ChangeEvent]) -> int:
+        """Give each committed event to every listener, in order.
+
+        A listener that raises is logged (with its traceback) on the ``tagrules.listeners`` logger and
+        counted; the other listeners and events still run. The outbox keeps every event whatever the
+        listeners do.
+
+        Returns:
+            How many listener calls raised.
+        """
+        failures = 0
+        listeners = self.listeners
+        for event in events:
+            for listener in listeners:
+                try:
                     listener(event)
+                except Exception:
+                    # the change is committed and its event stays in the outbox: a listener that
+                    # fails must not stop the other listeners, the other events or the run
+                    failures += 1
+                    LISTENER_LOGGER.exception(
+                        "listener %s failed on the event %s %s %r (it stays in the outbox)",
+                        getattr(listener, "__qualname__", repr(listener)),
+                        event.customer_id,
+                        event.change,
+                        event.tag,
+                    )
+        return failures
 
     def _apply_chunk(
         self,
@@ -446,23 +656,36 @@ class Tagger:
         now: datetime.datetime,
         tally: _Tally,
         evaluate_item: EvaluateItem | None = None,
+        *,
+        strict: bool = False,
+        connection: Connection | None = None,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
+        keys = self._keys
         at = _utc(now)
         ids = [customer_id for customer_id, _ in chunk]
-        diffs: list[TagDiff] = []
+        diffs: list[TagDiff | None] = []
 
         def work(states: Mapping[str, CustomerState]) -> list[CustomerChange]:
             diffs.clear()
             changes: list[CustomerChange] = []
             for customer_id, snapshot in chunk:
                 state = states.get(customer_id, NEW_CUSTOMER)
-                manual = state.manual
+                if state.changed_at is not None and at < state.changed_at:
+                    if strict:
+                        raise StaleSnapshot(customer_id, at, state.changed_at)
+                    diffs.append(None)
+                    continue
+                manual, excluded = state.manual, state.excluded
+                # rules only see tags of the catalog: people may have given tags managed elsewhere
+                seen = manual if manual <= keys else manual & keys
+                if not excluded <= keys:
+                    excluded = excluded & keys
                 evaluation = (
-                    evaluate(snapshot, now, manual, suppressed=state.excluded)
+                    evaluate(snapshot, now, seen, suppressed=excluded)
                     if evaluate_item is None
-                    else evaluate_item(snapshot, now, manual, state.excluded)
+                    else evaluate_item(snapshot, now, seen, excluded)
                 )
                 assigned = evaluation.tags - manual if manual else evaluation.tags
                 errors = evaluation.errors
@@ -481,14 +704,7 @@ class Tagger:
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes
 
-        self._commit(ids, work, tally)
-        for tag_diff in diffs:
-            tally.members.update(tag_diff.unchanged)
-            if tag_diff.added:
-                tally.members.update(tag_diff.added)
-                tally.added.update(tag_diff.added)
-            if tag_diff.removed:
-                tally.removed.update(tag_diff.removed)
-            if tag_diff.errors:
-                tally.errors.update(tag_diff.errors.keys())
-        return diffs
+        self._commit(ids, work, tally, connection)
+        for customer_id, tag_diff in zip(ids, diffs, strict=True):
+            tally.count(customer_id, tag_diff)
+        return [tag_diff for tag_diff in diffs if tag_diff is not None]

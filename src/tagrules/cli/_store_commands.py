@@ -25,6 +25,7 @@ from tagrules.cli._common import (
 )
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
+from tagrules.plugins import PluginError
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.schema import suggest
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
@@ -77,6 +78,14 @@ def register(commands: Any) -> None:
         "--all", action="store_true", help="list every tag in the summary, not only those that changed"
     )
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also hand the changes to this installed plugin's listener (repeatable; the catalog's "
+        "'listeners:' always run)",
+    )
     run.set_defaults(run=run_run)
 
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
@@ -201,6 +210,7 @@ def _summary(report: ApplyReport | RetagReport, catalog: Catalog, *, every_tag: 
     lines.append(
         f"{plural(report.customers, 'customer')}: {report.added} added, {report.removed} removed, "
         f"{plural(report.errors, 'error')}"
+        + (f", {report.stale} stale (not written)" if report.stale else "")
     )
     return "\n".join(lines)
 
@@ -212,6 +222,7 @@ def _summary_data(report: ApplyReport | RetagReport, bad_lines: int) -> dict[str
         "added": report.added,
         "removed": report.removed,
         "errors": report.errors,
+        "stale": report.stale,
         "bad_lines": bad_lines,
         "tags": {
             key: {"members": c.members, "added": c.added, "removed": c.removed, "errors": c.errors}
@@ -254,6 +265,7 @@ def run_run(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    chosen = _plugin_listeners(catalog, arguments.listener)
     failures: list[str] = []
     # the input is opened before the store, so that a missing file creates nothing
     snapshots = read_snapshots(
@@ -263,8 +275,8 @@ def run_run(arguments: argparse.Namespace) -> int:
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
         with _changes_writer(arguments.changes) as listener:
-            # the listeners of installed plugins hear every change, after the --changes file
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+            # the plugin listeners the catalog or --listener names hear every change, after --changes
+            listeners = [*([listener] if listener else []), *chosen]
             tagger = Tagger(catalog, store, listeners=listeners)
             report = tagger.apply_many(
                 ((str(identifier), value) for _, identifier, value in snapshots),
@@ -293,11 +305,12 @@ def _run_table(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    chosen = _plugin_listeners(catalog, arguments.listener)
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, "-")
     try:
         with _changes_writer(arguments.changes) as listener:
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+            listeners = [*([listener] if listener else []), *chosen]
             report = retag_from_table(
                 catalog,
                 arguments.db,
@@ -334,6 +347,14 @@ def _where(report: RetagReport) -> str:
     else:
         lines.append("customers with overrides evaluated in Python")
     return "\n".join(lines)
+
+
+def _plugin_listeners(catalog: Catalog, names: list[str]) -> list[Listener]:
+    """The plugin listeners of a run: those the catalog names, then those of ``--listener``."""
+    try:
+        return plugins().listeners_for(catalog, names)
+    except PluginError as error:
+        raise CommandError(f"run: {error}") from None
 
 
 @contextmanager

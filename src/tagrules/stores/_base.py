@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, final, runtime_checkable
 
+from tagrules.errors import InvalidArgument
+
 __all__ = [
     "ChangeEvent",
     "CustomerChange",
@@ -31,6 +33,29 @@ Source = Literal["computed", "manual"]
 #: ``include`` gives a customer a tag; ``exclude`` keeps a tag away from a customer whatever the rules say.
 OverrideKind = Literal["include", "exclude"]
 Change = Literal["added", "removed"]
+
+
+def check_customer_id(customer_id: object) -> str:
+    """``customer_id`` itself if it is a customer id (non-empty text), else :class:`InvalidArgument`.
+
+    Every store applies this one rule: ids are text, and ``7`` is not ``'7'``.
+    """
+    if type(customer_id) is str and customer_id:
+        return customer_id
+    if isinstance(customer_id, str):
+        if customer_id:
+            return customer_id
+        raise InvalidArgument("a customer id must not be empty")
+    raise InvalidArgument(
+        f"a customer id must be text, not {type(customer_id).__name__} {customer_id!r} (convert it: str(id))"
+    )
+
+
+def as_utc(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` in UTC: a naive time is UTC, an aware one is converted."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.timezone.utc)
+    return moment if moment.tzinfo is datetime.timezone.utc else moment.astimezone(datetime.timezone.utc)
 
 
 @final
@@ -78,7 +103,9 @@ class HistoryEntry:
     reason: str | None = None
 
     def covers(self, moment: datetime.datetime) -> bool:
-        """Whether the customer held the tag at ``moment``: ``since <= moment < until``."""
+        """Whether the customer held the tag at ``moment``: ``since <= moment < until``; a naive
+        ``moment`` is UTC."""
+        moment = as_utc(moment)
         return self.since <= moment and (self.until is None or moment < self.until)
 
 
@@ -150,12 +177,15 @@ class CustomerState:
         computed: the tags rules assigned.
         manual: the tags people included.
         excluded: the tags people excluded.
+        changed_at: the time of the customer's last stored change (``None`` for a new customer); a
+            change older than it is not written (time never runs backwards in a store).
     """
 
     version: int = 0
     computed: frozenset[str] = _EMPTY
     manual: frozenset[str] = _EMPTY
     excluded: frozenset[str] = _EMPTY
+    changed_at: datetime.datetime | None = None
 
     @property
     def tags(self) -> frozenset[str]:
@@ -199,7 +229,8 @@ class TagStore(Protocol):
     """Where memberships, history, overrides and change events live.
 
     Implementations: :class:`~tagrules.MemoryStore` and :class:`~tagrules.SQLStore`. Customer ids are
-    text. Every method may raise :class:`~tagrules.StoreError`.
+    text. Times are aware UTC datetimes; a naive ``as_of`` is read as UTC. Every method may raise
+    :class:`~tagrules.StoreError`.
     """
 
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
@@ -209,14 +240,21 @@ class TagStore(Protocol):
     def commit(self, changes: Sequence[CustomerChange]) -> None:
         """Write every change in one transaction.
 
+        The check is made inside the write transaction, so it holds under concurrent writers.
+
         Raises:
-            ConcurrentUpdate: some customer's version is no longer the one in its change; nothing was
-                written.
+            ConcurrentUpdate: some customer's version is no longer the one in its change, or the store
+                holds a change of the customer later than the change's ``at``; nothing was written.
+                (A change at the same instant as the last one is written.)
         """
         ...
 
     def memberships(self, customer_id: str) -> list[Membership]:
         """The customer's current memberships, sorted by tag."""
+        ...
+
+    def tags(self, customer_id: str) -> frozenset[str]:
+        """The keys of the tags the customer holds now (computed and manual)."""
         ...
 
     def overrides(self, customer_id: str) -> list[Override]:
@@ -256,5 +294,13 @@ class TagStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections; the store is not used afterwards."""
+        """Release what the store opened; the store is not used afterwards."""
+        ...
+
+    def __enter__(self) -> TagStore:
+        """The store itself: ``with store:`` closes it at the end of the block."""
+        ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the store."""
         ...

@@ -17,16 +17,19 @@ from tagrules.stores._base import (
     Membership,
     Override,
     Source,
+    as_utc,
+    check_customer_id,
 )
 
 __all__ = ["MemoryStore"]
 
 
 class _Customer:
-    __slots__ = ("history", "memberships", "overrides", "version")
+    __slots__ = ("changed_at", "history", "memberships", "overrides", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, changed_at: datetime.datetime) -> None:
         self.version = 0
+        self.changed_at = changed_at
         self.memberships: dict[str, Membership] = {}
         self.overrides: dict[str, Override] = {}
         self.history: list[HistoryEntry] = []
@@ -56,7 +59,7 @@ class MemoryStore:
         states: dict[str, CustomerState] = {}
         with self._lock:
             for customer_id in customer_ids:
-                customer = self._customers.get(customer_id)
+                customer = self._customers.get(check_customer_id(customer_id))
                 if customer is None:
                     continue
                 memberships = customer.memberships.values()
@@ -65,18 +68,24 @@ class MemoryStore:
                     computed=frozenset(m.tag for m in memberships if m.source == "computed"),
                     manual=frozenset(m.tag for m in memberships if m.source == "manual"),
                     excluded=frozenset(o.tag for o in customer.overrides.values() if o.kind == "exclude"),
+                    changed_at=customer.changed_at,
                 )
         return states
 
     def commit(self, changes: Sequence[CustomerChange]) -> None:
         with self._lock:
             for change in changes:
-                customer = self._customers.get(change.customer_id)
+                customer = self._customers.get(check_customer_id(change.customer_id))
                 version = 0 if customer is None else customer.version
                 if version != change.version:
                     raise ConcurrentUpdate(
                         f"customer {change.customer_id!r} changed since it was read "
                         f"(version {change.version}, now {version})"
+                    )
+                if customer is not None and change.at < customer.changed_at:
+                    raise ConcurrentUpdate(
+                        f"customer {change.customer_id!r} holds a later change "
+                        f"({customer.changed_at.isoformat()}) than this one ({change.at.isoformat()})"
                     )
             for change in changes:
                 self._apply(change)
@@ -84,8 +93,9 @@ class MemoryStore:
     def _apply(self, change: CustomerChange) -> None:
         customer = self._customers.get(change.customer_id)
         if customer is None:
-            customer = self._customers[change.customer_id] = _Customer()
+            customer = self._customers[change.customer_id] = _Customer(change.at)
         customer.version += 1
+        customer.changed_at = change.at
         for tag, reason in change.removed:
             customer.memberships.pop(tag, None)
             for index, entry in enumerate(customer.history):
@@ -122,19 +132,26 @@ class MemoryStore:
 
     def memberships(self, customer_id: str) -> list[Membership]:
         with self._lock:
-            customer = self._customers.get(customer_id)
+            customer = self._customers.get(check_customer_id(customer_id))
             if customer is None:
                 return []
             return sorted(customer.memberships.values(), key=lambda m: m.tag)
 
+    def tags(self, customer_id: str) -> frozenset[str]:
+        with self._lock:
+            customer = self._customers.get(check_customer_id(customer_id))
+            return frozenset() if customer is None else frozenset(customer.memberships)
+
     def overrides(self, customer_id: str) -> list[Override]:
         with self._lock:
-            customer = self._customers.get(customer_id)
+            customer = self._customers.get(check_customer_id(customer_id))
             if customer is None:
                 return []
             return sorted(customer.overrides.values(), key=lambda o: o.tag)
 
     def members(self, tag: str, as_of: datetime.datetime | None = None) -> list[str]:
+        if as_of is not None:
+            as_of = as_utc(as_of)
         with self._lock:
             if as_of is None:
                 found = [cid for cid, c in self._customers.items() if tag in c.memberships]
@@ -147,15 +164,16 @@ class MemoryStore:
         return sorted(found)
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        as_of = as_utc(as_of)
         with self._lock:
-            customer = self._customers.get(customer_id)
+            customer = self._customers.get(check_customer_id(customer_id))
             if customer is None:
                 return frozenset()
             return frozenset(e.tag for e in customer.history if e.covers(as_of))
 
     def history(self, customer_id: str) -> list[HistoryEntry]:
         with self._lock:
-            customer = self._customers.get(customer_id)
+            customer = self._customers.get(check_customer_id(customer_id))
             if customer is None:
                 return []
             return sorted(customer.history, key=lambda e: (e.since, e.tag))
@@ -186,6 +204,7 @@ class MemoryStore:
                 self._outbox.pop(position, None)
 
     def forget(self, customer_id: str) -> None:
+        check_customer_id(customer_id)
         with self._lock:
             self._customers.pop(customer_id, None)
             for position in [p for p, e in self._outbox.items() if e.customer_id == customer_id]:
@@ -193,3 +212,9 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

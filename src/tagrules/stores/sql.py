@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, final
 
 import sqlalchemy
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
@@ -21,6 +22,8 @@ from tagrules.stores._base import (
     Membership,
     Override,
     Source,
+    as_utc,
+    check_customer_id,
 )
 from tagrules.stores._database import (
     HEAD_REVISION,
@@ -40,13 +43,22 @@ _LOAD_BATCH = 1000
 _EMPTY: frozenset[str] = frozenset()
 
 
+def _stored_time(value: datetime.datetime | str) -> datetime.datetime:
+    """A time read straight from the driver (SQLite gives text) as an aware UTC datetime."""
+    moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=datetime.timezone.utc)
+
+
 @final
 class SQLStore:
     """A :class:`~tagrules.TagStore` in a SQL database.
 
     Args:
         url: a SQLAlchemy URL: ``sqlite:///tagrules.db``, ``postgresql+psycopg://user@host/db``,
-            ``mysql+pymysql://user@host/db``.
+            ``mysql+pymysql://user@host/db``; or an application's own
+            :class:`sqlalchemy.engine.Engine`, which the store uses and never disposes of (its
+            connection settings are the application's; on MariaDB/MySQL the store's own
+            transactions run at ``READ COMMITTED``, as with a URL).
         prefix: the start of every table name, so the store can share an application's database.
         migrate: create or upgrade the tables when they are missing or old. By default only SQLite
             files are set up this way; server databases are set up with ``tagrules db upgrade URL``.
@@ -54,18 +66,30 @@ class SQLStore:
     Raises:
         StoreError: a bad URL, a missing driver, an unreachable database, or tables not set up.
 
+    The store is a context manager: ``with SQLStore(url) as store:`` closes what the store opened
+    (the engine it made from a URL; never an engine it was given).
+
     Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "tags.db"
-        >>> store = SQLStore(f"sqlite:///{path}")
-        >>> store.members("vip")
+        >>> with SQLStore(f"sqlite:///{path}") as store:
+        ...     store.members("vip")
         []
-        >>> store.close()
     """
 
-    def __init__(self, url: str | URL, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None) -> None:
+    def __init__(
+        self, url: str | URL | Engine, *, prefix: str = DEFAULT_PREFIX, migrate: bool | None = None
+    ) -> None:
         self.prefix = check_prefix(prefix)
-        self._engine = create_engine(url)
+        self._owns_engine = not isinstance(url, Engine)
+        if isinstance(url, Engine):
+            given = url
+            if given.dialect.name in ("mysql", "mariadb"):
+                # a copy sharing the caller's pool: only the store's own connections change level
+                given = given.execution_options(isolation_level="READ COMMITTED")
+            self._engine = given
+        else:
+            self._engine = create_engine(url)
         self.url = self._engine.url
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
@@ -76,7 +100,8 @@ class SQLStore:
         try:
             self._check_schema(self.url.get_backend_name() == "sqlite" if migrate is None else migrate)
         except BaseException:
-            self._engine.dispose()
+            if self._owns_engine:
+                self._engine.dispose()
             raise
         self._statements = self._prepare()
         self._pg = self._prepare_postgres()
@@ -163,7 +188,7 @@ class SQLStore:
         return {
             "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
             "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
-            "WHERE c.customer_id = r.customer_id AND c.version = r.version",
+            "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
             "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
             "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
             "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
@@ -179,6 +204,9 @@ class SQLStore:
             .where(
                 t.customers.c.customer_id == bindparam("b_customer_id"),
                 t.customers.c.version == bindparam("b_version"),
+                # time never runs backwards: a change older than the stored one is refused here, in
+                # the write transaction, whatever the writer read before
+                t.customers.c.updated_at <= bindparam("b_at"),
             )
             .values(version=t.customers.c.version + 1, updated_at=bindparam("b_at")),
             "unhold": delete(t.memberships).where(
@@ -200,27 +228,59 @@ class SQLStore:
 
     # -- reading and writing batches ---------------------------------------------------------------
 
-    def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+    @contextmanager
+    def _reading(self, given: Connection | None) -> Iterator[Connection]:
+        if given is not None:
+            yield given
+            return
+        with self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _writing(self, given: Connection | None) -> Iterator[Connection]:
+        if given is not None:
+            # inside the caller's transaction, in a savepoint: a refused change undoes only itself
+            if given.dialect.name == "sqlite":
+                # pysqlite opens no transaction before a SAVEPOINT, whose RELEASE would then commit
+                raw = given.connection.dbapi_connection
+                if raw is not None and not getattr(raw, "in_transaction", True):
+                    given.exec_driver_sql("BEGIN")
+            with given.begin_nested():
+                yield given
+            return
+        with self._engine.begin() as connection:
+            yield connection
+
+    def load(
+        self, customer_ids: Collection[str], *, connection: Connection | None = None
+    ) -> dict[str, CustomerState]:
+        """The state of each customer in ``customer_ids`` the store knows; with ``connection``, read
+        inside that (the caller's) transaction."""
+        given = connection
         t = self.tables
         versions: dict[str, int] = {}
+        changed: dict[str, datetime.datetime] = {}
         computed: dict[str, Any] = {}
         manual: dict[str, Any] = {}
         excluded: dict[str, set[str]] = {}
-        ids = list(customer_ids)
+        ids = [check_customer_id(customer_id) for customer_id in customer_ids]
         customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
         aggregate = self._aggregate
         # The hot read of every chunk goes straight to the driver: rows as plain tuples, no per-row
         # objects, one short statement per table.
-        with translated(self.url, "read customers"), self._engine.connect() as connection:
+        with translated(self.url, "read customers"), self._reading(given) as connection:
             cursor = connection.connection.cursor()
             try:
                 for start in range(0, len(ids), _LOAD_BATCH):
                     batch = ids[start : start + _LOAD_BATCH]
                     among, parameters = self._among(batch)
                     cursor.execute(
-                        f"SELECT customer_id, version FROM {customers} WHERE customer_id {among}", parameters
+                        f"SELECT customer_id, version, updated_at FROM {customers} WHERE customer_id {among}",
+                        parameters,
                     )
-                    versions.update(cursor.fetchall())
+                    for customer_id, version, updated_at in cursor.fetchall():
+                        versions[customer_id] = version
+                        changed[customer_id] = _stored_time(updated_at)
                     if aggregate is not None:
                         # one row per customer, its tags in one text ("!" marks manual ones)
                         cursor.execute(
@@ -266,13 +326,21 @@ class SQLStore:
                 frozenset(computed.get(customer_id, _EMPTY)),
                 frozenset(manual.get(customer_id, _EMPTY)),
                 frozenset(excluded.get(customer_id, _EMPTY)),
+                changed.get(customer_id),
             )
         return states
 
-    def commit(self, changes: Sequence[CustomerChange]) -> None:
+    def commit(self, changes: Sequence[CustomerChange], *, connection: Connection | None = None) -> None:
+        """Write every change in one transaction; with ``connection``, inside that (the caller's)
+        transaction, in a savepoint, left for the caller to commit or roll back.
+
+        Raises:
+            ConcurrentUpdate: as :meth:`TagStore.commit` says; nothing of the batch was written.
+        """
         if not changes:
             return
-        ordered = sorted(changes, key=lambda change: change.customer_id)
+        given = connection
+        ordered = sorted(changes, key=lambda change: check_customer_id(change.customer_id))
         t, s = self.tables, self._statements
         new = [
             {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
@@ -319,7 +387,7 @@ class SQLStore:
             for e in c.events
         ]
         try:
-            with translated(self.url, "write changes"), self._engine.begin() as connection:
+            with translated(self.url, "write changes"), self._writing(given) as connection:
                 if old:
                     if self._postgres:
                         result = connection.exec_driver_sql(
@@ -335,7 +403,7 @@ class SQLStore:
                     if result.rowcount != len(old):
                         raise ConcurrentUpdate(
                             f"{describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
-                            "changed since they were read"
+                            "changed since they were read (or hold a later change)"
                         )
                 if new:
                     self._insert(connection, t.customers, new)
@@ -397,6 +465,7 @@ class SQLStore:
             return list(connection.execute(statement))
 
     def memberships(self, customer_id: str) -> list[Membership]:
+        check_customer_id(customer_id)
         m = self.tables.memberships
         rows = self._rows(
             select(m.c.customer_id, m.c.tag, m.c.source, m.c.since, m.c.rule_version)
@@ -406,7 +475,14 @@ class SQLStore:
         )
         return [Membership(*row) for row in rows]
 
+    def tags(self, customer_id: str) -> frozenset[str]:
+        check_customer_id(customer_id)
+        m = self.tables.memberships
+        statement = select(m.c.tag).where(m.c.customer_id == customer_id)
+        return frozenset(row[0] for row in self._rows(statement, "read memberships"))
+
     def overrides(self, customer_id: str) -> list[Override]:
+        check_customer_id(customer_id)
         o = self.tables.overrides
         rows = self._rows(
             select(o.c.customer_id, o.c.tag, o.c.kind, o.c.by, o.c.reason, o.c.at)
@@ -417,6 +493,7 @@ class SQLStore:
         return [Override(*row) for row in rows]
 
     def _covering(self, as_of: datetime.datetime) -> Any:
+        as_of = as_utc(as_of)
         h = self.tables.history
         return (h.c.since <= as_of) & or_(h.c.until.is_(None), h.c.until > as_of)
 
@@ -435,11 +512,13 @@ class SQLStore:
         return [row[0] for row in self._rows(statement, "read members")]
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        check_customer_id(customer_id)
         h = self.tables.history
         statement = select(h.c.tag).where(h.c.customer_id == customer_id, self._covering(as_of))
         return frozenset(row[0] for row in self._rows(statement, "read history"))
 
     def history(self, customer_id: str) -> list[HistoryEntry]:
+        check_customer_id(customer_id)
         h = self.tables.history
         statement = (
             select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
@@ -492,11 +571,20 @@ class SQLStore:
                 connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
 
     def forget(self, customer_id: str) -> None:
+        check_customer_id(customer_id)
         t = self.tables
         with translated(self.url, "forget a customer"), self._engine.begin() as connection:
             for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
                 connection.execute(delete(table).where(table.c.customer_id == customer_id))
 
     def close(self) -> None:
-        """Close the store's connections."""
-        self._engine.dispose()
+        """Close the store's connections: dispose of the engine it made from a URL (an engine it was
+        given stays the caller's to dispose of)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
