@@ -28,9 +28,9 @@ import pytest
 
 if TYPE_CHECKING:
     from tagrules.catalog import Catalog
+    from tagrules.errors import DefinitionError
     from tagrules.stores import MemoryStore
-    from tagrules.tagger import Tagger
-    from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, RuleCoverage
+    from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, FrozenTagger, RuleCoverage
     from tagrules.testing._cases import Case
 
 __all__: list[str] = []
@@ -120,21 +120,46 @@ class CaseFailed(AssertionError):
 
 
 class CaseFileCollector(pytest.File):
-    """A ``*.cases.yaml`` file; each of its cases is a test item."""
+    """A ``*.cases.yaml`` file; each of its cases is a test item.
+
+    A file that is not valid is one failing item, so the other files' cases still run.
+    """
 
     def collect(self) -> Iterator[pytest.Item]:
+        from tagrules.errors import DefinitionError
         from tagrules.testing import load_case_file
 
-        case_file = load_case_file(self.path)
+        try:
+            case_file = load_case_file(self.path)
+        except DefinitionError as error:
+            yield InvalidCaseFileItem.from_parent(self, name="invalid case file", error=error)
+            return
         for case in case_file.cases:
             yield CaseItem.from_parent(self, name=case.name, case_file=case_file, case=case)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        from tagrules.errors import DefinitionError
 
-        if isinstance(excinfo.value, DefinitionError):
-            return "invalid case file:\n" + "\n".join(str(problem) for problem in excinfo.value.problems)
+class InvalidCaseFile(AssertionError):
+    """A case file whose problems keep its cases from running."""
+
+
+class InvalidCaseFileItem(pytest.Item):
+    """The item standing for a case file that is not valid: it fails with every problem of the file."""
+
+    def __init__(self, *, error: DefinitionError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        lines = ["invalid case file:", *(str(problem) for problem in self.error.problems)]
+        raise InvalidCaseFile("\n".join(lines))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, InvalidCaseFile):
+            return str(excinfo.value)
         return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, "invalid case file"
 
 
 class CaseItem(pytest.Item):
@@ -233,20 +258,29 @@ def tagrules_store() -> Iterator[MemoryStore]:
 
 
 @pytest.fixture
-def tagrules_tagger(tagrules_catalog: Catalog, tagrules_store: MemoryStore) -> Tagger:
-    """A :class:`~tagrules.Tagger` of ``tagrules_catalog`` over ``tagrules_store``."""
-    from tagrules.tagger import Tagger
+def tagrules_tagger(
+    tagrules_catalog: Catalog, tagrules_store: MemoryStore, tagrules_now: datetime.datetime
+) -> FrozenTagger:
+    """A tagger of ``tagrules_catalog`` over ``tagrules_store`` whose calls happen at ``tagrules_now``.
 
-    return Tagger(tagrules_catalog, tagrules_store)
+    A :class:`~tagrules.testing.FrozenTagger`: ``apply``, ``apply_many``, overrides and ``retire``
+    default to the frozen time, as ``tagrules_evaluator`` does.
+    """
+    from tagrules.testing import FrozenTagger
+    from tagrules.testing._cases import shared_evaluator
+
+    evaluator = shared_evaluator(tagrules_catalog)
+    return FrozenTagger(tagrules_catalog, tagrules_store, now=tagrules_now, evaluator=evaluator)
 
 
 @pytest.fixture
 def assert_tags(request: pytest.FixtureRequest, tagrules_evaluator: FrozenEvaluator) -> Callable[..., None]:
-    """``assert_tags(snapshot, has=..., lacks=...)`` against ``tagrules_evaluator``.
+    """``assert_tags(snapshot, has=..., lacks=..., unknown=...)`` against ``tagrules_evaluator``.
 
-    A failure shows the explanation tree of every wrong tag.
+    A failure shows the explanation tree of every wrong tag; ``now`` may be ISO 8601 text.
     """
     from tagrules.testing import assert_tags as check
+    from tagrules.testing._assertions import as_time
 
     coverage = _coverage(request.config, tagrules_evaluator.catalog)
 
@@ -255,12 +289,14 @@ def assert_tags(request: pytest.FixtureRequest, tagrules_evaluator: FrozenEvalua
         has: Iterable[str] | str = (),
         lacks: Iterable[str] | str = (),
         *,
-        now: datetime.datetime | None = None,
+        unknown: Iterable[str] | str = (),
+        now: datetime.datetime | str | None = None,
         tags: Iterable[str] = (),
     ) -> None:
         __tracebackhide__ = True
+        moment = as_time(now)
         if coverage is not None:
-            coverage.record(snapshot, now=now or tagrules_evaluator.now, tags=tags)
-        check(snapshot, has, lacks, evaluator=tagrules_evaluator, now=now, tags=tags)
+            coverage.record(snapshot, now=moment or tagrules_evaluator.now, tags=tags)
+        check(snapshot, has, lacks, evaluator=tagrules_evaluator, unknown=unknown, now=moment, tags=tags)
 
     return assert_snapshot_tags

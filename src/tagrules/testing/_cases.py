@@ -10,7 +10,9 @@ A case file (``*.cases.yaml``)::
         has: [vip, spend_high]
         lacks: [churned]
 
-A case may also give ``now`` (overriding the file's), ``tags`` (manual tags) and a ``description``.
+A case may also give ``now`` (overriding the file's), ``tags`` (manual tags), ``unknown`` (tags
+whose rules must fail on the snapshot: a failed rule satisfies neither ``has`` nor ``lacks``) and
+a ``description``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 _FILE_KEYS = ("catalog", "now", "cases", "description")
-_CASE_KEYS = ("name", "description", "snapshot", "has", "lacks", "tags", "now")
+_CASE_KEYS = ("name", "description", "snapshot", "has", "lacks", "unknown", "tags", "now")
 
 
 @final
@@ -57,10 +59,11 @@ class Case:
         name: the case's name, unique in its file.
         snapshot: the customer's data.
         has: the tags the snapshot must get.
-        lacks: the tags the snapshot must not get.
+        lacks: the tags the snapshot must not get (a tag whose rule fails is not absent).
         now: the evaluation time.
         tags: manual tags given with the snapshot.
         description: words for people.
+        unknown: the tags whose rules must fail on the snapshot.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Case:
     now: datetime.datetime
     tags: tuple[str, ...] = ()
     description: str = ""
+    unknown: tuple[str, ...] = ()
 
 
 @final
@@ -231,11 +235,14 @@ class _Reader:
         snapshot = self.snapshot(entry.get("snapshot", {}), name)
         has = self.keys(entry.get("has"), "has", name)
         lacks = self.keys(entry.get("lacks"), "lacks", name)
+        unknown = self.keys(entry.get("unknown"), "unknown", name)
         manual = self.keys(entry.get("tags"), "tags", name)
-        if not has and not lacks and "has" not in entry and "lacks" not in entry:
-            self.problem("the case checks nothing; give it 'has' or 'lacks'", name)
-        for key in sorted(set(has) & set(lacks)):
-            self.problem(f"tag {key!r} is in both 'has' and 'lacks'", name)
+        if not any(key in entry for key in ("has", "lacks", "unknown")):
+            self.problem("the case checks nothing; give it 'has', 'lacks' or 'unknown'", name)
+        expected = {"has": has, "lacks": lacks, "unknown": unknown}
+        for first, second in (("has", "lacks"), ("has", "unknown"), ("lacks", "unknown")):
+            for key in sorted(set(expected[first]) & set(expected[second])):
+                self.problem(f"tag {key!r} is in both {first!r} and {second!r}", name)
         moment = now
         if "now" in entry:
             try:
@@ -252,7 +259,7 @@ class _Reader:
             description = ""
         if moment is None:
             return None
-        return Case(name, snapshot, has, lacks, moment, manual, description)
+        return Case(name, snapshot, has, lacks, moment, manual, description, unknown)
 
 
 def load_case_file(path: str | Path) -> CaseFile:
@@ -314,7 +321,9 @@ def run_case(case_file: CaseFile, case: Case, *, coverage: RuleCoverage | None =
     evaluator = FrozenEvaluator(case_file.evaluator, case.now)
     if coverage is not None:
         coverage.record(case.snapshot, now=case.now, tags=case.tags)
-    mismatches = check_tags(evaluator, case.snapshot, case.has, case.lacks, tags=case.tags)
+    mismatches = check_tags(
+        evaluator, case.snapshot, case.has, case.lacks, unknown=case.unknown, tags=case.tags
+    )
     return CaseResult(str(case_file.path), case, tuple(mismatches))
 
 
