@@ -11,6 +11,10 @@ Configuration (``pytest.ini``, ``pyproject.toml`` or ``setup.cfg``):
 * ``tagrules_now`` — the frozen time of ``tagrules_evaluator`` (ISO 8601; default: when the test
   session started).
 
+Catalogs, those of case files included, are loaded with every installed plugin's functions and
+derived fields, as the ``tagrules`` command loads them; a ``tagrules_plugins`` fixture of a
+conftest chooses others for the fixtures.
+
 ``--tagrules-coverage`` reports the clauses of rules that no case or ``assert_tags`` call saw both
 true and false. ``@pytest.mark.tagrules(catalog=..., now=...)`` overrides the catalog and the time
 for one test, class or module.
@@ -29,6 +33,7 @@ import pytest
 if TYPE_CHECKING:
     from tagrules.catalog import Catalog
     from tagrules.errors import DefinitionError
+    from tagrules.plugins import PluginRegistry
     from tagrules.stores import MemoryStore
     from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, FrozenTagger, RuleCoverage
     from tagrules.testing._cases import Case
@@ -127,10 +132,11 @@ class CaseFileCollector(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from tagrules.errors import DefinitionError
+        from tagrules.plugins import installed_plugins
         from tagrules.testing import load_case_file
 
         try:
-            case_file = load_case_file(self.path)
+            case_file = load_case_file(self.path, plugins=installed_plugins())
         except DefinitionError as error:
             yield InvalidCaseFileItem.from_parent(self, name="invalid case file", error=error)
             return
@@ -196,11 +202,23 @@ def _marker_value(request: pytest.FixtureRequest, name: str) -> Any:
 
 
 @pytest.fixture
-def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
+def tagrules_plugins() -> PluginRegistry:
+    """The plugins ``tagrules_catalog`` loads catalog files and packs with: every installed one.
+
+    Override it in a conftest to test a catalog with other plugins (``PluginRegistry([plugin])``).
+    """
+    from tagrules.plugins import installed_plugins
+
+    return installed_plugins()
+
+
+@pytest.fixture
+def tagrules_catalog(request: pytest.FixtureRequest, tagrules_plugins: PluginRegistry) -> Catalog:
     """The catalog under test: ``@pytest.mark.tagrules(catalog=...)`` or the ``tagrules_catalog`` ini option.
 
     A catalog file (relative to the test file for the marker, to the ini file for the option) or a
-    pack name such as ``retail``; the marker also takes a :class:`~tagrules.Catalog`.
+    pack name such as ``retail``, loaded with ``tagrules_plugins``; the marker also takes a
+    :class:`~tagrules.Catalog`.
     """
     from tagrules.catalog import Catalog
     from tagrules.testing import resolve_catalog
@@ -209,7 +227,7 @@ def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
     if isinstance(chosen, Catalog):
         return chosen
     if chosen is not None:
-        return resolve_catalog(str(chosen), request.path.parent)
+        return resolve_catalog(str(chosen), request.path.parent, plugins=tagrules_plugins)
     configured: str = request.config.getini("tagrules_catalog")
     if not configured:
         pytest.fail(
@@ -218,7 +236,7 @@ def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
             pytrace=False,
         )
     base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
-    return resolve_catalog(configured, base)
+    return resolve_catalog(configured, base, plugins=tagrules_plugins)
 
 
 @pytest.fixture

@@ -406,3 +406,101 @@ class TestExamplePlugin:
         again = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
         assert again.returncode == 0, again.stderr
         assert len(audit.read_text(encoding="utf-8").splitlines()) == 2
+
+
+LAPSED_CATALOG = (
+    'schema: {last_order_at: "datetime | None"}\n'
+    "tags:\n"
+    '  - {key: lapsed, rule: "($days_since(last_order_at) ?? 0) > 30"}\n'
+    '  - {key: long_gone, rule: "(days_since_last_order ?? 0) > 100"}\n'
+)
+LAPSED_CASES = """
+catalog: catalog.yaml
+now: "2026-06-01T00:00:00Z"
+cases:
+  - name: lapsed, not long gone
+    snapshot: {last_order_at: "2026-03-01T00:00:00Z"}
+    has: [lapsed]
+    lacks: [long_gone]
+"""
+
+
+class TestWhereCatalogsLoad:
+    """One rule: a catalog sees the plugins it is loaded with; the front ends load with the installed ones."""
+
+    @pytest.fixture
+    def project(self, tmp_path: Path) -> Path:
+        (tmp_path / "catalog.yaml").write_text(LAPSED_CATALOG, encoding="utf-8")
+        (tmp_path / "lapsed.cases.yaml").write_text(LAPSED_CASES, encoding="utf-8")
+        return tmp_path
+
+    def test_load_and_loads_take_the_registry(self, project: Path) -> None:
+        """Catalog.load and Catalog.loads given plugins= see its functions and fields, as validate does."""
+        from tagrules.cli._common import load_catalog
+
+        registry = installed_plugins()
+        loaded = Catalog.load(project / "catalog.yaml", plugins=registry)
+        from_text = Catalog.loads(LAPSED_CATALOG, plugins=registry)
+        from_command = load_catalog(str(project / "catalog.yaml"))
+        for catalog in (loaded, from_text, from_command):
+            assert set(catalog.functions) == {"days_since", "count_within"}
+            assert set(catalog.derived_fields) == {"days_since_last_order"}
+        assert loaded == from_command
+        one_plugin = registry.plugins[[plugin.name for plugin in registry.plugins].index("loyalty")]
+        assert set(Catalog.loads(LAPSED_CATALOG, plugins=one_plugin).functions) == {
+            "days_since",
+            "count_within",
+        }
+
+    def test_without_plugins_the_message_says_how_to_give_them(self, project: Path) -> None:
+        """A catalog loaded without plugins= refuses a plugin's function, saying where functions come from."""
+        with pytest.raises(DefinitionError) as caught:
+            Catalog.load(project / "catalog.yaml")
+        assert "unknown builtin '$days_since' (if a plugin provides it" in str(caught.value)
+        assert "loaded with plugins=" in str(caught.value)
+
+    def test_case_files_take_the_registry(self, project: Path) -> None:
+        """load_case_file and resolve_catalog load the catalog with the plugins they are given."""
+        from tagrules.testing import load_case_file, resolve_catalog, run_cases
+
+        case_file = load_case_file(project / "lapsed.cases.yaml", plugins=installed_plugins())
+        assert all(result.passed for result in run_cases(case_file))
+        with pytest.raises(DefinitionError, match=r"unknown builtin '\$days_since'"):
+            resolve_catalog("catalog.yaml", project, plugins=PluginRegistry([]))
+
+    def test_tagrules_test_sees_installed_plugins(self, project: Path) -> None:
+        """``tagrules test`` runs case files whose catalog files call installed plugins' functions."""
+        result = subprocess.run(
+            [sys.executable, "-m", "tagrules.cli", "test", str(project / "lapsed.cases.yaml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 case: 1 passed, 0 failed" in result.stdout
+
+    def test_the_pytest_plugin_sees_installed_plugins(self, project: Path) -> None:
+        """tagrules_catalog and collected case files load catalog files with the installed plugins."""
+        (project / "pytest.ini").write_text("[pytest]\ntagrules_catalog = catalog.yaml\n", encoding="utf-8")
+        (project / "test_lapsed.py").write_text(
+            textwrap.dedent(
+                """
+                import pytest
+
+                @pytest.mark.tagrules(now="2026-06-01T00:00:00Z")
+                def test_lapsed(assert_tags, tagrules_catalog):
+                    assert "days_since" in tagrules_catalog.functions
+                    assert_tags({"last_order_at": "2026-01-01T00:00:00Z"}, has={"lapsed", "long_gone"})
+                """
+            ),
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=project,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 passed" in result.stdout

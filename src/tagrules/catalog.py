@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tagrules._files import dump_yaml, load_document, parse_document
 from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
-from tagrules.extensions import DerivedField, RuleFunction, check_functions
+from tagrules.extensions import DerivedField, Extensions, RuleFunction, check_functions, extension_lists
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
 from tagrules.schema import Schema, suggest
 
@@ -57,6 +57,10 @@ class Catalog:
         derived: fields computed from the snapshot before rules run
             (:class:`~tagrules.extensions.DerivedField`); each joins the schema when the schema has
             every field it reads and no field of its name.
+        plugins: where more functions and derived fields come from, before those given directly:
+            a :class:`~tagrules.plugins.PluginRegistry` such as ``installed_plugins()``, or one
+            :class:`~tagrules.plugins.Plugin`. A catalog sees no plugin it is not given: only the
+            ``tagrules`` command and the pytest plugin load with the installed plugins by themselves.
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -97,11 +101,13 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        plugins: Extensions | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.source = source
         problems: list[Problem] = []
+        functions, derived = extension_lists(plugins, functions, derived)
         self._functions = types.MappingProxyType(check_functions(list(functions), source))
         snapshot_schema = self._schema(schema, problems)
         self._snapshot_schema = snapshot_schema
@@ -147,15 +153,19 @@ class Catalog:
         *,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        plugins: Extensions | None = None,
     ) -> Catalog:
         """Load a catalog file (YAML, or JSON for ``.json`` files).
 
-        ``functions`` and ``derived`` are passed to the constructor.
+        ``functions``, ``derived`` and ``plugins`` are passed to the constructor: a catalog using a
+        plugin's functions is loaded with ``plugins=installed_plugins()``.
 
         Raises:
             DefinitionError: the file cannot be read or the catalog is not valid.
         """
-        return cls.from_data(load_document(path), source=str(path), functions=functions, derived=derived)
+        return cls.from_data(
+            load_document(path), source=str(path), functions=functions, derived=derived, plugins=plugins
+        )
 
     @classmethod
     def loads(
@@ -166,13 +176,15 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        plugins: Extensions | None = None,
     ) -> Catalog:
-        """Load a catalog from YAML or JSON text."""
+        """Load a catalog from YAML or JSON text; the other arguments are those of :meth:`load`."""
         return cls.from_data(
             parse_document(text, file=source or f"<{format}>", format=format),
             source=source,
             functions=functions,
             derived=derived,
+            plugins=plugins,
         )
 
     @classmethod
@@ -183,6 +195,7 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        plugins: Extensions | None = None,
     ) -> Catalog:
         """Build a catalog from plain data shaped like a catalog file (``schema``, ``tags``, ...)."""
         problems: list[Problem] = []
@@ -220,6 +233,7 @@ class Catalog:
                 source=source,
                 functions=functions,
                 derived=derived,
+                plugins=plugins,
             )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None

@@ -12,9 +12,12 @@ finds and loads them all; a plugin that fails to import, or that declares someth
 reported in :attr:`PluginRegistry.failures` and the others still load. tagrules registers its own
 retail pack this way.
 
-Catalogs see what plugins provide when they are loaded through the registry
-(:meth:`PluginRegistry.load_catalog`, :meth:`PluginRegistry.load_pack`) or when the functions and
-fields are passed in (``Catalog.load(path, functions=registry.functions)``).
+A catalog sees what plugins provide when it is loaded with them: ``Catalog.load(path,
+plugins=installed_plugins())`` (``Catalog.loads``, ``Catalog.from_data``, ``Catalog(...)``,
+``load_case_file`` and ``resolve_catalog`` take the same argument), or through the registry
+(:meth:`PluginRegistry.load_catalog`, :meth:`PluginRegistry.load_pack`). Nothing looks plugins up
+by itself but the front ends: the ``tagrules`` command and the pytest plugin (its
+``tagrules_plugins`` fixture) load every catalog with ``installed_plugins()``.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ class PluginRegistry:
 
     def load_catalog(self, path: str | Path) -> Catalog:
         """Load a catalog file with every plugin's functions and derived fields."""
-        return Catalog.load(path, functions=self.functions, derived=self.derived_fields)
+        return Catalog.load(path, plugins=self)
 
     def _pack(self, name: str) -> tuple[Plugin, PackSource]:
         found = self._packs.get(name)

@@ -27,7 +27,7 @@ from tagrules._files import load_document
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError, Problem
 from tagrules.evaluation import Evaluator, parse_now
-from tagrules.packs import available_packs, load_pack
+from tagrules.plugins import PluginRegistry, installed_plugins
 from tagrules.schema import suggest
 from tagrules.testing._assertions import FrozenEvaluator, TagMismatch, check_tags
 
@@ -125,12 +125,22 @@ class CaseResult:
 
 
 # catalogs and their compiled evaluators, shared by every case file that names the same catalog
-_LOADED: dict[tuple[str, int, int], Catalog] = {}
+_LOADED: dict[tuple[str, int, int, int], tuple[Catalog, PluginRegistry | None]] = {}
 _EVALUATORS: dict[int, tuple[Catalog, Evaluator]] = {}
 
 
-def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
+def resolve_catalog(
+    reference: str, base: Path | None = None, *, plugins: PluginRegistry | None = None
+) -> Catalog:
     """A catalog file (relative to ``base``), or the name of a pack such as ``retail``.
+
+    Args:
+        reference: the file or the pack name.
+        base: the folder a relative file name is relative to.
+        plugins: the plugins whose functions and derived fields a catalog file sees, and whose packs
+            a name finds, as in :meth:`tagrules.Catalog.load`; the ``tagrules test`` command and the
+            pytest plugin pass ``installed_plugins()``. Without it, a file sees no plugin and a
+            pack name is found among the installed plugins.
 
     Catalog files are loaded once per process as long as they do not change.
 
@@ -140,19 +150,20 @@ def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
     path = Path(reference) if base is None else base / reference
     if path.is_file():
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        catalog = _LOADED.get(key)
-        if catalog is None:
-            catalog = _LOADED[key] = Catalog.load(path)
-        return catalog
-    if reference in available_packs():
-        return load_pack(reference)
-    packs = ", ".join(available_packs())
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, id(plugins))
+        found = _LOADED.get(key)
+        if found is None or found[1] is not plugins:
+            found = _LOADED[key] = (Catalog.load(path, plugins=plugins), plugins)
+        return found[0]
+    registry = installed_plugins() if plugins is None else plugins
+    if reference in registry.packs:
+        return registry.load_pack(reference)
+    packs = ", ".join(registry.packs)
     raise DefinitionError(
         [
             Problem(
                 f"catalog {reference!r} is neither a file (looked for {path}) nor a pack ({packs})"
-                f"{suggest(reference, available_packs())}"
+                f"{suggest(reference, registry.packs)}"
             )
         ]
     )
@@ -262,8 +273,11 @@ class _Reader:
         return Case(name, snapshot, has, lacks, moment, manual, description, unknown)
 
 
-def load_case_file(path: str | Path) -> CaseFile:
+def load_case_file(path: str | Path, *, plugins: PluginRegistry | None = None) -> CaseFile:
     """Load a case file and check every case against its catalog.
+
+    ``plugins`` are those the catalog is loaded with (see :func:`resolve_catalog`); ``tagrules test``
+    and the pytest plugin pass ``installed_plugins()``.
 
     Raises:
         DefinitionError: the file, its catalog or its cases are not valid; every problem names the
@@ -285,7 +299,7 @@ def load_case_file(path: str | Path) -> CaseFile:
         problems.append(Problem("'catalog' must name a catalog file or a pack, such as retail", file=file))
         raise DefinitionError(problems)
     try:
-        catalog = resolve_catalog(reference, target.parent)
+        catalog = resolve_catalog(reference, target.parent, plugins=plugins)
     except DefinitionError as error:
         raise DefinitionError(
             [*problems, *(_in_case_file(problem, file) for problem in error.problems)]
