@@ -159,9 +159,12 @@ class TestRuleFunctions:
         assert ("half_above" in compiled.tags) == (value / 2 > threshold)
 
 
+BROKEN = datetime.datetime(1999, 1, 1, tzinfo=UTC)
+
+
 def _days_since_last(snapshot: Mapping[str, Any], now: datetime.datetime) -> int | None:
     last = snapshot.get("last_order_at")
-    if last == "broken":
+    if last == BROKEN:
         raise ValueError("cannot read the last order")
     return None if last is None else (now - last).days
 
@@ -189,7 +192,7 @@ class TestDerivedFields:
     def test_a_failing_derived_field_fails_only_the_tags_reading_it(self, compiled: bool) -> None:
         """The field's error names it, and tags that do not read it are unaffected."""
         evaluation = Evaluator(self._catalog(), compiled=compiled).evaluate(
-            {"last_order_at": "broken", "age": 30}, now=NOW
+            {"last_order_at": BROKEN, "age": 30}, now=NOW
         )
         assert evaluation.tags == {"adult"}
         assert evaluation.errors == {
@@ -197,6 +200,39 @@ class TestDerivedFields:
                 "field 'days_since_last_order': derived field failed: ValueError: cannot read the last order"
             )
         }
+
+    @pytest.mark.parametrize("compiled", [True, False])
+    @pytest.mark.parametrize(
+        "last_order_at",
+        ["2026-05-22T00:00:00Z", "2026-05-21T19:00:00-05:00", datetime.datetime(2026, 5, 22)],
+        ids=["json-text", "offset-text", "naive"],
+    )
+    def test_derived_fields_receive_typed_values(self, compiled: bool, last_order_at: Any) -> None:
+        """compute sees the schema's values: JSON text and naive datetimes arrive as aware UTC datetimes."""
+        seen: list[Any] = []
+
+        def days(snapshot: Mapping[str, Any], now: datetime.datetime) -> int:
+            seen.append(snapshot["last_order_at"])
+            return (now - snapshot["last_order_at"]).days
+
+        field = DerivedField("days", "int", days, reads=["last_order_at"])
+        catalog = _catalog(
+            {"recent": "days <= 10"}, {"last_order_at": "datetime", "age": "int"}, derived=[field]
+        )
+        evaluation = Evaluator(catalog, compiled=compiled).evaluate({"last_order_at": last_order_at}, now=NOW)
+        assert evaluation.errors == {}
+        assert evaluation.tags == {"recent"}
+        assert seen == [datetime.datetime(2026, 5, 22, tzinfo=UTC)]
+
+    def test_a_bad_input_is_named_without_calling_compute(self) -> None:
+        """A field the derived field reads that the schema refuses fails the field, naming the input."""
+        evaluation = Evaluator(self._catalog()).evaluate({"last_order_at": "broken", "age": 30}, now=NOW)
+        assert evaluation.tags == {"adult"}
+        message = evaluation.errors["lapsed"]
+        assert message.startswith(
+            "field 'days_since_last_order': derived field not computed: field 'last_order_at': "
+        )
+        assert "'broken'" in message
 
     def test_snapshots_need_not_carry_derived_fields(self) -> None:
         """Validating a snapshot does not ask for the derived fields, and files do not list them."""

@@ -16,7 +16,7 @@ from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import SnapshotError
 from tagrules.rules._explain import Explanation, describe_failure, explain_statement
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
-from tagrules.schema import FailedValue
+from tagrules.schema import BadValue, FailedValue
 
 __all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "parse_now", "resolve_now"]
 
@@ -215,6 +215,19 @@ class Evaluator:
         self._dependencies = {key: sorted(catalog.dependencies.get(key, ())) for key in self._statements}
         used = frozenset().union(*(catalog.rule(key).fields for key in self._statements))
         self._derived = tuple(field for name, field in catalog.derived_fields.items() if name in used)
+        # derived fields compute from the schema's typed values of the fields they read (all, if one
+        # does not say), not from the raw snapshot: JSON text, naive datetimes and ints become typed
+        snapshot_fields = catalog.snapshot_schema.fields
+        inputs = (
+            {name for field in self._derived for name in field.reads}
+            if all(field.reads for field in self._derived)
+            else set(snapshot_fields)
+        )
+        self._derived_inputs = tuple(
+            (name, catalog.snapshot_schema.normalizer(name))
+            for name in sorted(inputs)
+            if name in snapshot_fields
+        )
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
 
@@ -320,8 +333,27 @@ class Evaluator:
             raise TypeError(
                 f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}"
             )
-        view = types.MappingProxyType(values)
+        typed: dict[str, Any] = {}
+        bad: dict[str, str] = {}
+        for name, normalize in self._derived_inputs:
+            if name not in values:
+                continue
+            value = values[name]
+            if type(value) is FailedValue:
+                bad[name] = value.reason
+                continue
+            try:
+                typed[name] = normalize(value)
+            except BadValue as error:
+                bad[name] = str(error)
+        view = types.MappingProxyType(typed)
         for field in self._derived:
+            failed = next((name for name in field.reads if name in bad), None)
+            if failed is not None:
+                values[field.name] = FailedValue(
+                    f"derived field not computed: field {failed!r}: {bad[failed]}"
+                )
+                continue
             try:
                 values[field.name] = field.compute(view, now)
             except Exception as error:

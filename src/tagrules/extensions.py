@@ -165,11 +165,14 @@ class DerivedField:
     Args:
         name: the field name rules use.
         type: its type, written as in schemas (``"int | None"``).
-        compute: called with the snapshot (a read-only mapping of the raw field values the caller
-            passed) and the evaluation's ``now``; returns the value. If it raises, the field counts
-            as bad on that snapshot, and only the tags reading it fail.
-        reads: the snapshot fields ``compute`` needs; a catalog whose schema lacks one of them does
-            not get this field.
+        compute: called with the snapshot (a read-only mapping of the fields of ``reads`` as the
+            schema reads them: datetimes aware in UTC, even from JSON text or naive datetimes) and
+            the evaluation's ``now``; returns the value. If it raises, or a field it reads is bad
+            on the snapshot, the field counts as bad on that snapshot, and only the tags reading it
+            fail.
+        reads: the snapshot fields ``compute`` needs (without it, it gets every field); a catalog
+            whose schema lacks one of them does not get this field. In the database, tags reading
+            the field are evaluated in Python from the columns of these fields.
         description: one line for ``tagrules plugins`` and the documentation.
 
     Raises:

@@ -106,6 +106,15 @@ def _rule_fields(catalog: Catalog, keys: Sequence[str]) -> set[str]:
     return {name for key in keys for name in catalog.rule(key).fields}
 
 
+def _stored_fields(catalog: Catalog, names: set[str]) -> set[str]:
+    """The fields a table holds for ``names``: derived fields are computed in Python from what they read."""
+    derived = catalog.derived_fields
+    stored = {name for name in names if name not in derived}
+    for name in names & derived.keys():
+        stored.update(derived[name].reads or catalog.snapshot_schema.fields)
+    return stored
+
+
 def _declared(text: str) -> FieldType | None:
     try:
         return parse_type(text)
@@ -151,7 +160,8 @@ class _QueryBuilder:
         placeholder = sa.literal_column("0", sa.Integer())
         pushed_keys: set[str] = set()
         active = {definition.key for definition in catalog.active}
-        fields = _field_columns(catalog, self.table, self.columns, _rule_fields(catalog, sorted(active)))
+        read = _rule_fields(catalog, sorted(active))
+        fields = _field_columns(catalog, self.table, self.columns, _stored_fields(catalog, read))
         for unit in catalog.evaluation_order:
             reason: str | None = None
             for key in unit.keys:
@@ -159,6 +169,17 @@ class _QueryBuilder:
                 waiting = [dependency for dependency in dependencies if dependency not in pushed_keys]
                 if waiting:
                     reason = f"depends on {waiting[0]!r}, which is evaluated in Python"
+                    break
+                derived = sorted(catalog.rule(key).fields & catalog.derived_fields.keys())
+                if derived:
+                    located = NotPushable(
+                        f"the derived field {derived[0]!r} (computed in Python)",
+                        tag=key,
+                        dialect=self.compiler.dialect,
+                    )
+                    if mode == "database":
+                        raise located
+                    reason = str(located)
                     break
                 rule_compiler = self.compiler(
                     catalog.language.context,
@@ -589,8 +610,10 @@ def count_tags(
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
     moment = resolve_now(now)
     connection, engine = _connect(bind)
-    # a connection of the caller's may hold uncommitted rows: only one opened here is doubled
-    side = None if isinstance(bind, Connection) else connection.engine
+    # a connection of the caller's may hold uncommitted rows: only one opened here is doubled; SQLite
+    # gets no second thread (an in-memory database is one connection, usable only by its thread)
+    doubled = not isinstance(bind, Connection) and connection.dialect.name != "sqlite"
+    side = connection.engine if doubled else None
     try:
         with connection.begin() if not connection.in_transaction() else _nothing():
             source = open_table(connection, table) if isinstance(table, str) else table
@@ -598,7 +621,7 @@ def count_tags(
     except sa.exc.DBAPIError as error:
         raise SourceError(f"the database refused the query: {error.orig}") from None
     finally:
-        if side is not None:
+        if not isinstance(bind, Connection):
             connection.close()
         if engine is not None:
             engine.dispose()
@@ -631,7 +654,7 @@ def _count(
     query: TagQuery | None = None
     if mode == "python":
         in_python = dict.fromkeys(active, "python mode")
-        _field_columns(catalog, source, columns, _rule_fields(catalog, active))
+        _field_columns(catalog, source, columns, _stored_fields(catalog, _rule_fields(catalog, active)))
     else:
         query = tag_query(
             catalog,
@@ -663,7 +686,8 @@ def _count(
     def in_python_over(reader: Connection) -> int:
         sub_catalog = _python_catalog(catalog, python_keys)
         evaluator = Evaluator(sub_catalog)
-        needed = sorted(_rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active]))
+        read = _rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active])
+        needed = sorted(_stored_fields(sub_catalog, read))
         python_counts = dict.fromkeys(python_keys, 0)
         python_unknown = dict.fromkeys(python_keys, 0)
         python_rows = 0
