@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import importlib
 import inspect
 import io
 import json
@@ -52,10 +53,8 @@ from typing import Any
 import pytest
 import yaml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - pytest installs tomli before 3.11
-    import tomli as tomllib
+# the standard library's from Python 3.11; pytest installs tomli before it
+tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -200,19 +199,7 @@ class Page:
     def shell(self, block: Block) -> None:
         expected = _expected_status(block)
         for command in _commands(block.text):
-            try:
-                result = subprocess.run(
-                    ["bash", "-c", command],
-                    cwd=self.folder,
-                    env=self.environment,
-                    capture_output=True,
-                    text=True,
-                    timeout=_TIMEOUT,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                )
-            except subprocess.TimeoutExpired:
-                raise ExampleFailed(f"$ {command}\ndid not finish in {_TIMEOUT} s") from None
+            result = self.execute(["bash", "-c", command])
             if result.returncode != expected:
                 raise ExampleFailed(
                     f"$ {command}\nexited {result.returncode}, not {expected}\n"
@@ -222,19 +209,24 @@ class Page:
     def pytest(self, block: Block) -> None:
         module = self.folder / f"test_example_line_{block.line}.py"
         module.write_text(block.text, encoding="utf-8")
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module.name]
-        result = subprocess.run(
-            command,
-            cwd=self.folder,
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = self.execute([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module.name])
         if result.returncode != 0:
             raise ExampleFailed(f"pytest failed (exit {result.returncode}):\n{_tail(result.stdout, 60)}")
+
+    def execute(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                command,
+                cwd=self.folder,
+                env=self.environment,
+                capture_output=True,
+                text=True,
+                timeout=_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise ExampleFailed(f"{shlex.join(command)}\ndid not finish in {_TIMEOUT} s") from None
 
     def parse(self, block: Block) -> None:
         try:
@@ -372,8 +364,6 @@ def test_cli_headings_are_synopses() -> None:
 
 def test_api_names_are_importable_as_the_page_says() -> None:
     """docs/api.md: each ``tagrules.NAME`` is in ``tagrules.__all__``; others import from their module."""
-    import importlib
-
     import tagrules
 
     text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")

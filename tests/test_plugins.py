@@ -213,7 +213,7 @@ class TestDerivedFields:
 
         def days(snapshot: Mapping[str, Any], now: datetime.datetime) -> int:
             seen.append(snapshot["last_order_at"])
-            return (now - snapshot["last_order_at"]).days
+            return int((now - snapshot["last_order_at"]).days)
 
         field = DerivedField("days", "int", days, reads=["last_order_at"])
         catalog = _catalog(

@@ -16,7 +16,7 @@ from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import SnapshotError
 from tagrules.rules._explain import Explanation, describe_failure, explain_statement
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, Scope, evaluation_state
-from tagrules.schema import BadValue, FailedValue
+from tagrules.schema import FailedValue
 
 __all__ = ["Evaluation", "Evaluator", "TagDiff", "TagExplanation", "diff", "parse_now", "resolve_now"]
 
@@ -223,11 +223,7 @@ class Evaluator:
             if all(field.reads for field in self._derived)
             else set(snapshot_fields)
         )
-        self._derived_inputs = tuple(
-            (name, catalog.snapshot_schema.normalizer(name))
-            for name in sorted(inputs)
-            if name in snapshot_fields
-        )
+        self._derived_inputs = tuple(name for name in sorted(inputs) if name in snapshot_fields)
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
 
@@ -333,19 +329,9 @@ class Evaluator:
             raise TypeError(
                 f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}"
             )
-        typed: dict[str, Any] = {}
-        bad: dict[str, str] = {}
-        for name, normalize in self._derived_inputs:
-            if name not in values:
-                continue
-            value = values[name]
-            if type(value) is FailedValue:
-                bad[name] = value.reason
-                continue
-            try:
-                typed[name] = normalize(value)
-            except BadValue as error:
-                bad[name] = str(error)
+        typed, bad = self.catalog.snapshot_schema.read(
+            {name: values[name] for name in self._derived_inputs if name in values}
+        )
         view = types.MappingProxyType(typed)
         for field in self._derived:
             failed = next((name for name in field.reads if name in bad), None)
