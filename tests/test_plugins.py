@@ -339,6 +339,11 @@ def _write_catalog(directory: Path, rule: str) -> Path:
     return path
 
 
+def _tagrules_test(path: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tagrules.cli", "test", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 class TestExamplePlugin:
     """The example package under examples/ is installed with the test extras and works end to end."""
 
@@ -411,12 +416,7 @@ class TestExamplePlugin:
 
     def test_its_case_file_passes(self) -> None:
         """Case files may name a plugin's pack; its functions follow the case file's now."""
-        result = subprocess.run(
-            [sys.executable, "-m", "tagrules.cli", "test", str(EXAMPLE / "loyalty.cases.yaml")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _tagrules_test(EXAMPLE / "loyalty.cases.yaml")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "4 cases: 4 passed, 0 failed" in result.stdout
 
@@ -506,12 +506,7 @@ class TestWhereCatalogsLoad:
 
     def test_tagrules_test_sees_installed_plugins(self, project: Path) -> None:
         """``tagrules test`` runs case files whose catalog files call installed plugins' functions."""
-        result = subprocess.run(
-            [sys.executable, "-m", "tagrules.cli", "test", str(project / "lapsed.cases.yaml")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _tagrules_test(project / "lapsed.cases.yaml")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "1 case: 1 passed, 0 failed" in result.stdout
 
