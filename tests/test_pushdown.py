@@ -14,7 +14,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
-from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
+from tagrules import (
+    Catalog,
+    Evaluator,
+    MemoryStore,
+    NotPushable,
+    SourceError,
+    count_tags,
+    retag_from_table,
+    tag_query,
+)
 from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import stream_snapshots
@@ -747,6 +756,18 @@ class TestDerivedFields:
             "recent_orderer": "python",
         }
         assert report.in_python["big"].startswith("tag 'big': the derived field 'double_spend'")
+
+    @pytest.mark.parametrize("set_wise", [False, None])
+    def test_retagged_from_a_table(self, engine: Engine, set_wise: bool | None) -> None:
+        """retag_from_table computes derived fields from the columns of the fields they read too."""
+        catalog = Catalog(DERIVED_TAGS, SCHEMA, derived=[DOUBLE_SPEND, DAYS_SEEN])
+        table = make_table(engine, Catalog([], SCHEMA), ROWS)
+        store = MemoryStore()
+        retag_from_table(catalog, engine, table.name, store, now=NOW, set_wise=set_wise)
+        evaluator = Evaluator(catalog)
+        held = {row["id"]: {membership.tag for membership in store.memberships(row["id"])} for row in ROWS}
+        assert held == {row["id"]: set(evaluator.evaluate(row, now=NOW).tags) for row in ROWS}
+        assert held["a"] == {"recent", "ordered", "recent_orderer"}
 
     def test_database_mode_names_the_derived_field(self, engine: Engine) -> None:
         """database mode refuses a tag reading a derived field, naming the tag and the field."""

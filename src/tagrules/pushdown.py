@@ -103,14 +103,12 @@ def _field_columns(
 
 
 def _rule_fields(catalog: Catalog, keys: Sequence[str]) -> set[str]:
-    return {name for key in keys for name in catalog.rule(key).fields}
-
-
-def _stored_fields(catalog: Catalog, names: set[str]) -> set[str]:
-    """The fields a table holds for ``names``: derived fields are computed in Python from what they read."""
+    """The fields the rules of ``keys`` read from a table: a derived field is computed in Python from
+    the fields it reads (every field, if it does not say)."""
+    read = {name for key in keys for name in catalog.rule(key).fields}
     derived = catalog.derived_fields
-    stored = {name for name in names if name not in derived}
-    for name in names & derived.keys():
+    stored = {name for name in read if name not in derived}
+    for name in read & derived.keys():
         stored.update(derived[name].reads or catalog.snapshot_schema.fields)
     return stored
 
@@ -160,8 +158,7 @@ class _QueryBuilder:
         placeholder = sa.literal_column("0", sa.Integer())
         pushed_keys: set[str] = set()
         active = {definition.key for definition in catalog.active}
-        read = _rule_fields(catalog, sorted(active))
-        fields = _field_columns(catalog, self.table, self.columns, _stored_fields(catalog, read))
+        fields = _field_columns(catalog, self.table, self.columns, _rule_fields(catalog, sorted(active)))
         for unit in catalog.evaluation_order:
             reason: str | None = None
             for key in unit.keys:
@@ -654,7 +651,7 @@ def _count(
     query: TagQuery | None = None
     if mode == "python":
         in_python = dict.fromkeys(active, "python mode")
-        _field_columns(catalog, source, columns, _stored_fields(catalog, _rule_fields(catalog, active)))
+        _field_columns(catalog, source, columns, _rule_fields(catalog, active))
     else:
         query = tag_query(
             catalog,
@@ -686,8 +683,7 @@ def _count(
     def in_python_over(reader: Connection) -> int:
         sub_catalog = _python_catalog(catalog, python_keys)
         evaluator = Evaluator(sub_catalog)
-        read = _rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active])
-        needed = sorted(_stored_fields(sub_catalog, read))
+        needed = sorted(_rule_fields(sub_catalog, [definition.key for definition in sub_catalog.active]))
         python_counts = dict.fromkeys(python_keys, 0)
         python_unknown = dict.fromkeys(python_keys, 0)
         python_rows = 0
