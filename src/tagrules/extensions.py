@@ -42,7 +42,7 @@ from tagrules.errors import DefinitionError, Problem
 from tagrules.rules._language import evaluation_state
 from tagrules.schema import FieldType, SchemaError, parse_type
 
-__all__ = ["DerivedField", "Extensions", "RuleFunction", "extension_lists"]
+__all__ = ["DerivedField", "Extensions", "RuleFunction"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
