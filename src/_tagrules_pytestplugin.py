@@ -11,6 +11,10 @@ Configuration (``pytest.ini``, ``pyproject.toml`` or ``setup.cfg``):
 * ``tagrules_now`` — the frozen time of ``tagrules_evaluator`` (ISO 8601; default: when the test
   session started).
 
+Catalogs, those of case files included, are loaded with every installed plugin's functions and
+derived fields, as the ``tagrules`` command loads them; a ``tagrules_plugins`` fixture of a
+conftest chooses others for the fixtures.
+
 ``--tagrules-coverage`` reports the clauses of rules that no case or ``assert_tags`` call saw both
 true and false. ``@pytest.mark.tagrules(catalog=..., now=...)`` overrides the catalog and the time
 for one test, class or module.
@@ -28,9 +32,10 @@ import pytest
 
 if TYPE_CHECKING:
     from tagrules.catalog import Catalog
+    from tagrules.errors import DefinitionError
+    from tagrules.plugins import PluginRegistry
     from tagrules.stores import MemoryStore
-    from tagrules.tagger import Tagger
-    from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, RuleCoverage
+    from tagrules.testing import CaseFile, CaseResult, FrozenEvaluator, FrozenTagger, RuleCoverage
     from tagrules.testing._cases import Case
 
 __all__: list[str] = []
@@ -120,21 +125,47 @@ class CaseFailed(AssertionError):
 
 
 class CaseFileCollector(pytest.File):
-    """A ``*.cases.yaml`` file; each of its cases is a test item."""
+    """A ``*.cases.yaml`` file; each of its cases is a test item.
+
+    A file that is not valid is one failing item, so the other files' cases still run.
+    """
 
     def collect(self) -> Iterator[pytest.Item]:
+        from tagrules.errors import DefinitionError
+        from tagrules.plugins import installed_plugins
         from tagrules.testing import load_case_file
 
-        case_file = load_case_file(self.path)
+        try:
+            case_file = load_case_file(self.path, plugins=installed_plugins())
+        except DefinitionError as error:
+            yield InvalidCaseFileItem.from_parent(self, name="invalid case file", error=error)
+            return
         for case in case_file.cases:
             yield CaseItem.from_parent(self, name=case.name, case_file=case_file, case=case)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        from tagrules.errors import DefinitionError
 
-        if isinstance(excinfo.value, DefinitionError):
-            return "invalid case file:\n" + "\n".join(str(problem) for problem in excinfo.value.problems)
+class InvalidCaseFile(AssertionError):
+    """A case file whose problems keep its cases from running."""
+
+
+class InvalidCaseFileItem(pytest.Item):
+    """The item standing for a case file that is not valid: it fails with every problem of the file."""
+
+    def __init__(self, *, error: DefinitionError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        lines = ["invalid case file:", *(str(problem) for problem in self.error.problems)]
+        raise InvalidCaseFile("\n".join(lines))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, InvalidCaseFile):
+            return str(excinfo.value)
         return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, "invalid case file"
 
 
 class CaseItem(pytest.Item):
@@ -171,11 +202,23 @@ def _marker_value(request: pytest.FixtureRequest, name: str) -> Any:
 
 
 @pytest.fixture
-def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
+def tagrules_plugins() -> PluginRegistry:
+    """The plugins ``tagrules_catalog`` loads catalog files and packs with: every installed one.
+
+    Override it in a conftest to test a catalog with other plugins (``PluginRegistry([plugin])``).
+    """
+    from tagrules.plugins import installed_plugins
+
+    return installed_plugins()
+
+
+@pytest.fixture
+def tagrules_catalog(request: pytest.FixtureRequest, tagrules_plugins: PluginRegistry) -> Catalog:
     """The catalog under test: ``@pytest.mark.tagrules(catalog=...)`` or the ``tagrules_catalog`` ini option.
 
     A catalog file (relative to the test file for the marker, to the ini file for the option) or a
-    pack name such as ``retail``; the marker also takes a :class:`~tagrules.Catalog`.
+    pack name such as ``retail``, loaded with ``tagrules_plugins``; the marker also takes a
+    :class:`~tagrules.Catalog`.
     """
     from tagrules.catalog import Catalog
     from tagrules.testing import resolve_catalog
@@ -184,7 +227,7 @@ def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
     if isinstance(chosen, Catalog):
         return chosen
     if chosen is not None:
-        return resolve_catalog(str(chosen), request.path.parent)
+        return resolve_catalog(str(chosen), request.path.parent, plugins=tagrules_plugins)
     configured: str = request.config.getini("tagrules_catalog")
     if not configured:
         pytest.fail(
@@ -193,7 +236,7 @@ def tagrules_catalog(request: pytest.FixtureRequest) -> Catalog:
             pytrace=False,
         )
     base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
-    return resolve_catalog(configured, base)
+    return resolve_catalog(configured, base, plugins=tagrules_plugins)
 
 
 @pytest.fixture
@@ -233,20 +276,29 @@ def tagrules_store() -> Iterator[MemoryStore]:
 
 
 @pytest.fixture
-def tagrules_tagger(tagrules_catalog: Catalog, tagrules_store: MemoryStore) -> Tagger:
-    """A :class:`~tagrules.Tagger` of ``tagrules_catalog`` over ``tagrules_store``."""
-    from tagrules.tagger import Tagger
+def tagrules_tagger(
+    tagrules_catalog: Catalog, tagrules_store: MemoryStore, tagrules_now: datetime.datetime
+) -> FrozenTagger:
+    """A tagger of ``tagrules_catalog`` over ``tagrules_store`` whose calls happen at ``tagrules_now``.
 
-    return Tagger(tagrules_catalog, tagrules_store)
+    A :class:`~tagrules.testing.FrozenTagger`: ``apply``, ``apply_many``, overrides and ``retire``
+    default to the frozen time, as ``tagrules_evaluator`` does.
+    """
+    from tagrules.testing import FrozenTagger
+    from tagrules.testing._cases import shared_evaluator
+
+    evaluator = shared_evaluator(tagrules_catalog)
+    return FrozenTagger(tagrules_catalog, tagrules_store, now=tagrules_now, evaluator=evaluator)
 
 
 @pytest.fixture
 def assert_tags(request: pytest.FixtureRequest, tagrules_evaluator: FrozenEvaluator) -> Callable[..., None]:
-    """``assert_tags(snapshot, has=..., lacks=...)`` against ``tagrules_evaluator``.
+    """``assert_tags(snapshot, has=..., lacks=..., unknown=...)`` against ``tagrules_evaluator``.
 
-    A failure shows the explanation tree of every wrong tag.
+    A failure shows the explanation tree of every wrong tag; ``now`` may be ISO 8601 text.
     """
     from tagrules.testing import assert_tags as check
+    from tagrules.testing._assertions import as_time
 
     coverage = _coverage(request.config, tagrules_evaluator.catalog)
 
@@ -255,12 +307,14 @@ def assert_tags(request: pytest.FixtureRequest, tagrules_evaluator: FrozenEvalua
         has: Iterable[str] | str = (),
         lacks: Iterable[str] | str = (),
         *,
-        now: datetime.datetime | None = None,
+        unknown: Iterable[str] | str = (),
+        now: datetime.datetime | str | None = None,
         tags: Iterable[str] = (),
     ) -> None:
         __tracebackhide__ = True
+        moment = as_time(now)
         if coverage is not None:
-            coverage.record(snapshot, now=now or tagrules_evaluator.now, tags=tags)
-        check(snapshot, has, lacks, evaluator=tagrules_evaluator, now=now, tags=tags)
+            coverage.record(snapshot, now=moment or tagrules_evaluator.now, tags=tags)
+        check(snapshot, has, lacks, evaluator=tagrules_evaluator, unknown=unknown, now=moment, tags=tags)
 
     return assert_snapshot_tags

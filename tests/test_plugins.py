@@ -159,9 +159,12 @@ class TestRuleFunctions:
         assert ("half_above" in compiled.tags) == (value / 2 > threshold)
 
 
+BROKEN = datetime.datetime(1999, 1, 1, tzinfo=UTC)
+
+
 def _days_since_last(snapshot: Mapping[str, Any], now: datetime.datetime) -> int | None:
     last = snapshot.get("last_order_at")
-    if last == "broken":
+    if last == BROKEN:
         raise ValueError("cannot read the last order")
     return None if last is None else (now - last).days
 
@@ -189,7 +192,7 @@ class TestDerivedFields:
     def test_a_failing_derived_field_fails_only_the_tags_reading_it(self, compiled: bool) -> None:
         """The field's error names it, and tags that do not read it are unaffected."""
         evaluation = Evaluator(self._catalog(), compiled=compiled).evaluate(
-            {"last_order_at": "broken", "age": 30}, now=NOW
+            {"last_order_at": BROKEN, "age": 30}, now=NOW
         )
         assert evaluation.tags == {"adult"}
         assert evaluation.errors == {
@@ -197,6 +200,39 @@ class TestDerivedFields:
                 "field 'days_since_last_order': derived field failed: ValueError: cannot read the last order"
             )
         }
+
+    @pytest.mark.parametrize("compiled", [True, False])
+    @pytest.mark.parametrize(
+        "last_order_at",
+        ["2026-05-22T00:00:00Z", "2026-05-21T19:00:00-05:00", datetime.datetime(2026, 5, 22)],
+        ids=["json-text", "offset-text", "naive"],
+    )
+    def test_derived_fields_receive_typed_values(self, compiled: bool, last_order_at: Any) -> None:
+        """compute sees the schema's values: JSON text and naive datetimes arrive as aware UTC datetimes."""
+        seen: list[Any] = []
+
+        def days(snapshot: Mapping[str, Any], now: datetime.datetime) -> int:
+            seen.append(snapshot["last_order_at"])
+            return int((now - snapshot["last_order_at"]).days)
+
+        field = DerivedField("days", "int", days, reads=["last_order_at"])
+        catalog = _catalog(
+            {"recent": "days <= 10"}, {"last_order_at": "datetime", "age": "int"}, derived=[field]
+        )
+        evaluation = Evaluator(catalog, compiled=compiled).evaluate({"last_order_at": last_order_at}, now=NOW)
+        assert evaluation.errors == {}
+        assert evaluation.tags == {"recent"}
+        assert seen == [datetime.datetime(2026, 5, 22, tzinfo=UTC)]
+
+    def test_a_bad_input_is_named_without_calling_compute(self) -> None:
+        """A field the derived field reads that the schema refuses fails the field, naming the input."""
+        evaluation = Evaluator(self._catalog()).evaluate({"last_order_at": "broken", "age": 30}, now=NOW)
+        assert evaluation.tags == {"adult"}
+        message = evaluation.errors["lapsed"]
+        assert message.startswith(
+            "field 'days_since_last_order': derived field not computed: field 'last_order_at': "
+        )
+        assert "'broken'" in message
 
     def test_snapshots_need_not_carry_derived_fields(self) -> None:
         """Validating a snapshot does not ask for the derived fields, and files do not list them."""
@@ -372,6 +408,11 @@ class TestListenerSelection:
         assert "listener '_heard' is already provided" in registry.failures[0].message
 
 
+def _tagrules_test(path: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tagrules.cli", "test", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 class TestExamplePlugin:
     """The example package under examples/ is installed with the test extras and works end to end."""
 
@@ -444,12 +485,7 @@ class TestExamplePlugin:
 
     def test_its_case_file_passes(self) -> None:
         """Case files may name a plugin's pack; its functions follow the case file's now."""
-        result = subprocess.run(
-            [sys.executable, "-m", "tagrules.cli", "test", str(EXAMPLE / "loyalty.cases.yaml")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _tagrules_test(EXAMPLE / "loyalty.cases.yaml")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "4 cases: 4 passed, 0 failed" in result.stdout
 
@@ -505,3 +541,96 @@ class TestExamplePlugin:
         assert unknown.returncode == 1
         assert "unknown listener 'log_chnage'; did you mean 'log_change'?" in unknown.stderr
         assert not (tmp_path / "unknown.db").exists()
+
+
+LAPSED_CATALOG = (
+    'schema: {last_order_at: "datetime | None"}\n'
+    "tags:\n"
+    '  - {key: lapsed, rule: "($days_since(last_order_at) ?? 0) > 30"}\n'
+    '  - {key: long_gone, rule: "(days_since_last_order ?? 0) > 100"}\n'
+)
+LAPSED_CASES = """
+catalog: catalog.yaml
+now: "2026-06-01T00:00:00Z"
+cases:
+  - name: lapsed, not long gone
+    snapshot: {last_order_at: "2026-03-01T00:00:00Z"}
+    has: [lapsed]
+    lacks: [long_gone]
+"""
+
+
+class TestWhereCatalogsLoad:
+    """One rule: a catalog sees the plugins it is loaded with; the front ends load with the installed ones."""
+
+    @pytest.fixture
+    def project(self, tmp_path: Path) -> Path:
+        (tmp_path / "catalog.yaml").write_text(LAPSED_CATALOG, encoding="utf-8")
+        (tmp_path / "lapsed.cases.yaml").write_text(LAPSED_CASES, encoding="utf-8")
+        return tmp_path
+
+    def test_load_and_loads_take_the_registry(self, project: Path) -> None:
+        """Catalog.load and Catalog.loads given plugins= see its functions and fields, as validate does."""
+        from tagrules.cli._common import load_catalog
+
+        registry = installed_plugins()
+        loaded = Catalog.load(project / "catalog.yaml", plugins=registry)
+        from_text = Catalog.loads(LAPSED_CATALOG, plugins=registry)
+        from_command = load_catalog(str(project / "catalog.yaml"))
+        for catalog in (loaded, from_text, from_command):
+            assert set(catalog.functions) == {"days_since", "count_within"}
+            assert set(catalog.derived_fields) == {"days_since_last_order"}
+        assert loaded == from_command
+        one_plugin = registry.plugins[[plugin.name for plugin in registry.plugins].index("loyalty")]
+        assert set(Catalog.loads(LAPSED_CATALOG, plugins=one_plugin).functions) == {
+            "days_since",
+            "count_within",
+        }
+
+    def test_without_plugins_the_message_says_how_to_give_them(self, project: Path) -> None:
+        """A catalog loaded without plugins= refuses a plugin's function, saying where functions come from."""
+        with pytest.raises(DefinitionError) as caught:
+            Catalog.load(project / "catalog.yaml")
+        assert "unknown builtin '$days_since' (if a plugin provides it" in str(caught.value)
+        assert "loaded with plugins=" in str(caught.value)
+
+    def test_case_files_take_the_registry(self, project: Path) -> None:
+        """load_case_file and resolve_catalog load the catalog with the plugins they are given."""
+        from tagrules.testing import load_case_file, resolve_catalog, run_cases
+
+        case_file = load_case_file(project / "lapsed.cases.yaml", plugins=installed_plugins())
+        assert all(result.passed for result in run_cases(case_file))
+        with pytest.raises(DefinitionError, match=r"unknown builtin '\$days_since'"):
+            resolve_catalog("catalog.yaml", project, plugins=PluginRegistry([]))
+
+    def test_tagrules_test_sees_installed_plugins(self, project: Path) -> None:
+        """``tagrules test`` runs case files whose catalog files call installed plugins' functions."""
+        result = _tagrules_test(project / "lapsed.cases.yaml")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 case: 1 passed, 0 failed" in result.stdout
+
+    def test_the_pytest_plugin_sees_installed_plugins(self, project: Path) -> None:
+        """tagrules_catalog and collected case files load catalog files with the installed plugins."""
+        (project / "pytest.ini").write_text("[pytest]\ntagrules_catalog = catalog.yaml\n", encoding="utf-8")
+        (project / "test_lapsed.py").write_text(
+            textwrap.dedent(
+                """
+                import pytest
+
+                @pytest.mark.tagrules(now="2026-06-01T00:00:00Z")
+                def test_lapsed(assert_tags, tagrules_catalog):
+                    assert "days_since" in tagrules_catalog.functions
+                    assert_tags({"last_order_at": "2026-01-01T00:00:00Z"}, has={"lapsed", "long_gone"})
+                """
+            ),
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=project,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 passed" in result.stdout

@@ -14,8 +14,17 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine
 
 from sql_tables import fill, snapshot_table
-from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
-from tagrules.extensions import RuleFunction
+from tagrules import (
+    Catalog,
+    Evaluator,
+    MemoryStore,
+    NotPushable,
+    SourceError,
+    count_tags,
+    retag_from_table,
+    tag_query,
+)
+from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.pushdown import stream_snapshots
 from tagrules.rules.sql_dialects import compiler_for
@@ -693,3 +702,93 @@ class TestCustomFunctions:
         assert counts.where == {"t": "python"}
         assert counts.counts == python.counts
         assert counts.unknown == python.unknown
+
+
+DOUBLE_SPEND = DerivedField(
+    "double_spend",
+    "float | None",
+    lambda snapshot, now: None if snapshot["spend"] is None else snapshot["spend"] * 2,
+    reads=["spend"],
+)
+DAYS_SEEN = DerivedField(
+    "days_seen",
+    "int | None",
+    lambda snapshot, now: None if snapshot["seen_at"] is None else (now - snapshot["seen_at"]).days,
+    reads=["seen_at"],
+)
+DERIVED_TAGS = [
+    {"key": "big", "rule": "(double_spend ?? 0) >= 1"},
+    {"key": "recent", "rule": "(days_seen ?? 9999) <= 30"},
+    {"key": "ordered", "rule": "(orders ?? 0) >= 1"},
+    {"key": "recent_orderer", "rule": "'recent' in tags and 'ordered' in tags"},
+]
+
+
+def _expected_counts(
+    catalog: Catalog, rows: list[dict[str, Any]], *, unknown: bool = False
+) -> dict[str, int]:
+    evaluator = Evaluator(catalog)
+    evaluations = [evaluator.evaluate(row, now=NOW) for row in rows]
+    chosen = [evaluation.errors if unknown else evaluation.tags for evaluation in evaluations]
+    return {tag.key: sum(tag.key in found for found in chosen) for tag in catalog.active}
+
+
+class TestDerivedFields:
+    def test_counted_in_python_from_the_fields_they_read(self, engine: Engine) -> None:
+        """Tags reading derived fields are evaluated in Python from the columns of the fields they read."""
+        catalog = Catalog(DERIVED_TAGS, SCHEMA, derived=[DOUBLE_SPEND, DAYS_SEEN])
+        table = make_table(engine, Catalog([], SCHEMA), ROWS)
+        expected = _expected_counts(catalog, ROWS)
+        assert expected == {"big": 2, "recent": 3, "ordered": 2, "recent_orderer": 2}
+        for mode in ("auto", "python"):
+            report = count_tags(catalog, engine, table.name, now=NOW, mode=mode)
+            assert dict(report.counts) == expected, mode
+            assert (
+                dict(report.unknown)
+                == _expected_counts(catalog, ROWS, unknown=True)
+                == dict.fromkeys(expected, 1)
+            )
+        report = count_tags(catalog, engine, table.name, now=NOW)
+        assert report.where == {
+            "big": "python",
+            "recent": "python",
+            "ordered": "database",
+            "recent_orderer": "python",
+        }
+        assert report.in_python["big"].startswith("tag 'big': the derived field 'double_spend'")
+
+    @pytest.mark.parametrize("set_wise", [False, None])
+    def test_retagged_from_a_table(self, engine: Engine, set_wise: bool | None) -> None:
+        """retag_from_table computes derived fields from the columns of the fields they read too."""
+        catalog = Catalog(DERIVED_TAGS, SCHEMA, derived=[DOUBLE_SPEND, DAYS_SEEN])
+        table = make_table(engine, Catalog([], SCHEMA), ROWS)
+        store = MemoryStore()
+        retag_from_table(catalog, engine, table.name, store, now=NOW, set_wise=set_wise)
+        evaluator = Evaluator(catalog)
+        held = {row["id"]: {membership.tag for membership in store.memberships(row["id"])} for row in ROWS}
+        assert held == {row["id"]: set(evaluator.evaluate(row, now=NOW).tags) for row in ROWS}
+        assert held["a"] == {"recent", "ordered", "recent_orderer"}
+
+    def test_database_mode_names_the_derived_field(self, engine: Engine) -> None:
+        """database mode refuses a tag reading a derived field, naming the tag and the field."""
+        catalog = Catalog(DERIVED_TAGS, SCHEMA, derived=[DOUBLE_SPEND, DAYS_SEEN])
+        table = make_table(engine, Catalog([], SCHEMA), ROWS)
+        with pytest.raises(NotPushable, match=r"tag 'big': the derived field 'double_spend' \(computed in"):
+            count_tags(catalog, engine, table.name, now=NOW, mode="database")
+
+
+def test_in_memory_sqlite_with_tags_in_sql_and_python() -> None:
+    """count_tags over an in-memory SQLite engine works with tags split between SQL and Python."""
+    catalog = Catalog(
+        [{"key": "t", "rule": "$halved(spend ?? 0) > 1"}, {"key": "u", "rule": "(orders ?? 0) >= 1"}],
+        SCHEMA,
+        functions=[HALVED],
+    )
+    engine = sa.create_engine("sqlite://")
+    try:
+        table = make_table(engine, catalog, ROWS)
+        report = count_tags(catalog, engine, table, now=NOW)
+        assert report.where == {"t": "python", "u": "database"}
+        assert dict(report.counts) == _expected_counts(catalog, ROWS) == {"t": 2, "u": 2}
+    finally:
+        engine.dispose()

@@ -78,19 +78,34 @@ class TestCaseFiles:
         result.stdout.no_fnmatch_line("*Traceback*")
         result.stdout.no_fnmatch_line("*_pytestplugin.py*")
 
-    def test_malformed_file_is_a_clear_collection_error(self, project: pytest.Pytester) -> None:
-        """A bad case file is one collection error naming the file, the case and the problem."""
+    def test_malformed_file_fails_its_own_item(self, project: pytest.Pytester) -> None:
+        """A bad case file is one failing item naming the file, the case and the problem; others run."""
         project.makefile(
             ".cases.yaml",
-            tags="catalog: catalog.yaml\nnow: '2026-06-01'\n"
+            bad="catalog: catalog.yaml\nnow: '2026-06-01'\n"
             "cases:\n  - {name: a, snapshot: {}, has: [vipp]}\n",
+            good=CASES,
         )
         result = project.runpytest()
-        result.assert_outcomes(errors=1)
-        result.stdout.fnmatch_lines(
-            ["*invalid case file:", "*tags.cases.yaml: case 'a': has: no tag 'vipp'*"]
-        )
+        result.assert_outcomes(passed=1, failed=2)
+        result.stdout.fnmatch_lines(["*invalid case file:", "*bad.cases.yaml: case 'a': has: no tag 'vipp'*"])
+        result.stdout.fnmatch_lines(["FAILED bad.cases.yaml::invalid case file*"])
         result.stdout.no_fnmatch_line("*Traceback*")
+        result.stdout.no_fnmatch_line("*error*during collection*")
+
+    def test_lacks_fails_on_a_failed_rule(self, project: pytest.Pytester) -> None:
+        """A case's 'lacks' of a tag whose rule errored fails with the error; 'unknown' passes."""
+        project.makefile(
+            ".cases.yaml",
+            tags="catalog: catalog.yaml\nnow: '2026-06-01'\ncases:\n"
+            "  - {name: lacks, snapshot: {spend_365d: 1.0}, lacks: [freq_high]}\n"
+            "  - {name: unknown, snapshot: {spend_365d: 1.0}, unknown: [freq_high]}\n",
+        )
+        result = project.runpytest()
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(
+            ["*tag 'freq_high': not expected, but unknown*", "*the snapshot has no field 'orders_30d'*"]
+        )
 
     def test_pattern_is_configurable(self, pytester: pytest.Pytester) -> None:
         """The tagrules_case_files ini option chooses which files are case files."""
@@ -142,6 +157,18 @@ def test_marker_chooses_pack(tagrules_catalog, tagrules_now):
     assert len(tagrules_catalog) == 47
     assert tagrules_now.year == 2030
 
+def test_tagger_applies_at_the_frozen_time(tagrules_tagger, tagrules_store, tagrules_now):
+    tagrules_tagger.apply("c2", {"spend_365d": 150000.0, "orders_30d": 4, "last_order_at": None})
+    assert {entry.since for entry in tagrules_store.history("c2")} == {tagrules_now}
+
+def test_assert_tags_now_as_text(assert_tags):
+    snapshot = {"spend_365d": 0.0, "orders_30d": 0, "last_order_at": "2026-05-01T00:00:00Z"}
+    assert_tags(snapshot, lacks={"churned"})
+    assert_tags(snapshot, has={"churned"}, now="2027-01-01T00:00:00Z")
+
+def test_assert_tags_lacks_of_a_failed_rule(assert_tags):
+    assert_tags({"spend_365d": 1.0}, lacks={"freq_high"})
+
 def test_store_and_tagger(tagrules_tagger, tagrules_store, tagrules_now):
     snapshot = {"spend_365d": 150000.0, "orders_30d": 4, "last_order_at": None}
     change = tagrules_tagger.apply("c1", snapshot, now=tagrules_now)
@@ -157,12 +184,24 @@ class TestFixtures:
         """assert_tags uses the configured catalog and frozen time; its failure shows the explanation."""
         project.makepyfile(test_rules=TEST_MODULE)
         result = project.runpytest()
-        result.assert_outcomes(passed=4, failed=1)
+        result.assert_outcomes(passed=6, failed=2)
         result.stdout.fnmatch_lines(
             [
                 "*TagAssertionError: 1 tag not as expected:",
                 "*tag 'vip': expected, but not assigned",
                 "*'spend_high' in tags -> false*",
+            ]
+        )
+        result.stdout.fnmatch_lines(
+            [
+                "*tag 'freq_high': not expected, but unknown*",
+                "*the snapshot has no field 'orders_30d'*",
+            ]
+        )
+        result.stdout.fnmatch_lines(
+            [
+                "FAILED test_rules.py::test_explained_failure*",
+                "FAILED test_rules.py::test_assert_tags_lacks_of_a_failed_rule*",
             ]
         )
 

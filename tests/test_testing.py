@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tagrules import Catalog, DefinitionError, Evaluator
+from tagrules import Catalog, DefinitionError, Evaluator, MemoryStore
 from tagrules.packs import load_pack
 from tagrules.testing import (
     FrozenEvaluator,
+    FrozenTagger,
     RuleCoverage,
     TagAssertionError,
     assert_tags,
@@ -116,11 +117,57 @@ class TestAssertTags:
         with pytest.raises(ValueError, match="both 'has' and 'lacks': vip"):
             check_tags(evaluator, {}, has={"vip"}, lacks={"vip"})
 
+    def test_lacks_fails_on_a_failed_rule(self, evaluator: FrozenEvaluator) -> None:
+        """A tag whose rule failed is unknown, not absent: 'lacks' fails and the message gives the error."""
+        with pytest.raises(TagAssertionError) as caught:
+            assert_tags({"spend_365d": 1.0}, lacks={"freq_high"}, evaluator=evaluator)
+        lines = str(caught.value).splitlines()
+        assert lines[1] == (
+            "tag 'freq_high': not expected, but unknown (its rule failed, so absence is not known)"
+        )
+        assert "the snapshot has no field 'orders_30d'" in lines[2]
+        assert caught.value.mismatches[0].expected is False
+
+    def test_unknown_expects_a_failed_rule(self, evaluator: FrozenEvaluator) -> None:
+        """'unknown' passes on a failed rule and fails, explained, on a rule that decided."""
+        assert_tags({"spend_365d": 1.0}, lacks={"spend_high"}, unknown={"freq_high"}, evaluator=evaluator)
+        snapshot = {"spend_365d": 1.0, "orders_30d": 5, "last_order_at": None}
+        with pytest.raises(TagAssertionError, match=r"tag 'freq_high': expected unknown .*, but assigned"):
+            assert_tags(snapshot, unknown={"freq_high"}, evaluator=evaluator)
+        with pytest.raises(ValueError, match="both 'lacks' and 'unknown': vip"):
+            check_tags(evaluator, {}, lacks={"vip"}, unknown={"vip"})
+
+    def test_now_may_be_iso_text(self, catalog: Catalog) -> None:
+        """now= takes ISO 8601 text as the ini option and markers do; naive text is UTC."""
+        snapshot = {"spend_365d": 0.0, "orders_30d": 0, "last_order_at": "2026-01-01T00:00:00Z"}
+        assert_tags(
+            snapshot, has="churned", evaluator=FrozenEvaluator(catalog, NOW), now="2026-12-31T00:00:00Z"
+        )
+        assert_tags(snapshot, lacks="churned", evaluator=Evaluator(catalog), now="2026-06-01T00:00:00")
+        with pytest.raises(ValueError, match="'June' is not an ISO 8601 datetime"):
+            assert_tags(snapshot, lacks="churned", evaluator=Evaluator(catalog), now="June")
+
     def test_model_defaults_fill_missing_fields(self) -> None:
         """Snapshots of a model schema need only the fields that differ from the model's defaults."""
         retail = FrozenEvaluator(load_pack("retail"), NOW)
         snapshot = {"id": "x", "registered_at": "2024-01-01T00:00:00Z", "complaints_90d": 3}
         assert_tags(snapshot, has={"unsatisfied", "inactive"}, lacks={"satisfied"}, evaluator=retail)
+
+
+class TestFrozenTagger:
+    def test_calls_happen_at_the_frozen_time(self, catalog: Catalog) -> None:
+        """apply, overrides and apply_many without now are stored at the frozen time; now= overrides it."""
+        tagger = FrozenTagger(catalog, MemoryStore(), now=datetime.datetime(2026, 6, 1))
+        snapshot = {"spend_365d": 150000.0, "orders_30d": 4, "last_order_at": None}
+        assert tagger.apply("c1", snapshot).added == {"spend_high", "freq_high", "vip", "churned"}
+        tagger.include("c2", "vip", by="ann", reason="asked")
+        later = NOW + datetime.timedelta(days=1)
+        tagger.apply_many([("c3", snapshot)], now=later)
+        since = {(entry.customer_id, entry.since) for entry in tagger.store.history("c1")}
+        since |= {(entry.customer_id, entry.since) for entry in tagger.store.history("c2")}
+        since |= {(entry.customer_id, entry.since) for entry in tagger.store.history("c3")}
+        assert since == {("c1", NOW), ("c2", NOW), ("c3", later)}
+        assert tagger.catalog is catalog
 
 
 def write_cases(tmp_path: Path, text: str, catalog: str = CATALOG) -> Path:
@@ -173,6 +220,29 @@ class TestCaseFiles:
             "      vip: not assigned (the rule is false)",
             "      'spend_high' in tags and 'freq_high' in tags -> false",
         ]
+
+    def test_lacks_fails_and_unknown_passes_on_a_failed_rule(self, tmp_path: Path) -> None:
+        """A case's 'lacks' fails on a tag whose rule errored, with the error; 'unknown' expects it."""
+        text = """
+catalog: catalog.yaml
+now: "2026-06-01T00:00:00Z"
+cases:
+  - name: failed rule is not absent
+    snapshot: {spend_365d: 1.0}
+    lacks: [freq_high]
+  - name: failed rule expected
+    snapshot: {spend_365d: 1.0}
+    lacks: [spend_high]
+    unknown: [freq_high, vip]
+"""
+        case_file = load_case_file(write_cases(tmp_path, text))
+        assert case_file.cases[1].unknown == ("freq_high", "vip")
+        failed, expected = run_cases(case_file)
+        assert expected.passed
+        assert not failed.passed
+        report = str(failed)
+        assert "tag 'freq_high': not expected, but unknown" in report
+        assert "the snapshot has no field 'orders_30d'" in report
 
     def test_pack_name_as_catalog(self) -> None:
         """The example case file names the retail pack, and every case passes."""
@@ -241,7 +311,7 @@ cases:
             f"{path}: case 'typo in a field': snapshot: field 'orders_30d': expected int, got str 'many'",
             f"{path}: case 'typo in a field': another case has the same name; names must be unique in a file",
             f"{path}: case 'typo in a field': tag 'vip' is in both 'has' and 'lacks'",
-            f"{path}: case 'checks nothing': the case checks nothing; give it 'has' or 'lacks'",
+            f"{path}: case 'checks nothing': the case checks nothing; give it 'has', 'lacks' or 'unknown'",
             f"{path}: case 'draft tag': unknown entry 'expect'",
             f"{path}: case 'draft tag': has: tag 'later' is draft and never assigned",
         ]
@@ -308,6 +378,7 @@ class TestPublicNames:
             "CaseResult",
             "ClauseCoverage",
             "FrozenEvaluator",
+            "FrozenTagger",
             "RuleCoverage",
             "TagAssertionError",
             "TagMismatch",

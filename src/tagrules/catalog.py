@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tagrules._files import dump_yaml, load_document, parse_document
 from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
-from tagrules.extensions import DerivedField, RuleFunction, check_functions
+from tagrules.extensions import DerivedField, Extensions, RuleFunction, check_functions, extension_lists
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
 from tagrules.schema import Schema, suggest
 
@@ -63,6 +63,10 @@ class Catalog:
             :meth:`~tagrules.plugins.PluginRegistry.load_catalog` passes them); when given, a name in
             ``listeners`` that is not among them is a problem. Without it, names are checked when the
             registry resolves them (:meth:`~tagrules.plugins.PluginRegistry.listeners_for`).
+        plugins: where more functions and derived fields come from, before those given directly:
+            a :class:`~tagrules.plugins.PluginRegistry` such as ``installed_plugins()``, or one
+            :class:`~tagrules.plugins.Plugin`. A catalog sees no plugin it is not given: only the
+            ``tagrules`` command and the pytest plugin load with the installed plugins by themselves.
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -106,12 +110,14 @@ class Catalog:
         derived: Iterable[DerivedField] = (),
         listeners: Iterable[str] = (),
         known_listeners: Collection[str] | None = None,
+        plugins: Extensions | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.source = source
         problems: list[Problem] = []
         self.listeners = self._listener_names(listeners, known_listeners, problems)
+        functions, derived = extension_lists(plugins, functions, derived)
         self._functions = types.MappingProxyType(check_functions(list(functions), source))
         snapshot_schema = self._schema(schema, problems)
         self._snapshot_schema = snapshot_schema
@@ -158,10 +164,12 @@ class Catalog:
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
         known_listeners: Collection[str] | None = None,
+        plugins: Extensions | None = None,
     ) -> Catalog:
         """Load a catalog file (YAML, or JSON for ``.json`` files).
 
-        ``functions``, ``derived`` and ``known_listeners`` are passed to the constructor.
+        ``functions``, ``derived``, ``known_listeners`` and ``plugins`` are passed to the
+        constructor: a catalog using a plugin's functions is loaded with ``plugins=installed_plugins()``.
 
         Raises:
             DefinitionError: the file cannot be read or the catalog is not valid.
@@ -172,6 +180,7 @@ class Catalog:
             functions=functions,
             derived=derived,
             known_listeners=known_listeners,
+            plugins=plugins,
         )
 
     @classmethod
@@ -184,14 +193,16 @@ class Catalog:
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
         known_listeners: Collection[str] | None = None,
+        plugins: Extensions | None = None,
     ) -> Catalog:
-        """Load a catalog from YAML or JSON text."""
+        """Load a catalog from YAML or JSON text; the other arguments are those of :meth:`load`."""
         return cls.from_data(
             parse_document(text, file=source or f"<{format}>", format=format),
             source=source,
             functions=functions,
             derived=derived,
             known_listeners=known_listeners,
+            plugins=plugins,
         )
 
     @classmethod
@@ -203,6 +214,7 @@ class Catalog:
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
         known_listeners: Collection[str] | None = None,
+        plugins: Extensions | None = None,
     ) -> Catalog:
         """Build a catalog from plain data shaped like a catalog file (``schema``, ``tags``, ...)."""
         problems: list[Problem] = []
@@ -248,6 +260,7 @@ class Catalog:
                 derived=derived,
                 listeners=listeners,
                 known_listeners=known_listeners,
+                plugins=plugins,
             )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None

@@ -236,6 +236,15 @@ class Evaluator:
         self._dependencies = {key: sorted(catalog.dependencies.get(key, ())) for key in self._statements}
         used = frozenset().union(*(catalog.rule(key).fields for key in self._statements))
         self._derived = tuple(field for name, field in catalog.derived_fields.items() if name in used)
+        # derived fields compute from the schema's typed values of the fields they read (all, if one
+        # does not say), not from the raw snapshot: JSON text, naive datetimes and ints become typed
+        snapshot_fields = catalog.snapshot_schema.fields
+        inputs = (
+            {name for field in self._derived for name in field.reads}
+            if all(field.reads for field in self._derived)
+            else set(snapshot_fields)
+        )
+        self._derived_inputs = tuple(name for name in sorted(inputs) if name in snapshot_fields)
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
         self._keys = frozenset(definition.key for definition in catalog)
@@ -359,8 +368,17 @@ class Evaluator:
             raise TypeError(
                 f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}"
             )
-        view = types.MappingProxyType(values)
+        typed, bad = self.catalog.snapshot_schema.read(
+            {name: values[name] for name in self._derived_inputs if name in values}
+        )
+        view = types.MappingProxyType(typed)
         for field in self._derived:
+            failed = next((name for name in field.reads if name in bad), None)
+            if failed is not None:
+                values[field.name] = FailedValue(
+                    f"derived field not computed: field {failed!r}: {bad[failed]}"
+                )
+                continue
             try:
                 values[field.name] = field.compute(view, now)
             except Exception as error:

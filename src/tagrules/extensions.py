@@ -18,9 +18,11 @@ as it catches a misused field::
 A :class:`DerivedField` is a snapshot field computed from the other fields (and ``now``) before the
 rules run, so rules read ``days_since_last_order`` as if the snapshot carried it.
 
-Both reach catalogs explicitly (``Catalog(..., functions=..., derived=...)``) or through plugins
-(:mod:`tagrules.plugins`), which pass every installed plugin's functions and fields to the catalogs
-they load.
+Both reach a catalog only through what it is built or loaded with: ``functions=`` and ``derived=``
+lists, or ``plugins=``, anything with ``functions`` and ``derived_fields`` (:class:`Extensions`:
+a :class:`~tagrules.plugins.PluginRegistry` such as ``installed_plugins()``, or one
+:class:`~tagrules.plugins.Plugin`). The front ends, the ``tagrules`` command and the pytest plugin,
+load with the registry of every installed plugin.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import datetime
 import functools
 import keyword
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, final
+from typing import Any, Protocol, final
 
 from rule_engine.builtins import Builtins
 from rule_engine.types import DataType, _DataTypeDef
@@ -40,7 +42,7 @@ from tagrules.errors import DefinitionError, Problem
 from tagrules.rules._language import evaluation_state
 from tagrules.schema import FieldType, SchemaError, parse_type
 
-__all__ = ["DerivedField", "RuleFunction"]
+__all__ = ["DerivedField", "Extensions", "RuleFunction"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -163,11 +165,14 @@ class DerivedField:
     Args:
         name: the field name rules use.
         type: its type, written as in schemas (``"int | None"``).
-        compute: called with the snapshot (a read-only mapping of the raw field values the caller
-            passed) and the evaluation's ``now``; returns the value. If it raises, the field counts
-            as bad on that snapshot, and only the tags reading it fail.
-        reads: the snapshot fields ``compute`` needs; a catalog whose schema lacks one of them does
-            not get this field.
+        compute: called with the snapshot (a read-only mapping of the fields of ``reads`` as the
+            schema reads them: datetimes aware in UTC, even from JSON text or naive datetimes) and
+            the evaluation's ``now``; returns the value. If it raises, or a field it reads is bad
+            on the snapshot, the field counts as bad on that snapshot, and only the tags reading it
+            fail.
+        reads: the snapshot fields ``compute`` needs (without it, it gets every field); a catalog
+            whose schema lacks one of them does not get this field. In the database, tags reading
+            the field are evaluated in Python from the columns of these fields.
         description: one line for ``tagrules plugins`` and the documentation.
 
     Raises:
@@ -191,6 +196,33 @@ class DerivedField:
         except SchemaError as error:
             raise ValueError(f"derived field {self.name!r}: {error}") from None
         object.__setattr__(self, "reads", tuple(self.reads))
+
+
+class Extensions(Protocol):
+    """What a catalog's ``plugins=`` argument provides: functions and derived fields.
+
+    :class:`~tagrules.plugins.PluginRegistry` (``installed_plugins()``) and
+    :class:`~tagrules.plugins.Plugin` are such sources.
+    """
+
+    @property
+    def functions(self) -> Sequence[RuleFunction]:
+        """The rule functions."""
+        ...
+
+    @property
+    def derived_fields(self) -> Sequence[DerivedField]:
+        """The derived fields."""
+        ...
+
+
+def extension_lists(
+    plugins: Extensions | None, functions: Iterable[RuleFunction], derived: Iterable[DerivedField]
+) -> tuple[list[RuleFunction], list[DerivedField]]:
+    """The functions and derived fields of ``plugins`` followed by those given directly."""
+    if plugins is None:
+        return list(functions), list(derived)
+    return [*plugins.functions, *functions], [*plugins.derived_fields, *derived]
 
 
 def check_functions(functions: Sequence[RuleFunction], source: str | None) -> dict[str, RuleFunction]:

@@ -12,9 +12,12 @@ finds and loads them all; a plugin that fails to import, or that declares someth
 reported in :attr:`PluginRegistry.failures` and the others still load. tagrules registers its own
 retail pack this way.
 
-Catalogs see what plugins provide when they are loaded through the registry
-(:meth:`PluginRegistry.load_catalog`, :meth:`PluginRegistry.load_pack`) or when the functions and
-fields are passed in (``Catalog.load(path, functions=registry.functions)``).
+A catalog sees what plugins provide when it is loaded with them: ``Catalog.load(path,
+plugins=installed_plugins())`` (``Catalog.loads``, ``Catalog.from_data``, ``Catalog(...)``,
+``load_case_file`` and ``resolve_catalog`` take the same argument), or through the registry
+(:meth:`PluginRegistry.load_catalog`, :meth:`PluginRegistry.load_pack`). Nothing looks plugins up
+by itself but the front ends: the ``tagrules`` command and the pytest plugin (its
+``tagrules_plugins`` fixture) load every catalog with ``installed_plugins()``.
 
 A plugin's listeners are named (by the function's ``__name__``) and run only for catalogs that ask
 for them (``listeners: [log_change]`` in the catalog file) or when a run names them
@@ -225,9 +228,7 @@ class PluginRegistry:
     def load_catalog(self, path: str | Path) -> Catalog:
         """Load a catalog file with every plugin's functions and derived fields; the listeners it
         names must be the plugins' (a problem names an unknown one)."""
-        return Catalog.load(
-            path, functions=self.functions, derived=self.derived_fields, known_listeners=self.listener_names
-        )
+        return Catalog.load(path, plugins=self, known_listeners=self.listener_names)
 
     @property
     def listener_names(self) -> list[str]:

@@ -103,7 +103,14 @@ def _field_columns(
 
 
 def _rule_fields(catalog: Catalog, keys: Sequence[str]) -> set[str]:
-    return {name for key in keys for name in catalog.rule(key).fields}
+    """The fields the rules of ``keys`` read from a table: a derived field is computed in Python from
+    the fields it reads (every field, if it does not say)."""
+    read = {name for key in keys for name in catalog.rule(key).fields}
+    derived = catalog.derived_fields
+    stored = {name for name in read if name not in derived}
+    for name in read & derived.keys():
+        stored.update(derived[name].reads or catalog.snapshot_schema.fields)
+    return stored
 
 
 def _declared(text: str) -> FieldType | None:
@@ -159,6 +166,17 @@ class _QueryBuilder:
                 waiting = [dependency for dependency in dependencies if dependency not in pushed_keys]
                 if waiting:
                     reason = f"depends on {waiting[0]!r}, which is evaluated in Python"
+                    break
+                derived = sorted(catalog.rule(key).fields & catalog.derived_fields.keys())
+                if derived:
+                    located = NotPushable(
+                        f"the derived field {derived[0]!r} (computed in Python)",
+                        tag=key,
+                        dialect=self.compiler.dialect,
+                    )
+                    if mode == "database":
+                        raise located
+                    reason = str(located)
                     break
                 rule_compiler = self.compiler(
                     catalog.language.context,
@@ -589,8 +607,10 @@ def count_tags(
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
     moment = resolve_now(now)
     connection, engine = _connect(bind)
-    # a connection of the caller's may hold uncommitted rows: only one opened here is doubled
-    side = None if isinstance(bind, Connection) else connection.engine
+    # a connection of the caller's may hold uncommitted rows: only one opened here is doubled; SQLite
+    # gets no second thread (an in-memory database is one connection, usable only by its thread)
+    doubled = not isinstance(bind, Connection) and connection.dialect.name != "sqlite"
+    side = connection.engine if doubled else None
     try:
         with connection.begin() if not connection.in_transaction() else _nothing():
             source = open_table(connection, table) if isinstance(table, str) else table
@@ -598,7 +618,7 @@ def count_tags(
     except sa.exc.DBAPIError as error:
         raise SourceError(f"the database refused the query: {error.orig}") from None
     finally:
-        if side is not None:
+        if not isinstance(bind, Connection):
             connection.close()
         if engine is not None:
             engine.dispose()

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tagrules.cli._common import CommandError, plural
+from tagrules.cli._common import CommandError, plugins, plural
 from tagrules.errors import DefinitionError
 from tagrules.testing import CaseFile, RuleCoverage, load_case_file, run_cases
 from tagrules.testing._cases import shared_evaluator
@@ -49,7 +49,7 @@ def run_test(arguments: argparse.Namespace) -> int:
     coverages: dict[int, RuleCoverage] = {}
     for path in _case_files(arguments.files):
         try:
-            case_file: CaseFile = load_case_file(path)
+            case_file: CaseFile = load_case_file(path, plugins=plugins())
         except DefinitionError as error:
             invalid += 1
             for problem in error.problems:

@@ -96,6 +96,13 @@ def check_statement(
     return facts
 
 
+# a custom function reaches a catalog only through what it is loaded with (see docs/plugins.md)
+_FUNCTION_HINT = (
+    " (if a plugin provides it: is the plugin installed, and the catalog loaded with plugins=?"
+    " see docs/plugins.md)"
+)
+
+
 def _check_symbol(
     node: ast.SymbolExpression,
     facts: RuleFacts,
@@ -108,7 +115,8 @@ def _check_symbol(
             facts.refuse(_REFUSED_BUILTINS[node.name], node)
         elif node.name not in builtin_names:
             names = [f"${name}" for name in builtin_names]
-            facts.refuse(f"unknown builtin '${node.name}'{suggest('$' + node.name, names)}", node)
+            hint = suggest("$" + node.name, names) or _FUNCTION_HINT
+            facts.refuse(f"unknown builtin '${node.name}'{hint}", node)
         facts.builtins.add(node.name)
     elif node.name == "tags":
         if id(node) not in tag_containers:

@@ -1,7 +1,7 @@
 """The rule author's testing kit: assertions, case files, hypothesis strategies and rule coverage.
 
 * :func:`assert_tags` checks the tags a snapshot gets and explains every wrong one;
-  :class:`FrozenEvaluator` evaluates at a fixed ``now``.
+  :class:`FrozenEvaluator` evaluates at a fixed ``now``, :class:`FrozenTagger` applies at one.
 * :func:`load_case_file` and :func:`run_cases` read and run ``*.cases.yaml`` files (the pytest
   plugin collects them; ``tagrules test`` runs them from the command line).
 * :func:`snapshots` and :func:`boundary_snapshots` are hypothesis strategies (hypothesis is needed
@@ -9,7 +9,8 @@
 * :class:`RuleCoverage` tells which clauses of which rules no snapshot saw both true and false.
 
 The pytest plugin, registered when tagrules is installed, adds the fixtures ``tagrules_catalog``,
-``tagrules_now``, ``tagrules_evaluator`` and ``assert_tags`` (see ``docs/testing.md``).
+``tagrules_now``, ``tagrules_evaluator``, ``tagrules_store``, ``tagrules_tagger`` and
+``assert_tags`` (see ``docs/testing.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tagrules.catalog import Catalog
 from tagrules.schema import Schema
 from tagrules.testing._assertions import (
     FrozenEvaluator,
+    FrozenTagger,
     TagAssertionError,
     TagMismatch,
     assert_tags,
@@ -47,6 +49,7 @@ __all__ = [
     "CaseResult",
     "ClauseCoverage",
     "FrozenEvaluator",
+    "FrozenTagger",
     "RuleCoverage",
     "TagAssertionError",
     "TagMismatch",

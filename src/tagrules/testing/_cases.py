@@ -10,7 +10,9 @@ A case file (``*.cases.yaml``)::
         has: [vip, spend_high]
         lacks: [churned]
 
-A case may also give ``now`` (overriding the file's), ``tags`` (manual tags) and a ``description``.
+A case may also give ``now`` (overriding the file's), ``tags`` (manual tags), ``unknown`` (tags
+whose rules must fail on the snapshot: a failed rule satisfies neither ``has`` nor ``lacks``) and
+a ``description``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tagrules._files import load_document
 from tagrules.catalog import Catalog
 from tagrules.errors import DefinitionError, Problem
 from tagrules.evaluation import Evaluator, parse_now
-from tagrules.packs import available_packs, load_pack
+from tagrules.plugins import PluginRegistry, installed_plugins
 from tagrules.schema import suggest
 from tagrules.testing._assertions import FrozenEvaluator, TagMismatch, check_tags
 
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 _FILE_KEYS = ("catalog", "now", "cases", "description")
-_CASE_KEYS = ("name", "description", "snapshot", "has", "lacks", "tags", "now")
+_CASE_KEYS = ("name", "description", "snapshot", "has", "lacks", "unknown", "tags", "now")
 
 
 @final
@@ -57,10 +59,11 @@ class Case:
         name: the case's name, unique in its file.
         snapshot: the customer's data.
         has: the tags the snapshot must get.
-        lacks: the tags the snapshot must not get.
+        lacks: the tags the snapshot must not get (a tag whose rule fails is not absent).
         now: the evaluation time.
         tags: manual tags given with the snapshot.
         description: words for people.
+        unknown: the tags whose rules must fail on the snapshot.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Case:
     now: datetime.datetime
     tags: tuple[str, ...] = ()
     description: str = ""
+    unknown: tuple[str, ...] = ()
 
 
 @final
@@ -121,12 +125,22 @@ class CaseResult:
 
 
 # catalogs and their compiled evaluators, shared by every case file that names the same catalog
-_LOADED: dict[tuple[str, int, int], Catalog] = {}
+_LOADED: dict[tuple[str, int, int, int], tuple[Catalog, PluginRegistry | None]] = {}
 _EVALUATORS: dict[int, tuple[Catalog, Evaluator]] = {}
 
 
-def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
+def resolve_catalog(
+    reference: str, base: Path | None = None, *, plugins: PluginRegistry | None = None
+) -> Catalog:
     """A catalog file (relative to ``base``), or the name of a pack such as ``retail``.
+
+    Args:
+        reference: the file or the pack name.
+        base: the folder a relative file name is relative to.
+        plugins: the plugins whose functions and derived fields a catalog file sees, and whose packs
+            a name finds, as in :meth:`tagrules.Catalog.load`; the ``tagrules test`` command and the
+            pytest plugin pass ``installed_plugins()``. Without it, a file sees no plugin and a
+            pack name is found among the installed plugins.
 
     Catalog files are loaded once per process as long as they do not change.
 
@@ -136,19 +150,20 @@ def resolve_catalog(reference: str, base: Path | None = None) -> Catalog:
     path = Path(reference) if base is None else base / reference
     if path.is_file():
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        catalog = _LOADED.get(key)
-        if catalog is None:
-            catalog = _LOADED[key] = Catalog.load(path)
-        return catalog
-    if reference in available_packs():
-        return load_pack(reference)
-    packs = ", ".join(available_packs())
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, id(plugins))
+        found = _LOADED.get(key)
+        if found is None or found[1] is not plugins:
+            found = _LOADED[key] = (Catalog.load(path, plugins=plugins), plugins)
+        return found[0]
+    registry = installed_plugins() if plugins is None else plugins
+    if reference in registry.packs:
+        return registry.load_pack(reference)
+    packs = ", ".join(registry.packs)
     raise DefinitionError(
         [
             Problem(
                 f"catalog {reference!r} is neither a file (looked for {path}) nor a pack ({packs})"
-                f"{suggest(reference, available_packs())}"
+                f"{suggest(reference, registry.packs)}"
             )
         ]
     )
@@ -231,11 +246,14 @@ class _Reader:
         snapshot = self.snapshot(entry.get("snapshot", {}), name)
         has = self.keys(entry.get("has"), "has", name)
         lacks = self.keys(entry.get("lacks"), "lacks", name)
+        unknown = self.keys(entry.get("unknown"), "unknown", name)
         manual = self.keys(entry.get("tags"), "tags", name)
-        if not has and not lacks and "has" not in entry and "lacks" not in entry:
-            self.problem("the case checks nothing; give it 'has' or 'lacks'", name)
-        for key in sorted(set(has) & set(lacks)):
-            self.problem(f"tag {key!r} is in both 'has' and 'lacks'", name)
+        if not any(key in entry for key in ("has", "lacks", "unknown")):
+            self.problem("the case checks nothing; give it 'has', 'lacks' or 'unknown'", name)
+        expected = {"has": has, "lacks": lacks, "unknown": unknown}
+        for first, second in (("has", "lacks"), ("has", "unknown"), ("lacks", "unknown")):
+            for key in sorted(set(expected[first]) & set(expected[second])):
+                self.problem(f"tag {key!r} is in both {first!r} and {second!r}", name)
         moment = now
         if "now" in entry:
             try:
@@ -252,11 +270,14 @@ class _Reader:
             description = ""
         if moment is None:
             return None
-        return Case(name, snapshot, has, lacks, moment, manual, description)
+        return Case(name, snapshot, has, lacks, moment, manual, description, unknown)
 
 
-def load_case_file(path: str | Path) -> CaseFile:
+def load_case_file(path: str | Path, *, plugins: PluginRegistry | None = None) -> CaseFile:
     """Load a case file and check every case against its catalog.
+
+    ``plugins`` are those the catalog is loaded with (see :func:`resolve_catalog`); ``tagrules test``
+    and the pytest plugin pass ``installed_plugins()``.
 
     Raises:
         DefinitionError: the file, its catalog or its cases are not valid; every problem names the
@@ -278,7 +299,7 @@ def load_case_file(path: str | Path) -> CaseFile:
         problems.append(Problem("'catalog' must name a catalog file or a pack, such as retail", file=file))
         raise DefinitionError(problems)
     try:
-        catalog = resolve_catalog(reference, target.parent)
+        catalog = resolve_catalog(reference, target.parent, plugins=plugins)
     except DefinitionError as error:
         raise DefinitionError(
             [*problems, *(_in_case_file(problem, file) for problem in error.problems)]
@@ -314,7 +335,9 @@ def run_case(case_file: CaseFile, case: Case, *, coverage: RuleCoverage | None =
     evaluator = FrozenEvaluator(case_file.evaluator, case.now)
     if coverage is not None:
         coverage.record(case.snapshot, now=case.now, tags=case.tags)
-    mismatches = check_tags(evaluator, case.snapshot, case.has, case.lacks, tags=case.tags)
+    mismatches = check_tags(
+        evaluator, case.snapshot, case.has, case.lacks, unknown=case.unknown, tags=case.tags
+    )
     return CaseResult(str(case_file.path), case, tuple(mismatches))
 
 

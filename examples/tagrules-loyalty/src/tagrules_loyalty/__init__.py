@@ -46,14 +46,9 @@ def count_within(now: datetime.datetime, events: tuple[Any, ...], window: dateti
 
 
 def _days_since_last_order(snapshot: Mapping[str, Any], now: datetime.datetime) -> int | None:
+    # the snapshot holds the schema's values: an aware UTC datetime, whatever the input gave
     last = snapshot.get("last_order_at")
-    if last is None:
-        return None
-    if isinstance(last, str):
-        last = datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=datetime.timezone.utc)
-    return (now - last).days
+    return None if last is None else (now - last).days
 
 
 def log_change(event: ChangeEvent) -> None:
