@@ -37,7 +37,9 @@ __all__ = ["MAX_BACKTRACKING_TEXT", "LinearPattern", "linear_pattern", "runs_in_
 #: quadratic, a second at this length).
 MAX_BACKTRACKING_TEXT = 10_000
 
-_re2: Any = importlib.import_module("re2")
+# the low-level binding: the package's Python wrapper costs ten times more per match, for spans
+# and groups tagrules does not read from it
+_re2: Any = importlib.import_module("re2._re2")
 _unicode_iscased: Any = importlib.import_module("_sre").unicode_iscased
 _sre_compile: Any = importlib.import_module("re._compiler" if hasattr(_sre_parse, "State") else "sre_compile")
 _State: Any = getattr(_sre_parse, "State", None) or _sre_parse.Pattern
@@ -50,8 +52,12 @@ _STAND_IN = 0x10FFFF
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: RE2's largest counted repeat
 _MAX_COUNT = 1000
-_RE2_OPTIONS = _re2.Options()
+_RE2_OPTIONS = _re2.RE2.Options()
 _RE2_OPTIONS.max_mem = 64 << 20
+_RE2_OPTIONS.never_capture = True
+_RE2_OPTIONS.log_errors = False
+_ANCHOR = {"match": _re2.RE2.Anchor.ANCHOR_START, "search": _re2.RE2.Anchor.UNANCHORED}
+_NO_MATCH = (-1, -1)
 
 _ANCHORS = {
     _sre.AT_BEGINNING: "^",
@@ -295,12 +301,13 @@ class LinearPattern:
         if self._linear is None:
             return self._backtracking(text, how)
         try:
-            found = getattr(self._linear, how)(text)
+            encoded = text.encode()
         except UnicodeEncodeError:
             if self._surrogates_differ:
                 return self._backtracking(text, how)
-            found = getattr(self._linear, how)(_SURROGATE.sub(chr(_STAND_IN), text))
-        return None if found is None else _Found(self._python, text, how)
+            encoded = _SURROGATE.sub(chr(_STAND_IN), text).encode()
+        spans = self._linear.Match(_ANCHOR[how], encoded, 0, len(encoded))
+        return None if spans[0] == _NO_MATCH else _Found(self._python, text, how)
 
     def __repr__(self) -> str:
         engine = "RE2" if self._linear is not None else "re"
@@ -329,10 +336,10 @@ def _translate(python: re.Pattern[str]) -> tuple[Any, bool]:
         raise _Untranslatable("flags")
     translator = _Translator()
     text = translator.sequence(parsed, flags, True)
-    try:
-        return _re2.compile(text, _RE2_OPTIONS), translator.surrogates_differ
-    except _re2.error as error:
-        raise _Untranslatable(str(error)) from error
+    linear = _re2.RE2(text.encode(), _RE2_OPTIONS)
+    if not linear.ok():
+        raise _Untranslatable(linear.error())
+    return linear, translator.surrogates_differ
 
 
 def linear_pattern(python: re.Pattern[str]) -> LinearPattern:
