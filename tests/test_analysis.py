@@ -211,3 +211,51 @@ class TestAgainstEvaluation:
                 assert all(key not in tags for tags in assigned)
             elif finding.code == "gap":
                 assert any(not tags for tags in assigned)
+
+
+def bands(count: int, missing: int) -> list[dict[str, Any]]:
+    """``count`` one-unit tiers of spend, highest first, without tier ``missing``."""
+    return [
+        tier(f"t{index}", f"spend >= {index} and spend < {index + 1}", index)
+        for index in reversed(range(count))
+        if index != missing
+    ]
+
+
+class TestBigGroups:
+    def test_thousand_tiers_are_checked_whole(self) -> None:
+        """A 1,000-tier group is checked completely: its gap, its two crossings and its hidden tier."""
+        tags = [
+            tier("wide", "spend >= 100.5 and spend < 101.5", 2_000),
+            *bands(1_000, missing=500),
+            tier("hidden", "spend >= 10.25 and spend < 10.75", -1),
+        ]
+        findings = check_catalog(catalog(tags))
+        assert sorted(codes(findings)) == ["gap", "overlap", "overlap", "shadowed"]
+        messages = {finding.code: finding.message for finding in findings}
+        assert (
+            messages["gap"] == "no tier matches when spend >= 500 and spend < 501, between 't501' and 't499'"
+        )
+        assert (
+            messages["shadowed"]
+            == "'hidden' is never assigned: every value it matches is taken by the higher tier 't10'"
+        )
+
+    def test_too_many_pairs_are_not_checked_for_overlaps(self) -> None:
+        """Past the pair budget the overlap check says it did not run; gaps are still found."""
+        findings = check_catalog(catalog(bands(1_500, missing=7)))
+        assert codes(findings) == ["gap", "not-checked"]
+        assert (
+            findings[1].message
+            == "overlaps not checked: 1,499 tiers make 1,122,751 pairs, more than 1,000,000"
+        )
+
+    def test_too_many_cases_are_not_checked(self) -> None:
+        """A group whose thresholds split its fields into too many cases says it was not checked."""
+        tags = [
+            tier(f"t{index}", f"orders >= {index} and recent >= {index} and spend >= {index}", index)
+            for index in range(40)
+        ]
+        (finding,) = check_catalog(catalog(tags))
+        assert finding.code == "not-checked"
+        assert finding.message.startswith("not checked: the tiers split orders, recent, spend into ")
