@@ -308,7 +308,8 @@ def check_catalog(catalog: Catalog) -> list[Finding]:
     """Look for gaps, crossing overlaps and shadowed tiers in exclusive groups, and constant rules.
 
     Returns:
-        The findings, rules first (in file order), then groups (in file order).
+        The findings, rules first (in file order), then groups (in file order); those the
+        catalog's ``checks: {ignore: [...]}`` silences are left out.
     """
     numeric, integers = _numeric_fields(catalog)
     findings: list[Finding] = []
@@ -337,7 +338,17 @@ def check_catalog(catalog: Catalog) -> list[Finding]:
         if len(members) < 2 or any(formulas[key][1] for key in members):
             continue
         findings.extend(_check_group(catalog, group, members, formulas, integers))
-    return findings
+    return _heeded(catalog, findings)
+
+
+def _heeded(catalog: Catalog, findings: list[Finding]) -> list[Finding]:
+    """The findings the catalog's ``checks: {ignore: [...]}`` does not silence."""
+    ignored = catalog.ignored_checks
+    return [
+        finding
+        for finding in findings
+        if not any(entry.covers(finding.code, finding.group, finding.tag) for entry in ignored)
+    ]
 
 
 def _constant_outcome(formula: Formula, opaque: int, integers: frozenset[str]) -> bool | None:
@@ -554,4 +565,4 @@ def check_sample(
         if definition.key in failed:
             message += f"; its rule failed on {failed[definition.key]} of them"
         findings.append(Finding("never-matched", message, file=catalog.source, tag=definition.key))
-    return findings
+    return _heeded(catalog, findings)

@@ -13,6 +13,7 @@ from typing import Any, final
 from pydantic import BaseModel, ValidationError
 
 from tagrules._files import dump_yaml, load_document, parse_document
+from tagrules._ignored_checks import IgnoredCheck, read_ignored_checks
 from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
 from tagrules.extensions import DerivedField, RuleFunction, check_functions
@@ -21,7 +22,7 @@ from tagrules.schema import Schema, suggest
 
 __all__ = ["Catalog", "EvaluationUnit"]
 
-_TOP_LEVEL_KEYS = ("name", "description", "schema", "tags")
+_TOP_LEVEL_KEYS = ("name", "description", "schema", "tags", "checks")
 
 
 @final
@@ -57,6 +58,8 @@ class Catalog:
         derived: fields computed from the snapshot before rules run
             (:class:`~tagrules.extensions.DerivedField`); each joins the schema when the schema has
             every field it reads and no field of its name.
+        checks: the catalog file's ``checks`` section: ``{"ignore": [{"group": ..., "check": ...}]}``
+            silences static-check warnings per group or tag (see ``docs/catalog.md``).
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -76,6 +79,7 @@ class Catalog:
         "_derived",
         "_functions",
         "_groups",
+        "_ignored_checks",
         "_language",
         "_order",
         "_rules",
@@ -97,6 +101,7 @@ class Catalog:
         source: str | None = None,
         functions: Iterable[RuleFunction] = (),
         derived: Iterable[DerivedField] = (),
+        checks: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -120,6 +125,9 @@ class Catalog:
             else:
                 self._by_key[definition.key] = definition
         self._check_groups(problems)
+        groups = {definition.group for definition in definitions if definition.group is not None}
+        self._ignored_checks, found = read_ignored_checks(checks, groups, self._by_key, source)
+        problems.extend(found)
         self._rules: dict[str, ParsedRule] = {}
         self._groups = self._active_groups()
         self._dependencies: Mapping[str, frozenset[str]] = types.MappingProxyType({})
@@ -220,6 +228,7 @@ class Catalog:
                 source=source,
                 functions=functions,
                 derived=derived,
+                checks=data.get("checks"),
             )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None
@@ -239,6 +248,8 @@ class Catalog:
             schema = {name: text for name, text in schema.items() if name not in self._derived}
         data["schema"] = schema
         data["tags"] = [definition.to_data() for definition in self._tags]
+        if self._ignored_checks:
+            data["checks"] = {"ignore": [ignored.to_data() for ignored in self._ignored_checks]}
         return data
 
     def to_yaml(self) -> str:
@@ -314,6 +325,11 @@ class Catalog:
     def groups(self) -> Mapping[str, tuple[str, ...]]:
         """Exclusive group -> keys of its active tags, highest priority first."""
         return types.MappingProxyType(self._groups)
+
+    @property
+    def ignored_checks(self) -> tuple[IgnoredCheck, ...]:
+        """The static-check warnings the catalog silences (its ``checks: {ignore: [...]}``)."""
+        return self._ignored_checks
 
     @property
     def dependencies(self) -> Mapping[str, frozenset[str]]:
