@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from tagrules import Catalog, DefinitionError, Evaluator
+from tagrules.analysis import check_catalog
+from tagrules.catalog import MAX_RULE_TEXT, MAX_TAGS
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 SCHEMA = {"spend": "float", "n": "int"}
@@ -110,3 +112,37 @@ class TestDeepCatalogs:
         """A rule one step past the limit is refused at load with the limit in the message."""
         with pytest.raises(DefinitionError, match="nests more than 100 levels deep"):
             Catalog([{"key": "deep", "rule": rule}], SCHEMA)
+
+
+class TestDocumentedLimits:
+    def test_the_most_tags_load_check_and_evaluate(self) -> None:
+        """A catalog of exactly MAX_TAGS tags, half of them one exclusive group, loads, is checked and
+        evaluates: the highest matching tier and every matching ungrouped tag."""
+        half = MAX_TAGS // 2
+        definitions: list[dict[str, Any]] = [
+            {"key": f"t{index}", "rule": f"n >= {index}", "group": "g", "priority": index}
+            for index in range(half)
+        ]
+        definitions += [{"key": f"u{index}", "rule": f"n >= {index}"} for index in range(MAX_TAGS - half)]
+        catalog = Catalog(definitions, SCHEMA)
+        findings = check_catalog(catalog)
+        assert [(finding.code, finding.group) for finding in findings] == [("not-checked", "g")]
+        result = Evaluator(catalog).evaluate({"spend": 0.0, "n": 1_000}, now=NOW)
+        assert result.tags == {"t1000", *(f"u{index}" for index in range(1_001))}
+        assert not result.errors
+
+    def test_one_tag_more_is_refused(self) -> None:
+        """One tag past MAX_TAGS is refused at load, before any rule is parsed, with the limit."""
+        definitions = [{"key": f"t{index}", "rule": "n >= 1"} for index in range(MAX_TAGS + 1)]
+        with pytest.raises(DefinitionError, match=f"the catalog has 5,001 tags; the limit is {MAX_TAGS:,}"):
+            Catalog(definitions, SCHEMA)
+
+    def test_too_much_rule_text_is_refused(self) -> None:
+        """Rules longer than MAX_RULE_TEXT characters in all are refused at load, with the limit."""
+        rule = " and ".join(["n >= 1"] * 5_000)
+        count = MAX_RULE_TEXT // len(rule) + 1
+        definitions = [{"key": f"t{index}", "rule": rule} for index in range(count)]
+        with pytest.raises(
+            DefinitionError, match="characters long in all; the limit is 500,000 for a catalog"
+        ):
+            Catalog(definitions, SCHEMA)

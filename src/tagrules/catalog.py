@@ -20,7 +20,13 @@ from tagrules.extensions import DerivedField, RuleFunction, check_functions
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
 from tagrules.schema import Schema, suggest
 
-__all__ = ["Catalog", "EvaluationUnit"]
+__all__ = ["MAX_RULE_TEXT", "MAX_TAGS", "Catalog", "EvaluationUnit"]
+
+#: The most tags a catalog may have (and so the most tiers of an exclusive group), and the most
+#: characters of rule text in all: the limits the library's load, checks and compilation are
+#: measured at (docs/performance.md).
+MAX_TAGS = 5_000
+MAX_RULE_TEXT = 500_000
 
 _TOP_LEVEL_KEYS = ("name", "description", "schema", "tags", "checks")
 
@@ -115,6 +121,7 @@ class Catalog:
         if snapshot_schema is not None:
             resolved_schema = self._with_derived(snapshot_schema, derived)
         definitions = self._definitions(tags, problems)
+        self._refuse_oversized(definitions)
         self._tags = tuple(definitions)
         self._by_key: dict[str, TagDefinition] = {}
         for definition in definitions:
@@ -401,6 +408,21 @@ class Catalog:
                 for detail in error.errors():
                     problems.append(self._problem(label, _pydantic_message(detail)))
         return definitions
+
+    def _refuse_oversized(self, definitions: list[TagDefinition]) -> None:
+        """Refuse, before any rule is parsed, a catalog past the limits the library is measured at."""
+        problems = []
+        if len(definitions) > MAX_TAGS:
+            problems.append(f"the catalog has {len(definitions):,} tags; the limit is {MAX_TAGS:,}")
+        text = sum(len(definition.rule) for definition in definitions)
+        if text > MAX_RULE_TEXT:
+            problems.append(
+                f"the rules are {text:,} characters long in all; the limit is {MAX_RULE_TEXT:,} for a catalog"
+            )
+        if problems:
+            raise DefinitionError(
+                [Problem(message, file=self.source, section="catalog") for message in problems]
+            )
 
     def _check_groups(self, problems: list[Problem]) -> None:
         by_group: dict[str, list[TagDefinition]] = {}
