@@ -41,8 +41,11 @@ MAX_BACKTRACKING_TEXT = 10_000
 # and groups tagrules does not read from it
 _re2: Any = importlib.import_module("re2._re2")
 _unicode_iscased: Any = importlib.import_module("_sre").unicode_iscased
-_sre_compile: Any = importlib.import_module("re._compiler" if hasattr(_sre_parse, "State") else "sre_compile")
-_State: Any = getattr(_sre_parse, "State", None) or _sre_parse.Pattern
+try:  # Python 3.11+ keeps the regex compiler private inside the re package
+    _sre_compile: Any = importlib.import_module("re._compiler")
+except ImportError:  # pragma: no cover - Python 3.10
+    _sre_compile = importlib.import_module("sre_compile")
+_State: Any = _sre_parse.State
 
 _LAST = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
