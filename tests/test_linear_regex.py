@@ -91,6 +91,20 @@ class TestSameMeaningAsPython:
         )
         assert Evaluator(catalog).evaluate({"city": "abbc\n"}, now=NOW).tags == {"t"}
 
+    def test_groups_of_long_text_are_bounded(self) -> None:
+        """Groups are read by Python's re only on bounded text: on a longer one, that tag's error;
+        the interpreter, which reads groups after every match, needs none for a pattern without groups."""
+        text = "a" * 20_000 + "!" + "b@x"
+        with_groups = Evaluator(catalog_of("city =~~ '(\\\\w+)@x'"), compiled=False).evaluate(
+            {"city": text}, now=NOW
+        )
+        assert "limits to 10,000 characters" in with_groups.errors["r"]
+        without = Evaluator(catalog_of("city =~~ '\\\\w+@x'"), compiled=False).evaluate(
+            {"city": text}, now=NOW
+        )
+        assert without.tags == {"r"}
+        assert Evaluator(catalog_of("city =~~ '(\\\\w+)@x'")).evaluate({"city": text}, now=NOW).tags == {"r"}
+
     @pytest.mark.parametrize("pattern", [r"(?=a)a", r"(a)\1", r"\bx", "a$b", "x{1001}", "(?>a+)b", "a++"])
     def test_what_python_alone_can_run(self, pattern: str) -> None:
         """Lookaround, backreferences, word boundaries, ``$`` before more pattern, big counts,

@@ -8,7 +8,8 @@ every single-character part out as the exact code points Python's ``re`` would m
 the characters Python's ``re`` matches for them (each one checked with ``re`` itself), ``.``
 without and with DOTALL, and ``$`` at the end of the pattern as the end of the text or a final
 newline. Only whether the pattern matches is taken from RE2; groups, when rule-engine asks for them
-(``$re_groups``), come from Python's ``re`` on the matched text.
+(``$re_groups``), come from Python's ``re`` on the matched text, of at most
+:data:`MAX_BACKTRACKING_TEXT` characters.
 
 Patterns RE2 has no equal for keep Python's engine and rely on the load-time check of
 :mod:`tagrules.rules._regex`: lookaround, backreferences, ``\\b``/``\\B``, atomic groups and
@@ -327,6 +328,14 @@ class _Found:
         self._python, self._text, self._how = python, text, how
 
     def groups(self) -> tuple[Any, ...]:
+        if not self._python.groups:
+            return ()
+        if len(self._text) > MAX_BACKTRACKING_TEXT:
+            raise re_errors.EvaluationError(
+                f"the text is {len(self._text):,} characters long; the groups of regular expression "
+                f"{self._python.pattern!r} are read with Python's backtracking engine, which tagrules "
+                f"limits to {MAX_BACKTRACKING_TEXT:,} characters"
+            )
         found = getattr(self._python, self._how)(self._text)
         return () if found is None else tuple(found.groups())
 
