@@ -18,6 +18,7 @@ from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
 from tagrules.extensions import DerivedField, RuleFunction, check_functions
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
+from tagrules.rules._language import MAX_RULE_LENGTH
 from tagrules.schema import Schema, suggest
 
 __all__ = ["MAX_RULE_TEXT", "MAX_TAGS", "Catalog", "EvaluationUnit"]
@@ -414,7 +415,10 @@ class Catalog:
         problems = []
         if len(definitions) > MAX_TAGS:
             problems.append(f"the catalog has {len(definitions):,} tags; the limit is {MAX_TAGS:,}")
-        text = sum(len(definition.rule) for definition in definitions)
+        # a rule past its own limit is refused by itself, unread, and counts for nothing here
+        text = sum(
+            len(definition.rule) for definition in definitions if len(definition.rule) <= MAX_RULE_LENGTH
+        )
         if text > MAX_RULE_TEXT:
             problems.append(
                 f"the rules are {text:,} characters long in all; the limit is {MAX_RULE_TEXT:,} for a catalog"
