@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagrules import Catalog, Evaluator
+from tagrules import Catalog, DefinitionError, Evaluator
 from tagrules.analysis import Finding, check_catalog, check_sample
 from tagrules.packs import load_pack
 
@@ -30,8 +30,11 @@ def codes(findings: list[Finding]) -> list[str]:
 
 class TestGroups:
     def test_retail_frequency_gap_is_found(self) -> None:
-        """The retail pack's frequency tiers leave two purchases in a quarter (none this month) untagged."""
-        findings = check_catalog(load_pack("retail"))
+        """The retail pack's frequency tiers leave two purchases in a quarter (none this month) untagged
+        (the pack silences the warning; without its checks section it is found)."""
+        data = load_pack("retail").to_data()
+        del data["checks"]
+        findings = check_catalog(Catalog.from_data(data, source="catalog.yaml"))
         gaps = [finding for finding in findings if finding.code == "gap" and finding.group == "frequency"]
         assert len(gaps) == 1
         assert gaps[0].message == (
@@ -211,3 +214,123 @@ class TestAgainstEvaluation:
                 assert all(key not in tags for tags in assigned)
             elif finding.code == "gap":
                 assert any(not tags for tags in assigned)
+
+
+def bands(count: int, missing: int) -> list[dict[str, Any]]:
+    """``count`` one-unit tiers of spend, highest first, without tier ``missing``."""
+    return [
+        tier(f"t{index}", f"spend >= {index} and spend < {index + 1}", index)
+        for index in reversed(range(count))
+        if index != missing
+    ]
+
+
+class TestBigGroups:
+    def test_thousand_tiers_are_checked_whole(self) -> None:
+        """A 1,000-tier group is checked completely: its gap, its two crossings and its hidden tier."""
+        tags = [
+            tier("wide", "spend >= 100.5 and spend < 101.5", 2_000),
+            *bands(1_000, missing=500),
+            tier("hidden", "spend >= 10.25 and spend < 10.75", -1),
+        ]
+        findings = check_catalog(catalog(tags))
+        assert sorted(codes(findings)) == ["gap", "overlap", "overlap", "shadowed"]
+        messages = {finding.code: finding.message for finding in findings}
+        assert (
+            messages["gap"] == "no tier matches when spend >= 500 and spend < 501, between 't501' and 't499'"
+        )
+        assert (
+            messages["shadowed"]
+            == "'hidden' is never assigned: every value it matches is taken by the higher tier 't10'"
+        )
+
+    def test_too_many_pairs_are_not_checked_for_overlaps(self) -> None:
+        """Past the pair budget the overlap check says it did not run; gaps are still found."""
+        findings = check_catalog(catalog(bands(1_500, missing=7)))
+        assert codes(findings) == ["gap", "not-checked"]
+        assert (
+            findings[1].message
+            == "overlaps not checked: 1,499 tiers make 1,122,751 pairs, more than 1,000,000"
+        )
+
+    def test_too_many_cases_are_not_checked(self) -> None:
+        """A group whose thresholds split its fields into too many cases says it was not checked."""
+        tags = [
+            tier(f"t{index}", f"orders >= {index} and recent >= {index} and spend >= {index}", index)
+            for index in range(40)
+        ]
+        (finding,) = check_catalog(catalog(tags))
+        assert finding.code == "not-checked"
+        assert finding.message.startswith("not checked: the tiers split orders, recent, spend into ")
+
+
+GAPPY = [
+    tier("high", "orders >= 3", 2, group="freq"),
+    tier("low", "orders <= 1", 1, group="freq"),
+    tier("big", "spend >= 10", 2, group="spend"),
+    tier("small", "spend < 5", 1, group="spend"),
+    {"key": "never", "rule": "orders > 5 and orders < 2"},
+]
+
+
+class TestIgnoredChecks:
+    def test_a_group_silences_its_own_warning_only(self) -> None:
+        """An entry for one group silences that check there, and not in another group."""
+        checks = {
+            "ignore": [{"group": "freq", "check": "gap", "reason": "two orders are neither, on purpose"}]
+        }
+        findings = check_catalog(Catalog(GAPPY, {"orders": "int", "spend": "float"}, checks=checks))
+        assert [(finding.code, finding.group or finding.tag) for finding in findings] == [
+            ("always-false", "never"),
+            ("gap", "spend"),
+        ]
+
+    def test_a_tag_and_everywhere(self) -> None:
+        """An entry for a tag silences its warning; one without group or tag silences the check everywhere."""
+        checks = {"ignore": [{"tag": "never", "check": "always-false"}, {"check": "gap"}]}
+        assert check_catalog(Catalog(GAPPY, {"orders": "int", "spend": "float"}, checks=checks)) == []
+
+    def test_never_matched_can_be_silenced(self) -> None:
+        """The sample check heeds the entries too."""
+        checks = {"ignore": [{"tag": "high", "check": "never-matched"}]}
+        catalog = Catalog(GAPPY[:2], {"orders": "int", "spend": "float"}, checks=checks)
+        findings = check_sample(catalog, [{"orders": 0, "spend": 1.0}], now=NOW)
+        assert findings == []
+
+    def test_written_and_read_back(self) -> None:
+        """A catalog's checks section survives to_data and from_data."""
+        checks = {"ignore": [{"group": "freq", "check": "gap", "reason": "on purpose"}]}
+        catalog = Catalog(GAPPY, {"orders": "int", "spend": "float"}, checks=checks)
+        again = Catalog.from_data(catalog.to_data())
+        assert again.ignored_checks == catalog.ignored_checks
+        assert again.to_data()["checks"] == checks
+
+    @pytest.mark.parametrize(
+        ("checks", "message"),
+        [
+            (
+                {"ignore": [{"group": "freq", "check": "gaps"}]},
+                "entry 1: unknown check 'gaps'; did you mean 'gap'?",
+            ),
+            (
+                {"ignore": [{"group": "fraq", "check": "gap"}]},
+                "entry 1: no exclusive group 'fraq'; did you mean 'freq'?",
+            ),
+            ({"ignore": [{"tag": "nevr", "check": "gap"}]}, "entry 1: no tag 'nevr'; did you mean 'never'?"),
+            (
+                {"ignore": [{"group": "freq", "tag": "high", "check": "gap"}]},
+                "entry 1: give 'group' or 'tag', not both",
+            ),
+            ({"ignore": [{"group": "freq", "check": "gap", "why": "x"}]}, "entry 1: unknown field 'why'"),
+            ({"ignore": [{"group": "freq"}]}, "entry 1: no 'check'; the checks are gap, overlap"),
+            ({"skip": []}, "'checks' must be a mapping with one entry, 'ignore'"),
+            ({"ignore": "gap"}, "'checks.ignore' must be a list"),
+        ],
+    )
+    def test_bad_entries_are_refused(self, checks: dict[str, Any], message: str) -> None:
+        """Each wrong entry is a load problem in the checks section, naming the entry."""
+        with pytest.raises(DefinitionError) as caught:
+            Catalog(GAPPY, {"orders": "int", "spend": "float"}, checks=checks)
+        (problem,) = caught.value.problems
+        assert problem.section == "checks"
+        assert message in problem.message

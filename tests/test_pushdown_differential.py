@@ -230,3 +230,76 @@ class TestPushdownDifferential:
     def test_sql_equals_python(self, database_url: URL, data: st.DataObject) -> None:
         """Random catalogs and rows: the query's tag states equal Python's tags and unknowns, row by row."""
         check(database_url, data)
+
+
+HOSTILE_SCHEMA = {"n": "int", "x": "float", "s": "str"}
+HOSTILE_RULES = [
+    {"key": "a", "rule": "n >= 3"},
+    {"key": "b", "rule": "x > 1.5"},
+    {"key": "c", "rule": "s == 'lots'"},
+    {"key": "d", "rule": "n < 0"},
+]
+
+
+def hostile_table(connection: sa.Connection, catalog: Catalog, rows: list[tuple[Any, Any, Any]]) -> sa.Table:
+    """A snapshot table whose rows are written as raw SQL values, past the columns' declared types."""
+    table = snapshot_table(f"hostile_{next(_names)}", catalog.schema, connection.dialect.name)
+    fill(connection, table, catalog.schema, [])
+    for index, (n, x, s) in enumerate(rows):
+        connection.execute(
+            sa.text(f"INSERT INTO {table.name} (id, n, x, s) VALUES (:id, {n}, {x}, {s})"), {"id": str(index)}
+        )
+    return table
+
+
+class TestWhatColumnsReallyHold:
+    @pytest.mark.parametrize(
+        "row",
+        [
+            ("3.5", "2.0", "'a'"),
+            ("1e20", "2.0", "'a'"),
+            ("3.0", "2.0", "'a'"),
+            ("-3.0", "2.0", "'a'"),
+            ("9223372036854775807.0", "2.0", "'a'"),
+            ("'lots'", "2.0", "'a'"),
+            ("X'00'", "2.0", "'a'"),
+            ("4", "'lots'", "'a'"),
+            ("4", "X'0102'", "'a'"),
+            ("4", "7", "'a'"),
+            ("4", "2.0", "X'6c6f7473'"),
+            ("4", "2.0", "12"),
+            ("-9223372036854775808", "2.0", "'a'"),
+            ("-9223372036854775807", "2.0", "'a'"),
+        ],
+    )
+    def test_sqlite_any_type_in_any_column(self, sqlite_url: URL, row: tuple[str, str, str]) -> None:
+        """SQLite columns holding another type (text or blobs in numbers, non-integral or huge reals in
+        ints, the int64 minimum) give each tag the state Python gives on the row read back."""
+        catalog = Catalog(HOSTILE_RULES, HOSTILE_SCHEMA)
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as connection:
+            table = hostile_table(connection, catalog, [row])
+            assert _compare(connection, catalog, table, "sqlite")
+        engine.dispose()
+
+    def test_int64_minimum_is_refused_everywhere(self, database_url: URL) -> None:
+        """-2**63 is outside the schema's ints in Python; in SQL the row is unknown too, on every database."""
+        catalog = Catalog(HOSTILE_RULES, HOSTILE_SCHEMA)
+        engine = engine_of(database_url)
+        with engine.begin() as connection:
+            table = hostile_table(
+                connection, catalog, [("-9223372036854775808", "2.0", "'a'"), ("5", "2.0", "'a'")]
+            )
+        try:
+            with engine.connect() as connection:
+                query = tag_query(
+                    catalog, table, dialect=database_url.get_backend_name(), now=NOW, id_columns=["id"]
+                )
+                states = {row[0]: row[1:] for row in connection.execute(query.select)}
+                position = list(query.tag_columns).index("a")
+                assert states["0"][position] is None
+                assert states["1"][position] in (1, True)
+                assert _compare(connection, catalog, table, database_url.get_backend_name())
+        finally:
+            with engine.begin() as connection:
+                table.drop(connection)

@@ -44,6 +44,9 @@ from tagrules.schema import Schema
 
 __all__ = ["CompiledCatalog", "compile_catalog"]
 
+#: The most tiers of an exclusive group chosen by one ``if``/``elif`` chain (a loop chooses beyond).
+_LONGEST_CHAIN = 32
+
 EvaluateFunction = Callable[
     [Any, datetime.datetime, Iterable[str], frozenset[str]], tuple[set[str], dict[str, str]]
 ]
@@ -156,11 +159,12 @@ class _CatalogCompiler:
             steps = [ast.Expr(_call(self.helper(_runtime.steps_reset, "steps_reset")))]
         return [ast.Try(body=[*steps, *body], handlers=[handler], orelse=[], finalbody=[])]
 
-    def _additions(self, key: str) -> list[ast.stmt]:
+    def _additions(self, key: str | ast.expr) -> list[ast.stmt]:
         """Assign ``key``: rules see it in ``visible``; ``assigned`` is the same set unless there are
         manual tags (which rules see, but which are not computed)."""
-        add_visible = ast.Expr(_call(_attribute(_name("visible"), "add"), _constant(key)))
-        add_assigned = ast.Expr(_call(_attribute(_name("assigned"), "add"), _constant(key)))
+        value = _constant(key) if isinstance(key, str) else key
+        add_visible = ast.Expr(_call(_attribute(_name("visible"), "add"), value))
+        add_assigned = ast.Expr(_call(_attribute(_name("assigned"), "add"), value))
         return [add_visible, ast.If(test=_name("has_manual"), body=[add_assigned], orelse=[])]
 
     def assign(self, key: str) -> list[ast.stmt]:
@@ -217,14 +221,33 @@ class _CatalogCompiler:
             for key in unit.keys
         ]
         any_failed = tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.Or(), values=tests)
+        check = ast.BoolOp(op=ast.And(), values=[_name("errors"), any_failed])
+        statements.append(ast.If(test=check, body=[failed], orelse=self.choice(unit.keys, results)))
+        return statements
+
+    def choice(self, keys: tuple[str, ...], results: list[str]) -> list[ast.stmt]:
+        """Assign the first of ``keys`` (highest priority first) whose result is true and which is
+        not suppressed. A small group is one ``if``/``elif`` chain; a bigger one is a loop, because
+        Python's compiler refuses an ``elif`` chain nested some hundreds deep."""
+        if len(keys) > _LONGEST_CHAIN:
+            allowed = ast.Compare(left=_name("_key"), ops=[ast.NotIn()], comparators=[_name("suppressed")])
+            test = ast.BoolOp(op=ast.And(), values=[_name("_result"), allowed])
+            pairs = _call(
+                self.helper(zip, "zip"),
+                _constant(keys),
+                ast.Tuple(elts=[_name(result) for result in results], ctx=ast.Load()),
+            )
+            body: list[ast.stmt] = [
+                ast.If(test=test, body=[*self._additions(_name("_key")), ast.Break()], orelse=[])
+            ]
+            target = ast.Tuple(elts=[_store("_key"), _store("_result")], ctx=ast.Store())
+            return [ast.For(target=target, iter=pairs, body=body, orelse=[])]
         choice: list[ast.stmt] = []
-        for key, result in reversed(list(zip(unit.keys, results, strict=True))):
+        for key, result in reversed(list(zip(keys, results, strict=True))):
             allowed = ast.Compare(left=_constant(key), ops=[ast.NotIn()], comparators=[_name("suppressed")])
             test = ast.BoolOp(op=ast.And(), values=[_name(result), allowed])
             choice = [ast.If(test=test, body=self._additions(key), orelse=choice)]
-        check = ast.BoolOp(op=ast.And(), values=[_name("errors"), any_failed])
-        statements.append(ast.If(test=check, body=[failed], orelse=choice))
-        return statements
+        return choice
 
     def build(self) -> CompiledCatalog:
         units: list[ast.stmt] = []

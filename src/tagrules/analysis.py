@@ -6,7 +6,9 @@
   the rules, decides the values they share;
 * **shadowed** — a tier every value of which a higher tier takes: it is never assigned;
 * **always-true** / **always-false** — a rule whose outcome does not depend on the snapshot;
-* **never-matched** — a tag no snapshot of a sample file was given.
+* **never-matched** — a tag no snapshot of a sample file was given;
+* **not-checked** — a group past the budget of the checks (:data:`MAX_TRIALS` cases, or
+  :data:`MAX_PAIRS` pairs of tiers for the overlap check).
 
 The group checks read rules built from comparisons of numeric fields with constants (``and``,
 ``or``, ``not``, ``?:``, ``??`` defaults); a group with any other kind of rule is not checked. The
@@ -29,6 +31,7 @@ Examples:
 
 from __future__ import annotations
 
+import bisect
 import decimal
 import itertools
 import math
@@ -48,6 +51,8 @@ __all__ = ["Finding", "check_catalog", "check_sample"]
 
 #: The most (cell, assignment) pairs one check tries; larger rules and groups are not checked.
 MAX_TRIALS = 50_000
+#: The most pairs of tiers of one group checked for crossing overlaps (those of 1,414 tiers).
+MAX_PAIRS = 1_000_000
 _MAX_OPAQUE = 8
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -66,7 +71,8 @@ class Finding:
     """Something in a valid catalog that is probably a mistake.
 
     Attributes:
-        code: ``gap``, ``overlap``, ``shadowed``, ``always-true``, ``always-false`` or ``never-matched``.
+        code: ``gap``, ``overlap``, ``shadowed``, ``always-true``, ``always-false``, ``never-matched``
+            or ``not-checked`` (a group past the checks' budget).
         message: what was found, with an example snapshot where there is one.
         file: the catalog file, or ``None`` for a catalog built in code.
         tag: the tag the finding is about, if it is about one tag.
@@ -302,7 +308,8 @@ def check_catalog(catalog: Catalog) -> list[Finding]:
     """Look for gaps, crossing overlaps and shadowed tiers in exclusive groups, and constant rules.
 
     Returns:
-        The findings, rules first (in file order), then groups (in file order).
+        The findings, rules first (in file order), then groups (in file order); those the
+        catalog's ``checks: {ignore: [...]}`` silences are left out.
     """
     numeric, integers = _numeric_fields(catalog)
     findings: list[Finding] = []
@@ -331,7 +338,17 @@ def check_catalog(catalog: Catalog) -> list[Finding]:
         if len(members) < 2 or any(formulas[key][1] for key in members):
             continue
         findings.extend(_check_group(catalog, group, members, formulas, integers))
-    return findings
+    return _heeded(catalog, findings)
+
+
+def _heeded(catalog: Catalog, findings: list[Finding]) -> list[Finding]:
+    """The findings the catalog's ``checks: {ignore: [...]}`` does not silence."""
+    ignored = catalog.ignored_checks
+    return [
+        finding
+        for finding in findings
+        if not any(entry.covers(finding.code, finding.group, finding.tag) for entry in ignored)
+    ]
 
 
 def _constant_outcome(formula: Formula, opaque: int, integers: frozenset[str]) -> bool | None:
@@ -357,23 +374,30 @@ def _check_group(
     formulas: Mapping[str, tuple[Formula, int]],
     integers: frozenset[str],
 ) -> list[Finding]:
-    grid = _Grid([formulas[key][0] for key in members], integers, natural=True)
-    if not grid.names or grid.size > MAX_TRIALS:
-        return []
-    matches: dict[str, set[tuple[int, ...]]] = {key: set() for key in members}
-    winner: dict[tuple[int, ...], str] = {}
-    for cell in grid.cells():
-        point = grid.point(cell)
-        for key in members:
-            if _holds(formulas[key][0], point, ()):
-                matches[key].add(cell)
-                winner.setdefault(cell, key)  # members are ordered by priority, highest first
     findings: list[Finding] = []
 
     def report(code: str, message: str) -> None:
         findings.append(Finding(code, message, file=catalog.source, group=group))
 
-    for component in _components(set(grid.cells()) - set(winner), grid):
+    grid = _Grid([formulas[key][0] for key in members], integers, natural=True)
+    if not grid.names:
+        return []
+    if grid.size > MAX_TRIALS:
+        report(
+            "not-checked",
+            f"not checked: the tiers split {', '.join(grid.names)} into {grid.size:,} cases, "
+            f"more than {MAX_TRIALS:,}",
+        )
+        return findings
+    masks = _Masks(grid)
+    matches = {key: masks.of(formulas[key][0]) for key in members}
+    winner: dict[tuple[int, ...], str] = {}
+    unmatched = masks.everything
+    for key in members:  # members are ordered by priority, highest first
+        for cell in masks.cells_of(matches[key] & unmatched):
+            winner[cell] = key
+        unmatched &= ~matches[key]
+    for component in _components(set(masks.cells_of(unmatched)), grid):
         around = sorted(
             {winner[cell] for cell in _neighbours(component, grid) if cell in winner}, key=members.index
         )
@@ -386,24 +410,95 @@ def _check_group(
                 + (f" (for example {grid.example(sample)})" if len(grid.names) > 1 else "")
                 + f", between {tiers}",
             )
+    higher = 0
     for position, key in enumerate(members):
-        higher: set[tuple[int, ...]] = set().union(*(matches[other] for other in members[:position]))
-        if matches[key] and matches[key] <= higher:
+        if matches[key] and not matches[key] & ~higher:
             takers = [other for other in members[:position] if matches[other] & matches[key]]
             report(
                 "shadowed",
                 f"{key!r} is never assigned: every value it matches is taken by the higher tier"
                 f"{'s' if len(takers) > 1 else ''} {', '.join(repr(other) for other in takers)}",
             )
+        higher |= matches[key]
+    pairs = len(members) * (len(members) - 1) // 2
+    if pairs > MAX_PAIRS:
+        report(
+            "not-checked",
+            f"overlaps not checked: {len(members):,} tiers make {pairs:,} pairs, more than {MAX_PAIRS:,}",
+        )
+        return findings
     for first, second in itertools.combinations(members, 2):
-        shared = matches[first] & matches[second]
-        if shared and not matches[first] <= matches[second] and not matches[second] <= matches[first]:
+        one, two = matches[first], matches[second]
+        shared = one & two
+        if shared and one & ~two and two & ~one:
             report(
                 "overlap",
-                f"{first!r} and {second!r} both match when {grid.describe(shared)}; "
+                f"{first!r} and {second!r} both match when {grid.describe(set(masks.cells_of(shared)))}; "
                 f"priority gives those to {first!r}",
             )
     return findings
+
+
+@final
+class _Masks:
+    """Sets of cells of a grid as the bits of an integer, so that a tier's cells, and the cells
+    two tiers share, cost a few integer operations however many tiers a group has."""
+
+    def __init__(self, grid: _Grid) -> None:
+        self.grid = grid
+        self.cells = list(grid.cells())
+        self.everything = (1 << len(self.cells)) - 1
+        sizes = [len(pieces) for pieces in grid.pieces]
+        strides = [math.prod(sizes[axis + 1 :]) for axis in range(len(sizes))]
+        # prefixes[axis][k]: the cells whose piece on that axis is one of the first k
+        self.prefixes: list[list[int]] = []
+        for axis, size in enumerate(sizes):
+            width = size * strides[axis]
+            repeat = sum(1 << (block * width) for block in range(len(self.cells) // width))
+            self.prefixes.append([repeat * ((1 << (count * strides[axis])) - 1) for count in range(size + 1)])
+        self.examples = [[piece.example for piece in pieces] for pieces in grid.pieces]
+        self.atoms: dict[tuple[str, str, decimal.Decimal], int] = {}
+
+    def cells_of(self, mask: int) -> Iterable[tuple[int, ...]]:
+        while mask:
+            lowest = mask & -mask
+            yield self.cells[lowest.bit_length() - 1]
+            mask ^= lowest
+
+    def _atom(self, name: str, symbol: str, value: decimal.Decimal) -> int:
+        axis = self.grid.names.index(name)
+        examples, prefixes = self.examples[axis], self.prefixes[axis]
+        before, through = bisect.bisect_left(examples, value), bisect.bisect_right(examples, value)
+        size = len(examples)
+        span = {
+            "<": (0, before),
+            "<=": (0, through),
+            ">": (through, size),
+            ">=": (before, size),
+            "==": (before, through),
+        }
+        if symbol == "!=":
+            return self.everything & ~(prefixes[through] ^ prefixes[before])
+        low, high = span[symbol]
+        return prefixes[high] ^ prefixes[low]
+
+    def of(self, formula: Formula) -> int:
+        kind = formula[0]
+        if kind == "const":
+            return self.everything if formula[1] else 0
+        if kind == "atom":
+            key = (formula[1], formula[2], formula[3])
+            if key not in self.atoms:
+                self.atoms[key] = self._atom(*key)
+            return self.atoms[key]
+        if kind == "and":
+            return self.of(formula[1]) & self.of(formula[2])
+        if kind == "or":
+            return self.of(formula[1]) | self.of(formula[2])
+        if kind == "not":
+            return self.everything & ~self.of(formula[1])
+        condition = self.of(formula[1])
+        return (condition & self.of(formula[2])) | (self.everything & ~condition & self.of(formula[3]))
 
 
 def _neighbours(cells: set[tuple[int, ...]], grid: _Grid) -> set[tuple[int, ...]]:
@@ -470,4 +565,4 @@ def check_sample(
         if definition.key in failed:
             message += f"; its rule failed on {failed[definition.key]} of them"
         findings.append(Finding("never-matched", message, file=catalog.source, tag=definition.key))
-    return findings
+    return _heeded(catalog, findings)

@@ -13,15 +13,23 @@ from typing import Any, final
 from pydantic import BaseModel, ValidationError
 
 from tagrules._files import dump_yaml, load_document, parse_document
+from tagrules._ignored_checks import IgnoredCheck, read_ignored_checks
 from tagrules.definitions import TagDefinition
 from tagrules.errors import DefinitionError, Problem
 from tagrules.extensions import DerivedField, Extensions, RuleFunction, check_functions, extension_lists
 from tagrules.rules import ParsedRule, RuleLanguage, RuleProblem, line_and_column
+from tagrules.rules._language import MAX_RULE_LENGTH
 from tagrules.schema import Schema, suggest
 
-__all__ = ["Catalog", "EvaluationUnit"]
+__all__ = ["MAX_RULE_TEXT", "MAX_TAGS", "Catalog", "EvaluationUnit"]
 
-_TOP_LEVEL_KEYS = ("name", "description", "schema", "listeners", "tags")
+#: The most tags a catalog may have (and so the most tiers of an exclusive group), and the most
+#: characters of rule text in all: the limits the library's load, checks and compilation are
+#: measured at (docs/performance.md).
+MAX_TAGS = 5_000
+MAX_RULE_TEXT = 500_000
+
+_TOP_LEVEL_KEYS = ("name", "description", "schema", "listeners", "tags", "checks")
 
 
 @final
@@ -67,6 +75,8 @@ class Catalog:
             a :class:`~tagrules.plugins.PluginRegistry` such as ``installed_plugins()``, or one
             :class:`~tagrules.plugins.Plugin`. A catalog sees no plugin it is not given: only the
             ``tagrules`` command and the pytest plugin load with the installed plugins by themselves.
+        checks: the catalog file's ``checks`` section: ``{"ignore": [{"group": ..., "check": ...}]}``
+            silences static-check warnings per group or tag (see ``docs/catalog.md``).
 
     Raises:
         DefinitionError: the catalog is not valid; ``problems`` lists every problem.
@@ -86,6 +96,7 @@ class Catalog:
         "_derived",
         "_functions",
         "_groups",
+        "_ignored_checks",
         "_language",
         "_order",
         "_rules",
@@ -111,6 +122,7 @@ class Catalog:
         listeners: Iterable[str] = (),
         known_listeners: Collection[str] | None = None,
         plugins: Extensions | None = None,
+        checks: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -126,6 +138,7 @@ class Catalog:
         if snapshot_schema is not None:
             resolved_schema = self._with_derived(snapshot_schema, derived)
         definitions = self._definitions(tags, problems)
+        self._refuse_oversized(definitions)
         self._tags = tuple(definitions)
         self._by_key: dict[str, TagDefinition] = {}
         for definition in definitions:
@@ -136,6 +149,9 @@ class Catalog:
             else:
                 self._by_key[definition.key] = definition
         self._check_groups(problems)
+        groups = {definition.group for definition in definitions if definition.group is not None}
+        self._ignored_checks, found = read_ignored_checks(checks, groups, self._by_key, source)
+        problems.extend(found)
         self._rules: dict[str, ParsedRule] = {}
         self._groups = self._active_groups()
         self._dependencies: Mapping[str, frozenset[str]] = types.MappingProxyType({})
@@ -261,6 +277,7 @@ class Catalog:
                 listeners=listeners,
                 known_listeners=known_listeners,
                 plugins=plugins,
+                checks=data.get("checks"),
             )
         except DefinitionError as error:
             raise DefinitionError([*problems, *error.problems]) from None
@@ -282,6 +299,8 @@ class Catalog:
         if self.listeners:
             data["listeners"] = list(self.listeners)
         data["tags"] = [definition.to_data() for definition in self._tags]
+        if self._ignored_checks:
+            data["checks"] = {"ignore": [ignored.to_data() for ignored in self._ignored_checks]}
         return data
 
     def to_yaml(self) -> str:
@@ -357,6 +376,11 @@ class Catalog:
     def groups(self) -> Mapping[str, tuple[str, ...]]:
         """Exclusive group -> keys of its active tags, highest priority first."""
         return types.MappingProxyType(self._groups)
+
+    @property
+    def ignored_checks(self) -> tuple[IgnoredCheck, ...]:
+        """The static-check warnings the catalog silences (its ``checks: {ignore: [...]}``)."""
+        return self._ignored_checks
 
     @property
     def dependencies(self) -> Mapping[str, frozenset[str]]:
@@ -460,6 +484,24 @@ class Catalog:
                 for detail in error.errors():
                     problems.append(self._problem(label, _pydantic_message(detail)))
         return definitions
+
+    def _refuse_oversized(self, definitions: list[TagDefinition]) -> None:
+        """Refuse, before any rule is parsed, a catalog past the limits the library is measured at."""
+        problems = []
+        if len(definitions) > MAX_TAGS:
+            problems.append(f"the catalog has {len(definitions):,} tags; the limit is {MAX_TAGS:,}")
+        # a rule past its own limit is refused by itself, unread, and counts for nothing here
+        text = sum(
+            len(definition.rule) for definition in definitions if len(definition.rule) <= MAX_RULE_LENGTH
+        )
+        if text > MAX_RULE_TEXT:
+            problems.append(
+                f"the rules are {text:,} characters long in all; the limit is {MAX_RULE_TEXT:,} for a catalog"
+            )
+        if problems:
+            raise DefinitionError(
+                [Problem(message, file=self.source, section="catalog") for message in problems]
+            )
 
     def _check_groups(self, problems: list[Problem]) -> None:
         by_group: dict[str, list[TagDefinition]] = {}

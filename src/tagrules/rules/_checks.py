@@ -7,7 +7,8 @@ from typing import Any
 
 from rule_engine import DataType, ast
 
-from tagrules.rules._regex import regex_risk
+from tagrules.rules._linear_regex import linear_pattern
+from tagrules.rules._regex import regex_risk, sequential_risk
 from tagrules.rules._tree import describe_type, unparse, walk
 from tagrules.schema import suggest
 
@@ -159,9 +160,14 @@ def _check_regex(node: Any, facts: RuleFacts) -> None:
     if not isinstance(node.right, ast.StringExpression):
         facts.refuse("a regular expression must be written as a string literal", node)
         return
-    reason = regex_risk(node.right.value)
+    pattern = linear_pattern(node._right)
+    reason = regex_risk(node.right.value) or (None if pattern.linear else sequential_risk(node.right.value))
     if reason:
         facts.refuse(f"regular expression {node.right.value!r} refused: {reason}", node)
+    else:
+        # rule-engine compiled the pattern with Python's re; both the compiled code and the
+        # interpreter call it through this attribute, which now runs it on RE2 where it can
+        node._right = pattern
 
 
 def _check_result(expression: Any, facts: RuleFacts) -> None:

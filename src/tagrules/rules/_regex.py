@@ -7,6 +7,13 @@ the universe. tagrules refuses, at load, the three shapes behind exponential bac
 * a repeated alternation whose branches can start with the same character: ``(a|ab)*``, ``(\\w|\\d)+``;
 * backreferences: ``(a*)\\1``.
 
+With IGNORECASE, every letter stands for all the characters Python's ``re`` folds together
+(``k``, ``K`` and the Kelvin sign ``\u212a``), so ``(?i)(a|AA)+`` counts as a repeated alternation
+whose branches start alike. Patterns that keep Python's engine (see
+:mod:`tagrules.rules._linear_regex`; the others run in linear time on RE2) are also refused for
+unbounded repetitions in a row that can match the same characters, ``\\w+\\s*\\w+`` or ``.*.*x``,
+whose backtracking is polynomial in the text (:func:`sequential_risk`).
+
 The check is conservative: some harmless patterns are refused too, and the message says how to
 rewrite them (a fixed-length inner part, distinct branches, an atomic group ``(?>...)`` or a
 possessive quantifier ``a++`` where the Python version has them).
@@ -24,19 +31,87 @@ try:  # Python 3.11+ keeps the regex parser private inside the re package
 except ImportError:  # pragma: no cover - Python 3.10
     _sre = importlib.import_module("sre_constants")
     _sre_parse = importlib.import_module("sre_parse")
+try:  # the characters Python's re folds together beyond lower() and upper()
+    _EXTRA_CASES: dict[int, tuple[int, ...]] = importlib.import_module("re._casefix")._EXTRA_CASES
+except ImportError:  # pragma: no cover - Python 3.10
+    _EXTRA_CASES = importlib.import_module("sre_compile")._ignorecase_fixes
 
-__all__ = ["regex_risk"]
+__all__ = ["regex_risk", "sequential_risk"]
 
 _REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT}
 
 
-def regex_risk(pattern: str) -> str | None:
-    """Why ``pattern`` may backtrack catastrophically, or ``None`` when it is safe to run."""
+def _parse(pattern: str) -> Items | None:
     try:
         parsed = _sre_parse.parse(pattern, 0)
     except Exception:  # the caller compiles the pattern and reports syntax errors itself
         return None
-    return _scan(list(parsed))
+    return _folded(list(parsed), bool(parsed.state.flags & _sre.SRE_FLAG_IGNORECASE))
+
+
+def regex_risk(pattern: str) -> str | None:
+    """Why ``pattern`` may backtrack catastrophically, or ``None`` when it is safe to run."""
+    items = _parse(pattern)
+    return None if items is None else _scan(items)
+
+
+def sequential_risk(pattern: str) -> str | None:
+    """Why ``pattern`` may backtrack polynomially on Python's engine: unbounded repetitions in a row
+    that can match the same characters; ``None`` when it has none."""
+    items = _parse(pattern)
+    if items is not None and _has_overlapping_run(items):
+        return (
+            "unbounded repetitions in a row that can match the same characters can backtrack for a very "
+            "long time on long text; separate them with a character neither can match, or merge them"
+        )
+    return None
+
+
+def _case_variants(code: int) -> set[int]:
+    """The characters Python's re matches for ``code`` when case is ignored."""
+    variants, pending = {code}, [code]
+    while pending:
+        char = chr(pending.pop())
+        images = {char.lower(), char.upper()}
+        found = {ord(image) for image in images if len(image) == 1}
+        found.update(_EXTRA_CASES.get(ord(char), ()))
+        for variant in found - variants:
+            variants.add(variant)
+            pending.append(variant)
+    return variants
+
+
+def _folded(items: Items, ignorecase: bool) -> Items:
+    """``items`` with each letter under IGNORECASE written as the class of its case variants."""
+    folded: Items = []
+    for op, av in items:
+        if op == _sre.LITERAL and ignorecase:
+            variants = _case_variants(av)
+            folded.append(
+                (op, av) if len(variants) == 1 else (_sre.IN, [(_sre.LITERAL, v) for v in variants])
+            )
+        elif op == _sre.IN and ignorecase:
+            members = [
+                (kind, variant)
+                for kind, value in av
+                for variant in (_case_variants(value) if kind == _sre.LITERAL else [value])
+            ]
+            folded.append((op, members))
+        elif op == _sre.SUBPATTERN:
+            group, added, removed, body = av
+            inner = (ignorecase or bool(added & _sre.SRE_FLAG_IGNORECASE)) and not (
+                removed & _sre.SRE_FLAG_IGNORECASE
+            )
+            folded.append((op, (group, added, removed, _folded(list(body), inner))))
+        elif op in _REPEATS:
+            folded.append((op, (av[0], av[1], _folded(list(av[2]), ignorecase))))
+        elif op == _sre.BRANCH:
+            folded.append((op, (av[0], [_folded(list(branch), ignorecase) for branch in av[1]])))
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            folded.append((op, (av[0], _folded(list(av[1]), ignorecase))))
+        else:
+            folded.append((op, av))
+    return folded
 
 
 Items = list[tuple[Any, Any]]
@@ -231,3 +306,25 @@ def _first_chars(items: Items) -> Chars | None:
             return None if av[0] == 0 else _first_chars(list(av[2]))
         return None
     return None
+
+
+def _has_overlapping_run(items: Items) -> bool:
+    """Whether a sequence in ``items`` has two unbounded repetitions that can match the same
+    characters with nothing between them that the earlier one cannot match."""
+    open_repeats: list[Chars | None] = []
+    for op, av in items:
+        while op == _sre.SUBPATTERN and len(av[-1]) == 1:  # (\\d+) is the repetition inside
+            op, av = av[-1][0]
+        if op in _REPEATS and av[1] == _sre.MAXREPEAT:
+            chars = _chars(list(av[2]))
+            if any(other is None or chars is None or _overlap(chars, other) for other in open_repeats):
+                return True
+            open_repeats.append(chars)
+        elif op in (_sre.LITERAL, _sre.IN):
+            atom = (frozenset({av}), frozenset()) if op == _sre.LITERAL else _class_chars(av)
+            open_repeats = [other for other in open_repeats if other is None or not _disjoint(atom, other)]
+        if any(_has_overlapping_run(nested) for nested in _nested(op, av)):
+            return True
+        if op in _REPEATS and _has_overlapping_run(list(av[2])):
+            return True
+    return False

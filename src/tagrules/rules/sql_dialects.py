@@ -318,6 +318,27 @@ class SQLiteRuleCompiler(RuleCompiler):
     def modulo(self, left: Expression, right: Expression) -> Expression:
         return left.op("%")(right)
 
+    def stored_value(self, column: Expression, kind: str) -> tuple[Expression, Expression | None]:
+        # any SQLite column holds any type: a value Python's reader refuses is the row's error
+        stored = sa.func.typeof(column)
+        if kind == "str":
+            return column, stored.not_in([_text("text"), _text("null")])
+        if kind == "float":
+            return column, stored.not_in([_text("real"), _text("integer"), _text("null")])
+        # an int field: integers, and integral reals strictly inside the 64-bit range, read as ints
+        real = stored == _text("real")
+        integral = sa.and_(
+            column == sa.cast(column, sa.Integer()),
+            column > sa.bindparam(None, -float(_INT_LIMIT), type_=sa.Float(53)),
+            column < sa.bindparam(None, float(_INT_LIMIT), type_=sa.Float(53)),
+        )
+        refused = sa.case(
+            (stored.in_([_text("integer"), _text("null")]), sa.false()),
+            (real, sa.not_(integral)),
+            else_=sa.true(),
+        )
+        return sa.case((real, sa.cast(column, sa.Integer())), else_=column), refused
+
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if not isinstance(sql_type, sa.DateTime):
             # SQLAlchemy stores dates as 'YYYY-MM-DD' and datetimes with six fraction digits

@@ -334,6 +334,11 @@ class RuleCompiler:
         """Where a float column holds a value the schema refuses (NaN)."""
         return None
 
+    def stored_value(self, column: Expression, kind: str) -> tuple[Expression, Expression | None]:
+        """An int, float or str column as Python reads its value, and where the value stored is
+        one the schema refuses; for databases whose columns hold only their declared type, as is."""
+        return column, None
+
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         """A datetime or date column as a naive UTC timestamp."""
         return column
@@ -422,8 +427,13 @@ class RuleCompiler:
             choices = [sa.bindparam(None, choice, type_=sa.String()) for choice in field_type.choices]
             problems.append(sa.and_(expression.is_not(None), self.text(expression).not_in(choices)))
         sql_type = column.sql_type
+        if kind in ("int", "float", "str"):
+            expression, stored_problem = self.stored_value(expression, kind)
+            problems.append(stored_problem)
         if kind == "int":
             _require(name, sql_type, (sa.Integer,), "an integer column")
+            # the schema's ints lie strictly between -2**63 and 2**63, as their negations do
+            problems.append(expression == sa.bindparam(None, -(2**63), type_=sa.BigInteger()))
         elif kind == "float":
             _require(name, sql_type, (sa.Float,), "a floating-point column")
             problems.append(self.float_problem(expression))
