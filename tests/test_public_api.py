@@ -21,6 +21,7 @@ class TestPublicApi:
             "Explanation",
             "FieldType",
             "HistoryEntry",
+            "ImpactReport",
             "Membership",
             "MemoryStore",
             "NotPushable",
@@ -36,6 +37,7 @@ class TestPublicApi:
             "TagDefinition",
             "TagDiff",
             "TagExplanation",
+            "TagImpact",
             "TagQuery",
             "TagStatus",
             "TagStore",
@@ -44,6 +46,7 @@ class TestPublicApi:
             "__version__",
             "count_tags",
             "diff",
+            "impact",
             "retag_from_table",
             "tag_query",
         ]

@@ -23,6 +23,7 @@ from tagrules.errors import (
     TagrulesError,
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
+from tagrules.impact import ImpactReport, TagImpact, impact
 from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.rules._explain import Explanation
@@ -53,6 +54,7 @@ __all__ = [
     "Explanation",
     "FieldType",
     "HistoryEntry",
+    "ImpactReport",
     "Membership",
     "MemoryStore",
     "NotPushable",
@@ -68,6 +70,7 @@ __all__ = [
     "TagDefinition",
     "TagDiff",
     "TagExplanation",
+    "TagImpact",
     "TagQuery",
     "TagStatus",
     "TagStore",
@@ -76,6 +79,7 @@ __all__ = [
     "__version__",
     "count_tags",
     "diff",
+    "impact",
     "retag_from_table",
     "tag_query",
 ]
