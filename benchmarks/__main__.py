@@ -20,6 +20,7 @@ BENCHMARKS = {
     "storage": "benchmarks.storage",
     "pushdown": "benchmarks.pushdown",
     "impact": "benchmarks.impact",
+    "lapse": "benchmarks.lapse",
 }
 
 

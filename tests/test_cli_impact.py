@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,7 +24,7 @@ tags:
 NEW = (
     OLD.replace("spend >= 100", "spend >= 120") + '  - {key: big_order, rule: "orders >= 5", status: draft}\n'
 )
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"id": "a", "spend": 150.0, "orders": 4},
     {"id": "b", "spend": 110.0, "orders": 5},
     {"id": 3, "spend": 40.0, "orders": 0},

@@ -19,14 +19,14 @@ from tagrules.pushdown import stream_snapshots
 from test_pushdown_differential import _value, catalogs, engine_of, sql_schemas
 
 SCHEMA = {"spend": "float", "orders": "int", "vip_flag": "bool"}
-OLD = [
+OLD: list[dict[str, Any]] = [
     {"key": "high", "rule": "spend >= 100", "group": "spend", "priority": 2},
     {"key": "mid", "rule": "spend >= 30", "group": "spend", "priority": 1},
     {"key": "frequent", "rule": "orders >= 3"},
     {"key": "vip", "rule": "'high' in tags and 'frequent' in tags"},
     {"key": "per_order", "rule": "spend / orders > 10"},
 ]
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"id": "a", "spend": 150.0, "orders": 4, "vip_flag": False},
     {"id": "b", "spend": 110.0, "orders": 5, "vip_flag": True},
     {"id": "c", "spend": 40.0, "orders": 0, "vip_flag": False},

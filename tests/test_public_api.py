@@ -43,6 +43,7 @@ class TestPublicApi:
             "TagStore",
             "Tagger",
             "TagrulesError",
+            "TimeUnknown",
             "__version__",
             "count_tags",
             "diff",

@@ -21,6 +21,7 @@ from tagrules.errors import (
     SourceError,
     StoreError,
     TagrulesError,
+    TimeUnknown,
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
 from tagrules.impact import ImpactReport, TagImpact, impact
@@ -76,6 +77,7 @@ __all__ = [
     "TagStore",
     "Tagger",
     "TagrulesError",
+    "TimeUnknown",
     "__version__",
     "count_tags",
     "diff",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import types
@@ -11,6 +12,7 @@ from typing import Any, final
 
 from pydantic import BaseModel
 
+from tagrules import _lapse
 from tagrules._compiled import compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import SnapshotError
@@ -66,6 +68,18 @@ class Evaluation:
     tags: frozenset[str]
     errors: Mapping[str, str]
     now: datetime.datetime
+    _valid_until: Any = dataclasses.field(default=_lapse.NOT_ASKED, repr=False, compare=False)
+
+    @property
+    def valid_until(self) -> datetime.datetime | None:
+        """The first instant after ``now`` at which the catalog assigns other tags (or fails other
+        rules) on the same snapshot if nothing but time changes; ``None`` if time alone never changes
+        them. Computed when asked for: ``Evaluator.evaluate(..., valid_until=True)``.
+
+        Raises:
+            AttributeError: the evaluation was made without ``valid_until=True``.
+        """
+        return _lapse.asked(getattr(self, "_valid_until", _lapse.NOT_ASKED))
 
     def to_data(self) -> dict[str, Any]:
         """Plain data: sorted tag keys, the errors, and ``now`` in ISO 8601."""
@@ -77,6 +91,7 @@ _new_evaluation = object.__new__
 _set_tags = Evaluation.__dict__["tags"].__set__
 _set_errors = Evaluation.__dict__["errors"].__set__
 _set_now = Evaluation.__dict__["now"].__set__
+_set_valid_until = Evaluation.__dict__["_valid_until"].__set__
 
 
 def _evaluation(tags: frozenset[str], errors: Mapping[str, str], now: datetime.datetime) -> Evaluation:
@@ -217,6 +232,7 @@ class Evaluator:
         self._derived = tuple(field for name, field in catalog.derived_fields.items() if name in used)
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
+        self._windows: _lapse.TimeWindows | None = None
 
     def evaluate(
         self,
@@ -225,6 +241,7 @@ class Evaluator:
         tags: Iterable[str] = (),
         *,
         suppressed: Iterable[str] = (),
+        valid_until: bool = False,
     ) -> Evaluation:
         """Evaluate every active tag on ``snapshot`` at ``now``.
 
@@ -236,9 +253,14 @@ class Evaluator:
             tags: tags given by people (manual tags); rules see them in ``tags``.
             suppressed: tags people have excluded for this customer; they are never assigned and rules do
                 not see them (in a group, the next matching tier is assigned instead).
+            valid_until: also compute :attr:`Evaluation.valid_until` (it costs evaluations at the
+                instants the rules' comparisons with ``$now`` and ``$today`` turn).
 
         Returns:
             The tags assigned and, per failed rule, why it failed.
+
+        Raises:
+            TimeUnknown: with ``valid_until``, a rule reads time in a way the instant cannot be derived from.
         """
         moment = resolve_now(now)
         if self._derived:
@@ -256,7 +278,24 @@ class Evaluator:
             self._run(run, moment, self._order)
             assigned, failures = run.assigned, run.errors
         errors = types.MappingProxyType(failures) if failures else _NO_ERRORS
-        return _evaluation(frozenset(assigned), errors, moment)
+        evaluation = _evaluation(frozenset(assigned), errors, moment)
+        if valid_until:
+            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
+        return evaluation
+
+    def _valid_until(
+        self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
+    ) -> datetime.datetime | None:
+        if self._windows is None:
+            self._windows = _lapse.TimeWindows(self.catalog)
+        values, bad = self.catalog.schema.read(snapshot)
+
+        def state_at(moment: datetime.datetime) -> tuple[frozenset[str], frozenset[str]]:
+            later = self.evaluate(snapshot, moment, tags, suppressed=suppressed)
+            return later.tags, frozenset(later.errors)
+
+        state = (evaluation.tags, frozenset(evaluation.errors))
+        return _lapse.valid_until(self._windows, values, bad, evaluation.now, state, state_at)
 
     @property
     def interpreted(self) -> Mapping[str, str]:

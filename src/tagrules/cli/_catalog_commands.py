@@ -17,7 +17,7 @@ from tagrules.cli._common import (
     print_problems,
     read_jsonl,
 )
-from tagrules.errors import DefinitionError
+from tagrules.errors import DefinitionError, TimeUnknown
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.schema import suggest
 
@@ -49,6 +49,11 @@ def register(commands: Any) -> None:
     )
     evaluate.add_argument(
         "--output", "-o", metavar="FILE", help="write the results to FILE instead of stdout"
+    )
+    evaluate.add_argument(
+        "--valid-until",
+        action="store_true",
+        help='add "valid_until": the instant time alone changes the tags (ISO 8601), or null',
     )
     evaluate.set_defaults(run=run_evaluate)
 
@@ -187,10 +192,16 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
                 bad_lines += 1
                 print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
                 continue
-            evaluation = evaluator.evaluate(value, now=now)
+            try:
+                evaluation = evaluator.evaluate(value, now=now, valid_until=arguments.valid_until)
+            except TimeUnknown as error:
+                raise CommandError(f"--valid-until: {error}") from None
             result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
             if evaluation.errors:
                 result["errors"] = dict(sorted(evaluation.errors.items()))
+            if arguments.valid_until:
+                until = evaluation.valid_until
+                result["valid_until"] = None if until is None else until.isoformat()
             output.write(json.dumps(result, ensure_ascii=False) + "\n")
     if bad_lines:
         print(
