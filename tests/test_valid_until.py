@@ -96,7 +96,8 @@ def comparisons(draw: st.DrawFn) -> str:
 @st.composite
 def rules(draw: st.DrawFn, earlier: list[str]) -> str:
     parts = [draw(comparisons()) for _ in range(draw(st.integers(1, 2)))]
-    if earlier and draw(st.booleans()):
+    depends = draw(st.booleans())
+    if earlier and depends:
         parts.append(f"'{draw(st.sampled_from(earlier))}' in tags")
     if draw(st.booleans()):
         parts[0] = f"not ({parts[0]})"
