@@ -20,6 +20,7 @@ class TestPublicApi:
             "Evaluator",
             "Explanation",
             "FieldType",
+            "Flip",
             "HistoryEntry",
             "ImpactReport",
             "Membership",

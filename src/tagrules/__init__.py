@@ -10,6 +10,7 @@ tags, their history and change events in a :class:`TagStore` (:class:`MemoryStor
 
 from __future__ import annotations
 
+from tagrules._flips import Flip
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.definitions import TagDefinition, TagStatus
 from tagrules.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "Evaluator",
     "Explanation",
     "FieldType",
+    "Flip",
     "HistoryEntry",
     "ImpactReport",
     "Membership",

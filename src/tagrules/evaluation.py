@@ -12,7 +12,7 @@ from typing import Any, final
 
 from pydantic import BaseModel
 
-from tagrules import _lapse
+from tagrules import _flips, _lapse
 from tagrules._compiled import compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import SnapshotError
@@ -348,6 +348,44 @@ class Evaluator:
         tree = explain_statement(self._statements[key], self._context, run.scope)
         unit = self._order[target]
         return TagExplanation(key, *self._outcome(key, unit, run), tree)
+
+    def flips(
+        self, snapshot: Mapping[str, Any] | Any, tag: str, *, now: datetime.datetime | None = None
+    ) -> list[_flips.Flip]:
+        """The single-field changes to ``snapshot`` that would flip tag ``tag`` (assign it if it is not
+        assigned, remove it if it is), every other field held fixed.
+
+        For each number, date or datetime field that decides the tag (read by its rule, by the rules
+        of the tags it depends on, or by its exclusive groups' tiers), the nearest value that flips it,
+        with the difference; for text, booleans, lists and sets, each compared value that does. Every
+        change is checked by evaluating the changed snapshot. An empty list: no single field flips it.
+
+        Raises:
+            KeyError: the catalog has no tag ``tag``.
+
+        Examples:
+            >>> from datetime import datetime, timezone
+            >>> catalog = Catalog([{"key": "vip", "rule": "spend >= 100000"}], {"spend": "float"})
+            >>> [flip.to_data() for flip in Evaluator(catalog).flips({"spend": 81234.0}, "vip")]
+            [{'field': 'spend', 'from': 81234.0, 'to': 100000.0}]
+        """
+        if not self.catalog[tag].is_active:
+            return []
+        moment = resolve_now(now)
+        plain = self._plain(snapshot)
+
+        def assigned_in(changed: Mapping[str, Any]) -> bool | None:
+            evaluation = self.evaluate(changed, moment)
+            return None if tag in evaluation.errors else tag in evaluation.tags
+
+        return _flips.flips(self.catalog, plain, tag, moment, assigned_in)
+
+    def _plain(self, snapshot: Mapping[str, Any] | Any) -> dict[str, Any]:
+        if isinstance(snapshot, Mapping):
+            return dict(snapshot)
+        if isinstance(snapshot, BaseModel):
+            return {name: getattr(snapshot, name) for name in type(snapshot).model_fields}
+        raise TypeError(f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}")
 
     def _with_derived(self, snapshot: Mapping[str, Any] | Any, now: datetime.datetime) -> dict[str, Any]:
         """The snapshot's fields plus the derived fields the rules read, computed at ``now``."""

@@ -66,6 +66,10 @@ def register(commands: Any) -> None:
     explain.add_argument(
         "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
     )
+    explain.add_argument(
+        "--flip", action="store_true", help="show the single-field changes that would flip the tag"
+    )
+    explain.add_argument("--json", action="store_true", help="with --flip: print one JSON object")
     explain.set_defaults(run=run_explain)
 
     sample = commands.add_parser("sample", help="write generated sample customers as JSON Lines")
@@ -228,10 +232,36 @@ def run_explain(arguments: argparse.Namespace) -> int:
         _, bad = catalog.schema.read(value)
         for name, message in bad.items():
             print(f"{arguments.snapshots}:{number}: field {name!r}: {message}", file=sys.stderr)
+        if arguments.flip:
+            print_flips(Evaluator(catalog), value, arguments.tag, resolve_now(arguments.now), arguments.json)
+            return 0
         explanation = Evaluator(catalog).explain(value, arguments.tag, now=resolve_now(arguments.now))
         print(explanation)
         return 0
     raise CommandError(f"no snapshot with {arguments.id_field} {arguments.id!r} in {arguments.snapshots}")
+
+
+def print_flips(evaluator: Evaluator, snapshot: dict[str, Any], key: str, now: Any, as_json: bool) -> None:
+    """``explain --flip``: the changes that flip ``key``, as JSON or one per line."""
+    assigned = key in evaluator.evaluate(snapshot, now).tags
+    found = evaluator.flips(snapshot, key, now=now)
+    if as_json:
+        data = {"tag": key, "assigned": assigned, "flips": [flip.to_data() for flip in found]}
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    state = "assigned" if assigned else "not assigned"
+    if not found:
+        print(f"{key}: {state}; no change to a single field flips it")
+        return
+    print(f"{key}: {state}; each of these changes alone would {'remove' if assigned else 'assign'} it:")
+    for flip in found:
+        difference = "" if flip.difference is None else f" ({_signed(flip.difference)})"
+        print(f"  {flip.field}: {json.dumps(flip.before)} -> {json.dumps(flip.after)}{difference}")
+
+
+def _signed(difference: Any) -> str:
+    text = str(difference)
+    return text if text.startswith("-") else f"+{text}"
 
 
 def run_sample(arguments: argparse.Namespace) -> int:
