@@ -12,6 +12,7 @@ finds the first at which the tags or the failed rules differ — exactly the end
 
 from __future__ import annotations
 
+import ast as ast_
 import datetime
 import decimal
 from collections.abc import Callable, Iterable, Mapping
@@ -21,10 +22,25 @@ from typing import Any, final
 from rule_engine import ast
 
 from tagrules.catalog import Catalog
+from tagrules.definitions import TagDefinition
 from tagrules.errors import TimeUnknown
 from tagrules.rules._bounds import OPERATORS
 from tagrules.rules._language import DECIMAL_CONTEXT, Scope, evaluation_state
 from tagrules.rules._tree import children
+from tagrules.rules.to_python import (
+    Unsupported,
+    _compile,
+    _Compiler,
+    _constant,
+    _field_local,
+    _function,
+    _name,
+    _Pool,
+    _store,
+    _today_expression,
+    _with_decimal_context,
+    field_reads,
+)
 
 __all__ = ["TimeWindows", "valid_until"]
 
@@ -110,45 +126,155 @@ class TimeWindows:
     Attributes:
         comparisons: the moving comparisons of the active rules.
         unknown: why the instants cannot be derived, or ``None``.
+        moving: the tags whose state time can change: those comparing with time, the tags depending
+            on them and their exclusive groups, transitively.
+        steady: the tags outside ``moving`` that tags in it test (time never changes their state).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, evaluator: Callable[[Catalog], Any]) -> None:
         self.catalog = catalog
         self.comparisons: list[_Moving] = []
         self.unknown: str | None = None
         used = {name for definition in catalog.active for name in catalog.rule(definition.key).fields}
         timed = frozenset(name for name, function in catalog.functions.items() if function.uses_now)
+        reading: set[str] = set()
         try:
             for definition in catalog.active:
                 expression = catalog.rule(definition.key).statement.expression
+                before = len(self.comparisons)
                 _comparisons(expression, definition.key, self.comparisons, timed)
+                if len(self.comparisons) > before:
+                    reading.add(definition.key)
             derived = sorted(name for name in catalog.derived_fields if name in used)
             if derived:
                 raise TimeUnknown(f"the derived field {derived[0]!r} is computed at the evaluation time")
         except TimeUnknown as reason:
             self.unknown = str(reason)
+        self.moving = _moving_tags(catalog, reading)
+        self.steady = frozenset(
+            dependency
+            for key in self.moving
+            for dependency in catalog.dependencies.get(key, ())
+            if dependency not in self.moving
+        )
+        self.sides = _compiled_sides(catalog, self.comparisons)
+        # the moving tags alone, the steady ones they test standing in as given tags
+        self.evaluate = (
+            evaluator(_moving_catalog(catalog, self.moving, self.steady)).evaluate if self.moving else None
+        )
 
-    def instants(
-        self, values: Mapping[str, Any], bad: Mapping[str, str], now: datetime.datetime
-    ) -> list[datetime.datetime]:
+    def instants(self, snapshot: Mapping[str, Any], now: datetime.datetime) -> list[datetime.datetime]:
         """Every instant after ``now`` at which a comparison may turn on this snapshot, in order."""
-        scope = Scope(values, bad, set())
         found: set[datetime.datetime] = set()
         previous = evaluation_state.now
         evaluation_state.now = now
         try:
-            with decimal.localcontext(DECIMAL_CONTEXT):
-                for comparison in self.comparisons:
-                    found.update(_turns(comparison, scope, now))
+            if self.sides is not None:
+                pairs = self.sides(snapshot, now)
+            else:
+                values, bad = self.catalog.schema.read(snapshot)
+                pairs = _interpreted_sides(self.comparisons, Scope(values, bad, set()))
+            for comparison, pair in zip(self.comparisons, pairs, strict=True):
+                if pair is not None:
+                    found.update(_turns(comparison, *pair, now))
         finally:
             evaluation_state.now = previous
         return sorted(moment for moment in found if moment > now)
 
 
-def _turns(comparison: _Moving, scope: Scope, now: datetime.datetime) -> Iterable[datetime.datetime]:
+def _moving_tags(catalog: Catalog, reading: set[str]) -> frozenset[str]:
+    active = {definition.key for definition in catalog.active}
+    moving = set(reading)
+    while True:
+        grown = set(moving)
+        for key in active:
+            if catalog.dependencies.get(key, frozenset()) & moving:
+                grown.add(key)
+        for members in catalog.groups.values():
+            if grown.intersection(members):
+                grown.update(members)
+        if grown == moving:
+            return frozenset(moving)
+        moving = grown
+
+
+def _moving_catalog(catalog: Catalog, moving: frozenset[str], steady: frozenset[str]) -> Catalog:
+    """The moving tags as they are, and each steady tag they test as a tag that is never computed
+    (its state comes in as a given tag)."""
+    definitions = [
+        definition if definition.key in moving else TagDefinition(key=definition.key, rule="false")
+        for definition in catalog.tags
+        if definition.key in moving or definition.key in steady
+    ]
+    return Catalog(
+        definitions,
+        catalog.snapshot_schema,
+        name=catalog.name,
+        functions=catalog.functions.values(),
+        derived=catalog.derived_fields.values(),
+    )
+
+
+def _interpreted_sides(comparisons: list[_Moving], scope: Scope) -> list[tuple[Any, Any] | None]:
+    pairs: list[tuple[Any, Any] | None] = []
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        for comparison in comparisons:
+            try:
+                pairs.append((comparison.still.evaluate(scope), comparison.moving.evaluate(scope)))
+            except Exception:
+                pairs.append(None)  # a side that fails fails at every instant
+    return pairs
+
+
+def _compiled_sides(
+    catalog: Catalog, comparisons: list[_Moving]
+) -> Callable[[Any, datetime.datetime], list[tuple[Any, Any] | None]] | None:
+    """One Python function giving both sides of every comparison on a raw snapshot (``None`` for a
+    comparison whose side fails), or ``None`` if a side is not compiled."""
+    if not comparisons:
+        return None
+    pool = _Pool()
+    compiler = _Compiler(catalog.language.context, catalog.schema.fields, pool, _field_local)
+    computed: list[ast_.stmt] = []
     try:
-        still = comparison.still.evaluate(scope)
-        moving = comparison.moving.evaluate(scope)
+        for index, comparison in enumerate(comparisons):
+            pair = ast_.Tuple(
+                elts=[compiler.rule_value(comparison.still), compiler.rule_value(comparison.moving)],
+                ctx=ast_.Load(),
+            )
+            fail = ast_.ExceptHandler(
+                type=_name("Exception"),
+                name=None,
+                body=[ast_.Assign(targets=[_store(f"_p{index}")], value=_constant(None))],
+            )
+            computed.append(
+                ast_.Try(
+                    body=[ast_.Assign(targets=[_store(f"_p{index}")], value=pair)],
+                    handlers=[fail],
+                    orelse=[],
+                    finalbody=[],
+                )
+            )
+    except Unsupported:
+        return None
+    requirements = compiler.requirements
+    body = field_reads(sorted(requirements.fields), catalog.schema, pool, "snapshot")
+    if requirements.today:
+        body.append(ast_.Assign(targets=[_store("today")], value=_today_expression(pool)))
+    result = ast_.List(elts=[_name(f"_p{index}") for index in range(len(comparisons))], ctx=ast_.Load())
+    body.extend(
+        _with_decimal_context(pool, [*computed, ast_.Return(value=result)], requirements.decimal_context)
+    )
+    function = _function("_sides", ["snapshot", "now"], body)
+    namespace = _compile(ast_.Module(body=[function], type_ignores=[]), "<time comparisons>", pool)
+    sides: Callable[[Any, datetime.datetime], list[tuple[Any, Any] | None]] = namespace["_sides"]
+    return sides
+
+
+def _turns(
+    comparison: _Moving, still: Any, moving: Any, now: datetime.datetime
+) -> Iterable[datetime.datetime]:
+    try:
         base = now if comparison.base == "now" else now.replace(hour=0, minute=0, second=0, microsecond=0)
         # the base at which both sides are equal
         level = still - (moving - base) if comparison.sign > 0 else (moving + base) - still
@@ -169,22 +295,41 @@ def _turns(comparison: _Moving, scope: Scope, now: datetime.datetime) -> Iterabl
 
 def valid_until(
     windows: TimeWindows,
-    values: Mapping[str, Any],
-    bad: Mapping[str, str],
+    snapshot: Mapping[str, Any],
     now: datetime.datetime,
-    state: tuple[frozenset[str], frozenset[str]],
-    evaluate_at: Callable[[datetime.datetime], tuple[frozenset[str], frozenset[str]]],
+    evaluation: Any,
+    tags: Iterable[str],
+    suppressed: frozenset[str],
+    evaluate: Callable[..., Any],
 ) -> datetime.datetime | None:
-    """The first instant after ``now`` at which ``evaluate_at`` gives a state other than ``state``
-    (the tags and the failed rules at ``now``), or ``None`` if time alone never changes them.
+    """The first instant after ``now`` at which the catalog gives ``snapshot`` other tags or other
+    failed rules than ``evaluation`` (made at ``now``), or ``None`` if time alone never changes them.
+
+    Each instant is checked by evaluating there: the moving tags alone, the steady ones they test
+    given as they are at ``now`` — or, when one of those failed, the whole catalog with ``evaluate``.
 
     Raises:
         TimeUnknown: the catalog reads time in a way the instants cannot be derived from.
     """
     if windows.unknown is not None:
         raise TimeUnknown(windows.unknown)
-    for moment in windows.instants(values, bad, now):
-        if evaluate_at(moment) != state:
+    instants = windows.instants(snapshot, now)
+    if not instants:
+        return None
+    given = set(tags)
+    if windows.evaluate is None or windows.steady.intersection(evaluation.errors):
+        start = (evaluation.tags, frozenset(evaluation.errors))
+        for moment in instants:
+            later = evaluate(snapshot, moment, given, suppressed=suppressed)
+            if (later.tags, frozenset(later.errors)) != start:
+                return moment
+        return None
+    moving = windows.moving
+    start = (evaluation.tags & moving, frozenset(evaluation.errors).intersection(moving))
+    given |= evaluation.tags & windows.steady
+    for moment in instants:
+        later = windows.evaluate(snapshot, moment, given, suppressed=suppressed)
+        if (later.tags & moving, frozenset(later.errors).intersection(moving)) != start:
             return moment
     return None
 

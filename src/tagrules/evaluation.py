@@ -287,15 +287,11 @@ class Evaluator:
         self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
     ) -> datetime.datetime | None:
         if self._windows is None:
-            self._windows = _lapse.TimeWindows(self.catalog)
-        values, bad = self.catalog.schema.read(snapshot)
-
-        def state_at(moment: datetime.datetime) -> tuple[frozenset[str], frozenset[str]]:
-            later = self.evaluate(snapshot, moment, tags, suppressed=suppressed)
-            return later.tags, frozenset(later.errors)
-
-        state = (evaluation.tags, frozenset(evaluation.errors))
-        return _lapse.valid_until(self._windows, values, bad, evaluation.now, state, state_at)
+            self._windows = _lapse.TimeWindows(self.catalog, Evaluator)
+        plain = snapshot if isinstance(snapshot, Mapping) else self._plain(snapshot)
+        return _lapse.valid_until(
+            self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
+        )
 
     @property
     def interpreted(self) -> Mapping[str, str]:
