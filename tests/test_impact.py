@@ -126,6 +126,26 @@ class TestImpactInDatabase:
                 table.drop(connection)
             engine.dispose()
 
+    def test_unknown_steady_dependency(self, database_url: URL) -> None:
+        """A moved tag testing an unchanged tag that is unknown on a row is unknown there too, in SQL
+        as in Python (the unchanged tag's state is read, not computed again)."""
+        old = Catalog([tag for tag in OLD if tag["key"] != "per_order"], SCHEMA)
+        new = Catalog([tag for tag in changed(high="spend >= 120") if tag["key"] != "per_order"], SCHEMA)
+        rows = [*ROWS, {"id": "e", "spend": 150.0, "orders": None, "vip_flag": False}]
+        engine = sa.create_engine(database_url)
+        table = snapshot_table("impact_unknown", old.schema, engine.dialect.name)
+        try:
+            with engine.begin() as connection:
+                fill(connection, table, old.schema, rows)
+            report = impact(old, new, engine, table="impact_unknown", now=NOW)
+            assert report.where == "database", report.in_python
+            assert report.tags["vip"].errors_after == 1
+            assert report.to_data() == impact(old, new, rows, now=NOW).to_data()
+        finally:
+            with engine.begin() as connection:
+                table.drop(connection)
+            engine.dispose()
+
     def test_not_pushable_falls_back_to_python(self, sqlite_url: URL) -> None:
         """A tag the database cannot evaluate sends both catalogs to Python over the table's rows."""
         old = Catalog([*OLD, {"key": "odd", "rule": "$odd(orders)"}], SCHEMA, functions=[_odd()])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast as ast_
 import datetime
 import decimal
+import operator as operator_
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, final
@@ -47,6 +48,15 @@ __all__ = ["TimeWindows", "valid_until"]
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _DAY = datetime.timedelta(days=1)
 _TIME_SYMBOLS = ("now", "today")
+_COMPARE = {
+    "eq": operator_.eq,
+    "ne": operator_.ne,
+    "gt": operator_.gt,
+    "ge": operator_.ge,
+    "lt": operator_.lt,
+    "le": operator_.le,
+}
+_FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 
 
 @final
@@ -59,6 +69,7 @@ class _Moving:
     still: Any
     base: str
     sign: int
+    compare: Callable[[Any, Any], Any]  # the comparison, the still side first
 
 
 def _is_time_symbol(node: Any) -> bool:
@@ -109,7 +120,8 @@ def _comparisons(
             if _reads_time(moving) and not _reads_time(still):
                 form = _linear(moving)
                 if form is not None:
-                    found.append(_Moving(moving, still, *form))
+                    operator = _FLIPPED[node.type] if moving is node.left else node.type
+                    found.append(_Moving(moving, still, *form, _COMPARE[operator]))
                     return
     if isinstance(node, ast.ComprehensionExpression):
         inside = "a comprehension"
@@ -168,6 +180,7 @@ class TimeWindows:
         found: set[datetime.datetime] = set()
         previous = evaluation_state.now
         evaluation_state.now = now
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         try:
             if self.sides is not None:
                 pairs = self.sides(snapshot, now)
@@ -176,7 +189,8 @@ class TimeWindows:
                 pairs = _interpreted_sides(self.comparisons, Scope(values, bad, set()))
             for comparison, pair in zip(self.comparisons, pairs, strict=True):
                 if pair is not None:
-                    found.update(_turns(comparison, *pair, now))
+                    base = now if comparison.base == "now" else today
+                    found.update(_turns(comparison, *pair, now, base))
         finally:
             evaluation_state.now = previous
         return sorted(moment for moment in found if moment > now)
@@ -272,25 +286,37 @@ def _compiled_sides(
 
 
 def _turns(
-    comparison: _Moving, still: Any, moving: Any, now: datetime.datetime
+    comparison: _Moving, still: Any, moving: Any, now: datetime.datetime, base: datetime.datetime
 ) -> Iterable[datetime.datetime]:
+    """The instants after ``now`` at which the comparison's truth changes (``base``: the value of
+    ``$now`` or ``$today`` at ``now``; the moving side is ``moving`` there)."""
     try:
-        base = now if comparison.base == "now" else now.replace(hour=0, minute=0, second=0, microsecond=0)
         # the base at which both sides are equal
         level = still - (moving - base) if comparison.sign > 0 else (moving + base) - still
     except Exception:
         return ()  # a side that fails, or values of other types: the same at every instant
     if not isinstance(level, datetime.datetime):
         return ()
-    if level.tzinfo is None:
-        level = level.replace(tzinfo=now.tzinfo)
-    level = level.astimezone(now.tzinfo)
-    if comparison.base == "now":
-        return (level, level + _MICROSECOND)
-    midnight = level.replace(hour=0, minute=0, second=0, microsecond=0)
-    if midnight < level:
-        midnight += _DAY
-    return (midnight, midnight + _DAY)
+    if level.tzinfo is not now.tzinfo:
+        level = level.replace(tzinfo=now.tzinfo) if level.tzinfo is None else level.astimezone(now.tzinfo)
+    step = _MICROSECOND
+    if comparison.base != "now":
+        step = _DAY
+        midnight = level.replace(hour=0, minute=0, second=0, microsecond=0)
+        level = midnight if midnight == level else midnight + _DAY
+    turns = []
+    for instant in (level, level + step):
+        if instant <= now:
+            continue
+        try:  # the truth at this value of the base and at the one before: whether it turns here
+            after = moving + (instant - base) * comparison.sign
+            before = moving + (instant - step - base) * comparison.sign
+            if bool(comparison.compare(still, after)) == bool(comparison.compare(still, before)):
+                continue
+        except Exception:
+            pass  # not comparable in Python: the instant is checked by evaluation
+        turns.append(instant)
+    return turns
 
 
 def valid_until(

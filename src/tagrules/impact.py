@@ -25,11 +25,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 
 from tagrules.catalog import Catalog
+from tagrules.definitions import TagDefinition
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.pushdown import (
     _connect,
-    _python_catalog,
     _rule_fields,
     open_table,
     query_settings,
@@ -37,6 +37,7 @@ from tagrules.pushdown import (
     tag_query,
 )
 from tagrules.rules.sql_dialects import compiler_for
+from tagrules.schema import FieldType, Schema
 
 __all__ = ["ImpactReport", "TagImpact", "impact", "preview_catalog"]
 
@@ -427,6 +428,35 @@ def _zero() -> sa.ColumnElement[Any]:
     return sa.literal_column("0", sa.Integer())
 
 
+def _given_field(index: int) -> str:
+    return f"tagrules_given_{index}"
+
+
+def _as_boolean(state: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.case((state == 1, sa.true()), (state == 0, sa.false()), else_=sa.null())
+
+
+def _recomputed(new: Catalog, moving: Sequence[str], given: Sequence[str]) -> Catalog:
+    """The tags of ``new`` a change can move, and, for each steady tag they test, a tag reading its
+    state (a boolean field; a null fails the rule, as the tag was unknown): only the moving ones
+    are computed again."""
+    fields = dict(new.snapshot_schema.fields)
+    stand_ins = []
+    for index, key in enumerate(given):
+        name = _given_field(index)
+        fields[name] = FieldType("bool")
+        stand_ins.append(TagDefinition(key=key, rule=name))
+    wanted = set(moving)
+    definitions = [definition for definition in new.tags if definition.key in wanted]
+    return Catalog(
+        [*definitions, *stand_ins],
+        Schema(fields),
+        name=new.name,
+        functions=new.functions.values(),
+        derived=new.derived_fields.values(),
+    )
+
+
 def _in_database(
     tally: _Tally,
     old: Catalog,
@@ -447,7 +477,10 @@ def _in_database(
         raise SourceError(f"the table has no id column {id_column!r}; name it with id_column=")
     moving = sorted(_moving(old, new))
     mapping = dict(columns or {})
-    recomputed = _python_catalog(new, moving) if moving else None
+    given = sorted(
+        {dependency for key in moving for dependency in new.dependencies.get(key, ())} - set(moving)
+    )
+    recomputed = _recomputed(new, moving, given) if moving else None
     passed = (
         []
         if recomputed is None
@@ -457,6 +490,7 @@ def _in_database(
                 for name in _rule_fields(recomputed, [tag.key for tag in recomputed.active])
             }
             - {id_column}
+            - {_given_field(index) for index in range(len(given))}
         )
     )
     before = tag_query(
@@ -470,10 +504,16 @@ def _in_database(
     )
     old_sub = before.select.subquery("before")
     old_labels = {key: f"old_{index}" for index, key in enumerate(before.tag_columns)}
+    # the steady tags the recomputed ones test, as booleans (NULL: unknown) the new catalog reads
+    given_states = [
+        _as_boolean(old_sub.c[before.tag_columns[key]]).label(_given_field(index))
+        for index, key in enumerate(given)
+    ]
     layer = sa.select(
         old_sub.c[id_column],
         *[old_sub.c[name] for name in passed],
         *[old_sub.c[label].label(old_labels[key]) for key, label in before.tag_columns.items()],
+        *given_states,
     ).subquery("old_states")
     if recomputed is None:
         states = layer
