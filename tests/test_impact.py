@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -105,6 +107,21 @@ class TestImpactInPython:
         }
 
 
+@contextlib.contextmanager
+def filled(url: URL, name: str, catalog: Catalog, rows: list[dict[str, Any]]) -> Iterator[sa.Engine]:
+    """An engine on ``url`` with the table ``name`` holding ``rows``, dropped after."""
+    engine = sa.create_engine(url)
+    table = snapshot_table(name, catalog.schema, engine.dialect.name)
+    try:
+        with engine.begin() as connection:
+            fill(connection, table, catalog.schema, rows)
+        yield engine
+    finally:
+        with engine.begin() as connection:
+            table.drop(connection)
+        engine.dispose()
+
+
 class TestImpactInDatabase:
     def test_one_query_equals_python(self, database_url: URL) -> None:
         """On a table, one query gives the report Python gives on the same rows."""
@@ -113,18 +130,10 @@ class TestImpactInDatabase:
         ]
         old = Catalog([tag for tag in OLD if tag["key"] != "per_order"], SCHEMA)
         new = Catalog(pushable, SCHEMA)
-        engine = sa.create_engine(database_url)
-        table = snapshot_table("impact_fixed", old.schema, engine.dialect.name)
-        try:
-            with engine.begin() as connection:
-                fill(connection, table, old.schema, ROWS)
+        with filled(database_url, "impact_fixed", old, ROWS) as engine:
             report = impact(old, new, engine, table="impact_fixed", now=NOW)
-            assert report.where == "database", report.in_python
-            assert report.to_data() == impact(old, new, ROWS, now=NOW).to_data()
-        finally:
-            with engine.begin() as connection:
-                table.drop(connection)
-            engine.dispose()
+        assert report.where == "database", report.in_python
+        assert report.to_data() == impact(old, new, ROWS, now=NOW).to_data()
 
     def test_unknown_steady_dependency(self, database_url: URL) -> None:
         """A moved tag testing an unchanged tag that is unknown on a row is unknown there too, in SQL
@@ -132,19 +141,11 @@ class TestImpactInDatabase:
         old = Catalog([tag for tag in OLD if tag["key"] != "per_order"], SCHEMA)
         new = Catalog([tag for tag in changed(high="spend >= 120") if tag["key"] != "per_order"], SCHEMA)
         rows = [*ROWS, {"id": "e", "spend": 150.0, "orders": None, "vip_flag": False}]
-        engine = sa.create_engine(database_url)
-        table = snapshot_table("impact_unknown", old.schema, engine.dialect.name)
-        try:
-            with engine.begin() as connection:
-                fill(connection, table, old.schema, rows)
+        with filled(database_url, "impact_unknown", old, rows) as engine:
             report = impact(old, new, engine, table="impact_unknown", now=NOW)
-            assert report.where == "database", report.in_python
-            assert report.tags["vip"].errors_after == 1
-            assert report.to_data() == impact(old, new, rows, now=NOW).to_data()
-        finally:
-            with engine.begin() as connection:
-                table.drop(connection)
-            engine.dispose()
+        assert report.where == "database", report.in_python
+        assert report.tags["vip"].errors_after == 1
+        assert report.to_data() == impact(old, new, rows, now=NOW).to_data()
 
     def test_not_pushable_falls_back_to_python(self, sqlite_url: URL) -> None:
         """A tag the database cannot evaluate sends both catalogs to Python over the table's rows."""
@@ -154,12 +155,8 @@ class TestImpactInDatabase:
             SCHEMA,
             functions=[_odd()],
         )
-        engine = sa.create_engine(sqlite_url)
-        table = snapshot_table("rows", old.schema, "sqlite")
-        with engine.begin() as connection:
-            fill(connection, table, old.schema, ROWS)
-        report = impact(old, new, engine, table="rows", now=NOW)
-        engine.dispose()
+        with filled(sqlite_url, "rows", old, ROWS) as engine:
+            report = impact(old, new, engine, table="rows", now=NOW)
         assert report.where == "python"
         assert report.in_python
         assert report.to_data() == impact(old, new, ROWS, now=NOW).to_data()
@@ -169,13 +166,11 @@ class TestImpactInDatabase:
         from tagrules import SourceError
 
         old = Catalog(OLD, SCHEMA)
-        engine = sa.create_engine(sqlite_url)
-        table = snapshot_table("rows", old.schema, "sqlite")
-        with engine.begin() as connection:
-            fill(connection, table, old.schema, ROWS)
-        with pytest.raises(SourceError, match="no id column 'customer'"):
+        with (
+            filled(sqlite_url, "rows", old, ROWS) as engine,
+            pytest.raises(SourceError, match="no id column 'customer'"),
+        ):
             impact(old, old, engine, table="rows", id_column="customer", now=NOW)
-        engine.dispose()
 
 
 def _odd() -> Any:

@@ -43,7 +43,7 @@ from tagrules.rules.to_python import (
     field_reads,
 )
 
-__all__ = ["TimeWindows", "valid_until"]
+__all__ = ["TimeWindows", "moved_with", "valid_until"]
 
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _DAY = datetime.timedelta(days=1)
@@ -162,7 +162,7 @@ class TimeWindows:
                 raise TimeUnknown(f"the derived field {derived[0]!r} is computed at the evaluation time")
         except TimeUnknown as reason:
             self.unknown = str(reason)
-        self.moving = _moving_tags(catalog, reading)
+        self.moving = moved_with(catalog, reading)
         self.steady = frozenset(
             dependency
             for key in self.moving
@@ -196,9 +196,11 @@ class TimeWindows:
         return sorted(moment for moment in found if moment > now)
 
 
-def _moving_tags(catalog: Catalog, reading: set[str]) -> frozenset[str]:
+def moved_with(catalog: Catalog, keys: Iterable[str]) -> frozenset[str]:
+    """``keys`` and the active tags whose state may move with theirs: the tags testing them and the
+    members of their exclusive groups, transitively."""
     active = {definition.key for definition in catalog.active}
-    moving = set(reading)
+    moving = set(keys)
     while True:
         grown = set(moving)
         for key in active:

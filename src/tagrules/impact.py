@@ -12,6 +12,7 @@ the rows grouped by the states that can differ. Otherwise both catalogs are eval
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 
+from tagrules._lapse import moved_with
 from tagrules.catalog import Catalog
 from tagrules.definitions import TagDefinition
 from tagrules.errors import NotPushable, SourceError
@@ -206,17 +208,8 @@ def _moving(old: Catalog, new: Catalog) -> set[str]:
     for group in set(old.groups) | set(new.groups):
         if old.groups.get(group) != new.groups.get(group):
             moving.update(new.groups.get(group, ()))
-    while True:
-        grown = set(moving)
-        for key in new_active:
-            if new.dependencies.get(key, frozenset()) & (moving | gone):
-                grown.add(key)
-        for members in new.groups.values():
-            if grown & set(members):
-                grown.update(members)
-        if grown == moving:
-            return moving
-        moving = grown
+    moving.update(key for key in new_active if new.dependencies.get(key, frozenset()) & gone)
+    return set(moved_with(new, moving))
 
 
 class _Tally:
@@ -647,7 +640,7 @@ def impact(
         return tally.report(changed, "python", moment, "the rows are snapshots, not a table")
     connection, engine = _connect(source)
     try:
-        with connection.begin() if not connection.in_transaction() else _no_transaction():
+        with connection.begin() if not connection.in_transaction() else contextlib.nullcontext():
             rows = open_table(connection, table) if isinstance(table, str) else table
             try:
                 _in_database(tally, old, evaluated, connection, rows, id_column, columns, moment)
@@ -664,14 +657,6 @@ def impact(
         if engine is not None:
             connection.close()
             engine.dispose()
-
-
-class _no_transaction:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _table_snapshots(

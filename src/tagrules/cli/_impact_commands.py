@@ -10,17 +10,11 @@ from typing import Any
 
 from tagrules.catalog import Catalog
 from tagrules.cli._common import CommandError, load_catalog, parse_now, print_problems, read_jsonl
+from tagrules.cli._database_commands import _column
 from tagrules.errors import DefinitionError, SourceError
 from tagrules.impact import ImpactReport, impact
 
 __all__ = ["register"]
-
-
-def _column(text: str) -> tuple[str, str]:
-    field, separator, column = text.partition("=")
-    if not separator or not field or not column:
-        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=COLUMN")
-    return field, column
 
 
 def _examples(text: str) -> int:
