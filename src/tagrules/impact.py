@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, final
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
 
 from tagrules._lapse import moved_with
 from tagrules.catalog import Catalog
@@ -110,6 +108,8 @@ class ImpactReport:
             that order).
         where: ``database`` (one query computed both versions) or ``python``.
         now: the time both catalogs' rules saw as ``$now``.
+        in_python: why both were evaluated in Python (a tag not pushable, rows given as snapshots), or
+            ``None``.
     """
 
     rows: int
@@ -118,7 +118,7 @@ class ImpactReport:
     changed: Mapping[str, str]
     where: str
     now: datetime.datetime
-    in_python: str | None = field(default=None)
+    in_python: str | None = None
 
     @property
     def touches_nothing(self) -> bool:
@@ -375,48 +375,6 @@ def _in_python(
 # ---------------------------------------------------------------------------------------------------
 
 
-class _FirstIds(sa.sql.ColumnElement[Any]):
-    """An aggregate: the ids of a group's rows as text, up to ``limit`` where the database can stop
-    there, only where ``condition`` holds where it can filter (the rows of a group share it)."""
-
-    inherit_cache = False
-
-    def __init__(
-        self, identifier: sa.ColumnElement[Any], condition: sa.ColumnElement[Any], limit: int
-    ) -> None:
-        self.identifier = identifier
-        self.condition = condition
-        self.limit = limit
-
-
-@compiles(_FirstIds, "postgresql")
-def _first_ids_postgresql(element: _FirstIds, compiler: Any, **kw: Any) -> str:
-    identifier = compiler.process(element.identifier, **kw)
-    condition = compiler.process(element.condition, **kw)
-    return f"(array_agg(CAST({identifier} AS TEXT)) FILTER (WHERE {condition}))[1:{int(element.limit)}]"
-
-
-@compiles(_FirstIds, "sqlite")
-def _first_ids_sqlite(element: _FirstIds, compiler: Any, **kw: Any) -> str:
-    identifier = compiler.process(element.identifier, **kw)
-    condition = compiler.process(element.condition, **kw)
-    return f"json_group_array(CAST({identifier} AS TEXT)) FILTER (WHERE {condition})"
-
-
-@compiles(_FirstIds, "mysql")
-def _first_ids_mysql(element: _FirstIds, compiler: Any, **kw: Any) -> str:
-    identifier = compiler.process(element.identifier, **kw)
-    return f"JSON_ARRAYAGG(CAST({identifier} AS CHAR) LIMIT {int(element.limit)})"
-
-
-def _ids_of(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)):
-        value = json.loads(value)
-    return [str(identifier) for identifier in value if identifier is not None]
-
-
 def _zero() -> sa.ColumnElement[Any]:
     return sa.literal_column("0", sa.Integer())
 
@@ -540,11 +498,14 @@ def _in_database(
     aggregates: list[sa.ColumnElement[Any]] = [sa.func.count()]
     for key in steady:
         aggregates += [count_where(old_state[key] == 1), count_where(old_state[key].is_(None))]
-    if differs:
-        aggregates.append(_FirstIds(states.c[id_column], sa.or_(*differs), tally.examples))
-    statement = sa.select(*keys, *aggregates).select_from(states)
-    if keys:
-        statement = statement.group_by(*keys)
+    grouping: list[sa.ColumnElement[Any]] = list(keys)
+    if differs and tally.examples:
+        # a row that gains or loses a tag is a group of its own, giving its id: every aggregate stays
+        # one the database can compute in parallel and combine
+        grouping.append(sa.case((sa.or_(*differs), states.c[id_column]), else_=sa.null()))
+    statement = sa.select(*grouping, *aggregates).select_from(states)
+    if grouping:
+        statement = statement.group_by(*grouping)
     varying_keys = list(dict.fromkeys([*varying_old, *varying_new]))
     steady_groups = [
         group
@@ -559,17 +520,18 @@ def _in_database(
     for row in result:
         olds = dict(zip(varying_old, row[: len(varying_old)], strict=True))
         news = dict(zip(varying_new, row[len(varying_old) : len(keys)], strict=True))
-        count = int(row[len(keys)])
+        count = int(row[len(grouping)])
         if not count:
             continue
         tally.rows += count
         for index, key in enumerate(steady):
             assigned, unknown = steady_totals[key]
-            offset = len(keys) + 1 + 2 * index
+            offset = len(grouping) + 1 + 2 * index
             steady_totals[key] = (assigned + int(row[offset]), unknown + int(row[offset + 1]))
         olds = {key: None if state is None else int(state) for key, state in olds.items()}
         news = {key: None if state is None else int(state) for key, state in news.items()}
-        ids = _ids_of(row[-1]) if differs else []
+        example = row[len(keys)] if len(grouping) > len(keys) else None
+        ids = [] if example is None else [str(example)]
         tally.add(count, olds, news, ids, keys=varying_keys, groups=moving_groups)
     for key, (assigned, unknown) in steady_totals.items():
         tally.add_unchanged(key, assigned, unknown)
