@@ -19,6 +19,8 @@ BENCHMARKS = {
     "compiler": "benchmarks.compiler",
     "storage": "benchmarks.storage",
     "pushdown": "benchmarks.pushdown",
+    "impact": "benchmarks.impact",
+    "lapse": "benchmarks.lapse",
     "limits": "benchmarks.limits",
 }
 

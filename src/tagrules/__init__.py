@@ -10,6 +10,7 @@ tags, their history and change events in a :class:`TagStore` (:class:`MemoryStor
 
 from __future__ import annotations
 
+from tagrules._flips import Flip
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.definitions import TagDefinition, TagStatus
 from tagrules.errors import (
@@ -23,8 +24,10 @@ from tagrules.errors import (
     StaleSnapshot,
     StoreError,
     TagrulesError,
+    TimeUnknown,
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
+from tagrules.impact import ImpactReport, TagImpact, impact
 from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.rules._explain import Explanation
@@ -54,7 +57,9 @@ __all__ = [
     "Evaluator",
     "Explanation",
     "FieldType",
+    "Flip",
     "HistoryEntry",
+    "ImpactReport",
     "InvalidArgument",
     "Membership",
     "MemoryStore",
@@ -72,14 +77,17 @@ __all__ = [
     "TagDefinition",
     "TagDiff",
     "TagExplanation",
+    "TagImpact",
     "TagQuery",
     "TagStatus",
     "TagStore",
     "Tagger",
     "TagrulesError",
+    "TimeUnknown",
     "__version__",
     "count_tags",
     "diff",
+    "impact",
     "retag_from_table",
     "tag_query",
 ]

@@ -9,6 +9,7 @@ Every error is a :class:`TagrulesError`; catch that to catch them all::
     ├── NotPushable          a rule has no exact SQL on a database; ``tag`` and ``construct`` say which
     ├── SourceError          a database table cannot be read as snapshots (no such table or column)
     ├── StaleSnapshot        an evaluation is older than the customer's last stored change; not written
+    ├── TimeUnknown          when tags lapse by time cannot be derived from the rules (``valid_until``)
     └── StoreError           a tag store cannot be reached, is not set up, or refused a change
         └── ConcurrentUpdate a customer changed since it was read; the work is retried on fresh state
 
@@ -37,6 +38,7 @@ __all__ = [
     "StaleSnapshot",
     "StoreError",
     "TagrulesError",
+    "TimeUnknown",
 ]
 
 
@@ -192,3 +194,9 @@ class NotPushable(TagrulesError):
 class SourceError(TagrulesError, LookupError):
     """A database table cannot be read as snapshots: the table or a field's column is missing, or the
     database cannot be reached. ``str()`` says which and how to fix it."""
+
+
+class TimeUnknown(TagrulesError):
+    """When a snapshot's tags change by time alone cannot be derived from the rules: a rule reads
+    ``$now`` or ``$today`` other than in a comparison moving at a fixed rate (``field >= $now - t'P30D'``),
+    or through a function or a derived field computed at the evaluation time."""

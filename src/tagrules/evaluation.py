@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import types
@@ -11,6 +12,7 @@ from typing import Any, final
 
 from pydantic import BaseModel
 
+from tagrules import _flips, _lapse
 from tagrules._compiled import compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import InvalidArgument, SnapshotError
@@ -87,6 +89,18 @@ class Evaluation:
     tags: frozenset[str]
     errors: Mapping[str, str]
     now: datetime.datetime
+    _valid_until: Any = dataclasses.field(default=_lapse.NOT_ASKED, repr=False, compare=False)
+
+    @property
+    def valid_until(self) -> datetime.datetime | None:
+        """The first instant after ``now`` at which the catalog assigns other tags (or fails other
+        rules) on the same snapshot if nothing but time changes; ``None`` if time alone never changes
+        them. Computed when asked for: ``Evaluator.evaluate(..., valid_until=True)``.
+
+        Raises:
+            AttributeError: the evaluation was made without ``valid_until=True``.
+        """
+        return _lapse.asked(getattr(self, "_valid_until", _lapse.NOT_ASKED))
 
     def to_data(self) -> dict[str, Any]:
         """Plain data: sorted tag keys, the errors, and ``now`` in ISO 8601."""
@@ -98,6 +112,7 @@ _new_evaluation = object.__new__
 _set_tags = Evaluation.__dict__["tags"].__set__
 _set_errors = Evaluation.__dict__["errors"].__set__
 _set_now = Evaluation.__dict__["now"].__set__
+_set_valid_until = Evaluation.__dict__["_valid_until"].__set__
 
 
 def _evaluation(tags: frozenset[str], errors: Mapping[str, str], now: datetime.datetime) -> Evaluation:
@@ -248,6 +263,7 @@ class Evaluator:
         # compiled rules take ``now`` as an argument; functions that use it read the evaluation state
         self._functions_use_now = any(function.uses_now for function in catalog.functions.values())
         self._keys = frozenset(definition.key for definition in catalog)
+        self._windows: _lapse.TimeWindows | None = None
 
     def evaluate(
         self,
@@ -256,6 +272,7 @@ class Evaluator:
         tags: Iterable[str] = (),
         *,
         suppressed: Iterable[str] = (),
+        valid_until: bool = False,
     ) -> Evaluation:
         """Evaluate every active tag on ``snapshot`` at ``now``.
 
@@ -267,6 +284,8 @@ class Evaluator:
             tags: tags given by people (manual tags); rules see them in ``tags``.
             suppressed: tags people have excluded for this customer; they are never assigned and rules do
                 not see them (in a group, the next matching tier is assigned instead).
+            valid_until: also compute :attr:`Evaluation.valid_until` (it costs evaluations at the
+                instants the rules' comparisons with ``$now`` and ``$today`` turn).
 
         Returns:
             The tags assigned and, per failed rule, why it failed.
@@ -274,6 +293,7 @@ class Evaluator:
         Raises:
             InvalidArgument: ``tags`` or ``suppressed`` names a tag the catalog does not define (the
                 message suggests the nearest key).
+            TimeUnknown: with ``valid_until``, a rule reads time in a way the instant cannot be derived from.
         """
         moment = resolve_now(now)
         if self._derived:
@@ -291,7 +311,20 @@ class Evaluator:
             self._run(run, moment, self._order)
             assigned, failures = run.assigned, run.errors
         errors = types.MappingProxyType(failures) if failures else _NO_ERRORS
-        return _evaluation(frozenset(assigned), errors, moment)
+        evaluation = _evaluation(frozenset(assigned), errors, moment)
+        if valid_until:
+            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
+        return evaluation
+
+    def _valid_until(
+        self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
+    ) -> datetime.datetime | None:
+        if self._windows is None:
+            self._windows = _lapse.TimeWindows(self.catalog, Evaluator)
+        plain = snapshot if isinstance(snapshot, Mapping) else self._plain(snapshot)
+        return _lapse.valid_until(
+            self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
+        )
 
     def _known(self, keys: Iterable[str], argument: str) -> frozenset[str]:
         """``keys`` as a frozenset, if the catalog defines each of them."""
@@ -357,6 +390,44 @@ class Evaluator:
         tree = explain_statement(self._statements[key], self._context, run.scope, failed)
         unit = self._order[target]
         return TagExplanation(key, *self._outcome(key, unit, run), tree)
+
+    def flips(
+        self, snapshot: Mapping[str, Any] | Any, tag: str, *, now: datetime.datetime | None = None
+    ) -> list[_flips.Flip]:
+        """The single-field changes to ``snapshot`` that would flip tag ``tag`` (assign it if it is not
+        assigned, remove it if it is), every other field held fixed.
+
+        For each number, date or datetime field that decides the tag (read by its rule, by the rules
+        of the tags it depends on, or by its exclusive groups' tiers), the nearest value that flips it,
+        with the difference; for text, booleans, lists and sets, each compared value that does. Every
+        change is checked by evaluating the changed snapshot. An empty list: no single field flips it.
+
+        Raises:
+            KeyError: the catalog has no tag ``tag``.
+
+        Examples:
+            >>> from datetime import datetime, timezone
+            >>> catalog = Catalog([{"key": "vip", "rule": "spend >= 100000"}], {"spend": "float"})
+            >>> [flip.to_data() for flip in Evaluator(catalog).flips({"spend": 81234.0}, "vip")]
+            [{'field': 'spend', 'from': 81234.0, 'to': 100000.0}]
+        """
+        if not self.catalog[tag].is_active:
+            return []
+        moment = resolve_now(now)
+        plain = self._plain(snapshot)
+
+        def assigned_in(changed: Mapping[str, Any]) -> bool | None:
+            evaluation = self.evaluate(changed, moment)
+            return None if tag in evaluation.errors else tag in evaluation.tags
+
+        return _flips.flips(self.catalog, plain, tag, moment, assigned_in)
+
+    def _plain(self, snapshot: Mapping[str, Any] | Any) -> dict[str, Any]:
+        if isinstance(snapshot, Mapping):
+            return dict(snapshot)
+        if isinstance(snapshot, BaseModel):
+            return {name: getattr(snapshot, name) for name in type(snapshot).model_fields}
+        raise TypeError(f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}")
 
     def _with_derived(self, snapshot: Mapping[str, Any] | Any, now: datetime.datetime) -> dict[str, Any]:
         """The snapshot's fields plus the derived fields the rules read, computed at ``now``."""

@@ -10,6 +10,7 @@ from tagrules import __version__
 from tagrules.cli import (
     _catalog_commands,
     _database_commands,
+    _impact_commands,
     _plugin_commands,
     _store_commands,
     _test_command,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _test_command.register(commands)
     _store_commands.register(commands)
     _database_commands.register(commands)
+    _impact_commands.register(commands)
     return parser
 
 

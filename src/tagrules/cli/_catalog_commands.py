@@ -20,7 +20,7 @@ from tagrules.cli._common import (
     read_snapshots,
     snapshot_id,
 )
-from tagrules.errors import DefinitionError, Problem
+from tagrules.errors import DefinitionError, Problem, TimeUnknown
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.schema import suggest
 
@@ -54,6 +54,11 @@ def register(commands: Any) -> None:
     evaluate.add_argument(
         "--output", "-o", metavar="FILE", help="write the results to FILE instead of stdout"
     )
+    evaluate.add_argument(
+        "--valid-until",
+        action="store_true",
+        help='add "valid_until": the instant time alone changes the tags (ISO 8601), or null',
+    )
     evaluate.set_defaults(run=run_evaluate)
 
     explain = commands.add_parser("explain", help="show why one snapshot has or lacks one tag")
@@ -65,6 +70,10 @@ def register(commands: Any) -> None:
     explain.add_argument(
         "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
     )
+    explain.add_argument(
+        "--flip", action="store_true", help="show the single-field changes that would flip the tag"
+    )
+    explain.add_argument("--json", action="store_true", help="with --flip: print one JSON object")
     explain.set_defaults(run=run_explain)
 
     sample = commands.add_parser("sample", help="write generated sample customers as JSON Lines")
@@ -227,10 +236,16 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     )
     with open_output(arguments.output) as output:
         for _, identifier, value in snapshots:
-            evaluation = evaluator.evaluate(value, now=now)
+            try:
+                evaluation = evaluator.evaluate(value, now=now, valid_until=arguments.valid_until)
+            except TimeUnknown as error:
+                raise CommandError(f"--valid-until: {error}") from None
             result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
             if evaluation.errors:
                 result["errors"] = dict(sorted(evaluation.errors.items()))
+            if arguments.valid_until:
+                until = evaluation.valid_until
+                result["valid_until"] = None if until is None else until.isoformat()
             output.write(json.dumps(result, ensure_ascii=False) + "\n")
     if failures:
         print(
@@ -259,10 +274,38 @@ def run_explain(arguments: argparse.Namespace) -> int:
             print(f"{arguments.snapshots}:{number}: field {name!r}: {message}", file=sys.stderr)
         evaluator = Evaluator(catalog)
         now = resolve_now(arguments.now)
+        if arguments.flip:
+            if arguments.tag is None:
+                raise CommandError("explain: --flip needs --tag KEY, the tag to flip")
+            print_flips(evaluator, value, arguments.tag, now, arguments.json)
+            return 0
         keys = [arguments.tag] if arguments.tag is not None else [tag.key for tag in catalog]
         print("\n\n".join(str(evaluator.explain(value, key, now=now)) for key in keys))
         return 0
     raise CommandError(f"no snapshot with {arguments.id_field} {arguments.id!r} in {arguments.snapshots}")
+
+
+def print_flips(evaluator: Evaluator, snapshot: dict[str, Any], key: str, now: Any, as_json: bool) -> None:
+    """``explain --flip``: the changes that flip ``key``, as JSON or one per line."""
+    assigned = key in evaluator.evaluate(snapshot, now).tags
+    found = evaluator.flips(snapshot, key, now=now)
+    if as_json:
+        data = {"tag": key, "assigned": assigned, "flips": [flip.to_data() for flip in found]}
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    state = "assigned" if assigned else "not assigned"
+    if not found:
+        print(f"{key}: {state}; no change to a single field flips it")
+        return
+    print(f"{key}: {state}; each of these changes alone would {'remove' if assigned else 'assign'} it:")
+    for flip in found:
+        difference = "" if flip.difference is None else f" ({_signed(flip.difference)})"
+        print(f"  {flip.field}: {json.dumps(flip.before)} -> {json.dumps(flip.after)}{difference}")
+
+
+def _signed(difference: Any) -> str:
+    text = str(difference)
+    return text if text.startswith("-") else f"+{text}"
 
 
 def run_sample(arguments: argparse.Namespace) -> int:
