@@ -1,4 +1,5 @@
-"""``tagrules run``, ``members``, ``history`` and ``db upgrade``: the commands that use a tag store."""
+"""``tagrules run``, ``members``, ``history``, ``forget`` and ``db upgrade``: the commands that use a
+tag store."""
 
 from __future__ import annotations
 
@@ -71,6 +72,13 @@ def register(commands: Any) -> None:
     _store_option(history, default=None)
     history.add_argument("--id", required=True, help="the customer's id")
     history.set_defaults(run=run_history)
+
+    forget = commands.add_parser(
+        "forget", help="erase a customer: memberships, history, overrides and pending events"
+    )
+    _store_option(forget, default=None)
+    forget.add_argument("--id", required=True, help="the customer's id (exact: case and spaces count)")
+    forget.set_defaults(run=run_forget)
 
     database = commands.add_parser("db", help="manage a store's database")
     actions = database.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -332,6 +340,26 @@ def run_history(arguments: argparse.Namespace) -> int:
             f"{entry.reason or ''}"
         )
         print(line.rstrip())
+    return 0
+
+
+def run_forget(arguments: argparse.Namespace) -> int:
+    """``tagrules forget``: erase everything the store keeps of one customer; 1 if it keeps nothing."""
+    store = _open_store(arguments.store, arguments.prefix, create=False)
+    try:
+        known = bool(store.load([arguments.id]) or store.history(arguments.id))
+        if known:
+            store.forget(arguments.id)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    if not known:
+        raise CommandError(
+            f"no customer {arguments.id!r} in {arguments.store} (ids are exact: case and spaces count); "
+            "nothing to forget"
+        )
+    print(f"forgot customer {arguments.id!r}: memberships, history, overrides and pending events erased")
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import operator
+import random
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, final
 
@@ -37,6 +39,7 @@ from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, ch
 __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
+_FORGET_ATTEMPTS = 10
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -69,6 +72,7 @@ class SQLStore:
         self.url = self._engine.url
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
+        self._sqlite = self.url.get_backend_name() == "sqlite"
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
         self._inserted = 0
@@ -491,10 +495,56 @@ class SQLStore:
                 connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
 
     def forget(self, customer_id: str) -> None:
+        """Erase the customer: pending events, overrides, history, memberships and its row.
+
+        The erasure and a commit of the same customer never interleave: the customer's row is locked
+        first (a row is made for the erasure when the customer has none yet, so that a first commit in
+        flight is waited for too). A commit under way finishes first and the erasure removes all it
+        wrote; a later commit finds the customer gone and starts over from nothing. A SQLite store
+        checkpoints its write-ahead log afterwards, so that no copy of the erased rows stays in it.
+        """
+        for attempt in range(_FORGET_ATTEMPTS):
+            try:
+                self._erase(customer_id)
+            except ConcurrentUpdate:
+                pass
+            except StoreError as error:
+                if not isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                    raise
+            else:
+                if self._sqlite:
+                    self._checkpoint()
+                return
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise ConcurrentUpdate(
+            f"{describe(self.url)}: customer {customer_id!r} kept changing while it was being forgotten; "
+            f"gave up after {_FORGET_ATTEMPTS} attempts"
+        )
+
+    def _erase(self, customer_id: str) -> None:
         t = self.tables
+        c = t.customers.c
         with translated(self.url, "forget a customer"), self._engine.begin() as connection:
+            if self._sqlite:
+                # one writer at a time: the first delete waits for a commit in flight; freed pages
+                # are overwritten, not left in the file
+                connection.exec_driver_sql("PRAGMA secure_delete = ON")
+            else:
+                row = select(c.customer_id).where(c.customer_id == customer_id).with_for_update()
+                if connection.execute(row).first() is None:
+                    # waits for another transaction creating the customer (then fails: try again)
+                    now = datetime.datetime.now(datetime.timezone.utc)
+                    connection.execute(
+                        insert(t.customers).values(customer_id=customer_id, version=0, updated_at=now)
+                    )
             for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
                 connection.execute(delete(table).where(table.c.customer_id == customer_id))
+            if self._sqlite:
+                connection.exec_driver_sql("PRAGMA secure_delete = OFF")
+
+    def _checkpoint(self) -> None:
+        with translated(self.url, "checkpoint the write-ahead log"), self._engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the store's connections."""
