@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,7 +18,6 @@ from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
     load_catalog,
-    open_output,
     parse_now,
     plugins,
     print_problems,
@@ -157,8 +158,10 @@ class _Progress:
         self.shown = 0.0
         self.total: int | None = None
         self.terminal = stream.isatty()
+        self.count = 0
 
     def __call__(self, count: int) -> None:
+        self.count = count
         now = time.monotonic()
         elapsed = now - self.started
         if elapsed < _PROGRESS_AFTER or (not self.terminal and now - self.shown < _PROGRESS_EVERY):
@@ -222,15 +225,20 @@ def run_run(arguments: argparse.Namespace) -> int:
     failures: list[str] = []
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
-        with _changes_writer(arguments.changes) as listener:
+        with _stoppable() as stops, _changes_writer(arguments.changes) as changes:
             # the listeners of installed plugins hear every change, after the --changes file
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+            listeners: list[Listener] = [*([changes] if changes else []), *plugins().listeners]
             tagger = Tagger(catalog, store, listeners=listeners)
             report = tagger.apply_many(
-                _snapshots(arguments.snapshots, failures), now=resolve_now(arguments.now), progress=progress
+                _snapshots(arguments.snapshots, failures),
+                now=resolve_now(arguments.now),
+                progress=_after_chunk(progress, changes, stops),
             )
     except StoreError as error:
         raise CommandError(str(error)) from None
+    except _Stopped as stop:
+        print(_stopped(str(stop), progress, arguments.changes), file=sys.stderr)
+        return 128 + signal.Signals[str(stop)]
     finally:
         progress.done()
         store.close()
@@ -254,8 +262,8 @@ def _run_table(arguments: argparse.Namespace) -> int:
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, "-")
     try:
-        with _changes_writer(arguments.changes) as listener:
-            listeners = [*([listener] if listener else []), *plugins().listeners]
+        with _stoppable() as stops, _changes_writer(arguments.changes) as changes:
+            listeners: list[Listener] = [*([changes] if changes else []), *plugins().listeners]
             report = retag_from_table(
                 catalog,
                 arguments.db,
@@ -264,10 +272,13 @@ def _run_table(arguments: argparse.Namespace) -> int:
                 id_column=arguments.id_column,
                 now=resolve_now(arguments.now),
                 listeners=listeners,
-                progress=progress,
+                progress=_after_chunk(progress, changes, stops),
             )
     except (StoreError, SourceError) as error:
         raise CommandError(str(error)) from None
+    except _Stopped as stop:
+        print(_stopped(str(stop), progress, arguments.changes), file=sys.stderr)
+        return 128 + signal.Signals[str(stop)]
     finally:
         progress.done()
         store.close()
@@ -289,18 +300,115 @@ def _where(report: RetagReport) -> str:
     return "\n".join(lines)
 
 
+class _ChangesFile:
+    """The ``--changes`` output: one JSON line per change event, made durable after each committed
+    chunk (flushed and, for a file, fsynced), so that a run that fails or is stopped leaves the
+    changes of every chunk it committed."""
+
+    def __init__(self, stream: IO[str], path: str) -> None:
+        self.stream = stream
+        self.path = path
+
+    def __call__(self, event: ChangeEvent) -> None:
+        line = {"id": event.customer_id, "tag": event.tag, "change": event.change}
+        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def sync(self) -> None:
+        try:
+            self.stream.flush()
+            if self.stream is not sys.stdout:
+                os.fsync(self.stream.fileno())
+        except OSError as error:
+            raise CommandError(f"cannot write {self.path}: {error.strerror or error}") from None
+
+
 @contextmanager
-def _changes_writer(path: str | None) -> Iterator[Listener | None]:
+def _changes_writer(path: str | None) -> Iterator[_ChangesFile | None]:
     if path is None:
         yield None
         return
-    with open_output(path) as stream:
+    if path == "-":
+        changes = _ChangesFile(sys.stdout, path)
+        yield changes
+        changes.sync()
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    changes = _ChangesFile(stream, path)
+    try:
+        yield changes
+        changes.sync()
+    finally:
+        with suppress(OSError):
+            stream.close()
 
-        def write(event: ChangeEvent) -> None:
-            line = {"id": event.customer_id, "tag": event.tag, "change": event.change}
-            stream.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-        yield write
+class _Stopped(Exception):
+    """A run was stopped by a signal."""
+
+
+class _StopRequests:
+    """SIGTERM and SIGINT (Ctrl-C) during a run: the first stops the run after the chunk in flight,
+    once its changes are durable, so that no committed change is missing from ``--changes``; a
+    second one stops it at once (the chunk in flight rolls back)."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        again = self.signal is not None
+        self.signal = signal.Signals(signum)
+        if again:
+            raise _Stopped(self.signal.name)
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise _Stopped(self.signal.name)
+
+
+@contextmanager
+def _stoppable() -> Iterator[_StopRequests]:
+    requests = _StopRequests()
+    try:
+        previous = {number: signal.signal(number, requests) for number in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield requests
+        return
+    try:
+        yield requests
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _after_chunk(
+    progress: _Progress, changes: _ChangesFile | None, stops: _StopRequests
+) -> Callable[[int], None]:
+    """Called after each committed chunk: its changes made durable, progress shown, then a stop
+    requested by a signal carried out."""
+
+    def after_chunk(count: int) -> None:
+        if changes is not None:
+            changes.sync()
+        progress(count)
+        stops.check()
+
+    return after_chunk
+
+
+def _stopped(how: str, progress: _Progress, changes: str | None) -> str:
+    done = f" after {progress.count:,} customers" if progress.count else ""
+    kept = (
+        f" (their changes are in {changes}; give the re-run another file)"
+        if changes not in (None, "-")
+        else ""
+    )
+    return (
+        f"tagrules: run stopped by {how}{done}; the chunks committed so far are kept{kept}; "
+        "run the same command again to resume"
+    )
 
 
 def run_members(arguments: argparse.Namespace) -> int:
