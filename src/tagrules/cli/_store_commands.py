@@ -4,6 +4,7 @@ tag store."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+import sqlalchemy
+from sqlalchemy.engine import Engine
 
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
@@ -27,6 +31,7 @@ from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
+from tagrules.stores._database import create_engine as database_engine
 from tagrules.tagger import ApplyReport, Listener, Tagger
 
 __all__ = ["DEFAULT_STORE", "register"]
@@ -259,6 +264,7 @@ def _run_table(arguments: argparse.Namespace) -> int:
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    source = _source_engine(arguments.db)
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, "-")
     try:
@@ -266,7 +272,7 @@ def _run_table(arguments: argparse.Namespace) -> int:
             listeners: list[Listener] = [*([changes] if changes else []), *plugins().listeners]
             report = retag_from_table(
                 catalog,
-                arguments.db,
+                source,
                 arguments.table,
                 store,
                 id_column=arguments.id_column,
@@ -274,17 +280,40 @@ def _run_table(arguments: argparse.Namespace) -> int:
                 listeners=listeners,
                 progress=_after_chunk(progress, changes, stops),
             )
-    except (StoreError, SourceError) as error:
+    except StoreError as error:
         raise CommandError(str(error)) from None
+    except SourceError as error:
+        raise CommandError(_source_problem(error, source)) from None
     except _Stopped as stop:
         print(_stopped(str(stop), progress, arguments.changes), file=sys.stderr)
         return 128 + signal.Signals[str(stop)]
     finally:
         progress.done()
         store.close()
+        source.dispose()
     print(_summary(report, catalog))
     print(_where(report))
     return 0
+
+
+def _source_engine(url: str) -> Engine:
+    """The engine of ``run --db``: the stores' timeouts (and URL parameters for them) apply to it too."""
+    try:
+        return database_engine(url)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+
+
+def _source_problem(error: SourceError, source: Engine) -> str:
+    """One line for a failed read of the table; a lost connection (or a read timeout) says so."""
+    lost = error.__context__
+    if isinstance(lost, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        reason = str(lost.orig or lost).strip().splitlines()[0]
+        return (
+            f"{source.url.render_as_string(hide_password=True)}: cannot read the table: {reason}; "
+            "is the database running and reachable? (committed chunks are kept: run again to finish)"
+        )
+    return str(error).strip().splitlines()[0]
 
 
 def _where(report: RetagReport) -> str:
@@ -308,18 +337,30 @@ class _ChangesFile:
     def __init__(self, stream: IO[str], path: str) -> None:
         self.stream = stream
         self.path = path
+        self.failure: OSError | None = None
 
     def __call__(self, event: ChangeEvent) -> None:
+        if self.failure is not None:
+            return
         line = {"id": event.customer_id, "tag": event.tag, "change": event.change}
-        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        try:
+            self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        except OSError as error:  # reported after the chunk, where it stops the run
+            self.failure = error
 
     def sync(self) -> None:
         try:
+            if self.failure is not None:
+                raise self.failure
             self.stream.flush()
             if self.stream is not sys.stdout:
                 os.fsync(self.stream.fileno())
         except OSError as error:
-            raise CommandError(f"cannot write {self.path}: {error.strerror or error}") from None
+            full = " (the disk is full)" if error.errno == errno.ENOSPC else ""
+            raise CommandError(
+                f"cannot write {self.path}: {error.strerror or error}{full}; the chunks committed so far "
+                "are kept, but the changes of the last one may be missing from the file"
+            ) from None
 
 
 @contextmanager

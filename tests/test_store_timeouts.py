@@ -1,0 +1,246 @@
+"""Nothing waits forever: a server that stops answering, and locks held by another connection, end
+in one tagrules error within the configured timeouts, on real servers."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import URL
+
+from store_helpers import catalog, drop_store, unique_prefix
+from tagrules import ChangeEvent, ConcurrentUpdate, SQLStore, StoreError, Tagger
+from tagrules.stores import CustomerChange
+from tagrules.stores._database import translated
+from tcp_proxy import proxy_to
+from test_cli_interrupted import changes
+from test_cli_store import CATALOG, NOW
+
+T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+T1 = T0 + datetime.timedelta(days=1)
+RICH = {"spend": 2000.0, "orders": 4}
+FAST = {"connect_timeout": "2", "statement_timeout": "1", "read_timeout": "3", "lock_timeout": "1"}
+
+
+@pytest.fixture
+def prefix(database_url: URL) -> Iterator[str]:
+    """A table prefix with a store set up in the test's database; dropped afterwards."""
+    made = unique_prefix()
+    SQLStore(database_url, prefix=made, migrate=True).close()
+    yield made
+    drop_store(database_url, made)
+
+
+# minutes of work for each server
+LONG_QUERIES = {
+    "postgresql": "SELECT COUNT(*) FROM generate_series(1, 1000000000)",
+    "mysql": "SELECT COUNT(*) FROM information_schema.COLLATIONS a, information_schema.COLLATIONS b, "
+    "information_schema.COLLATIONS c, information_schema.COLLATIONS d",
+}
+
+
+def scalar(store: SQLStore, sql: str) -> object:
+    """One value of ``sql`` run on the store's engine, errors translated as the store's are."""
+    with translated(store.url, "run a query"), store._engine.connect() as connection:
+        return connection.exec_driver_sql(sql).scalar()
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "mysql"], indirect=True)
+class TestServerStopsAnswering:
+    def test_store_calls_end_in_one_error_and_work_again_after(self, database_url: URL, prefix: str) -> None:
+        """With the server's answers held back (a paused proxy), a read and a write each fail with one
+        StoreError line within the timeouts; once the server answers again the store works, and the
+        failed write can be done again."""
+        with proxy_to(database_url) as proxy:
+            store = SQLStore(proxy.url(database_url, **FAST), prefix=prefix)
+            try:
+                tagger = Tagger(catalog(), store)
+                tagger.apply("c", RICH, now=T0)
+                proxy.pause()
+                for call in (lambda: store.memberships("c"), lambda: store.load(["c"])):
+                    started = time.monotonic()
+                    with pytest.raises(StoreError) as raised:
+                        call()
+                    assert time.monotonic() - started < 30
+                    assert "reachable" in one_line(raised.value)
+                with pytest.raises(StoreError):
+                    tagger.apply("d", RICH, now=T0)
+                proxy.resume()
+                assert [m.tag for m in store.memberships("c")] == [
+                    "frequent",
+                    "per_order_high",
+                    "spend_high",
+                    "vip",
+                ]
+                assert tagger.apply("d", RICH, now=T0).added
+            finally:
+                store.close()
+
+    def test_statement_timeout_is_set_on_the_server(self, database_url: URL, prefix: str) -> None:
+        """A statement running longer than statement_timeout is stopped by the server, with a line
+        naming the timeout."""
+        store = SQLStore(database_url.update_query_dict(FAST), prefix=prefix)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreError) as raised:
+                scalar(store, LONG_QUERIES[database_url.get_backend_name()])
+            assert time.monotonic() - started < 10
+            assert "statement timeout" in one_line(raised.value)
+        finally:
+            store.close()
+
+
+class TestLockTimeout:
+    def test_a_held_lock_ends_in_concurrent_update(self, database_url: URL, prefix: str) -> None:
+        """A commit waiting for a lock another connection holds gives up after lock_timeout with
+        ConcurrentUpdate (which the tagger retries), instead of waiting for as long as it is held."""
+        limits = {**FAST, "statement_timeout": "10", "read_timeout": "20"}
+        store = SQLStore(database_url.update_query_dict(limits), prefix=prefix)
+        Tagger(catalog(), store).apply("c", RICH, now=T0)
+        version = store.load(["c"])["c"].version
+        holder = sqlalchemy.create_engine(database_url)
+        try:
+            with holder.connect() as connection:
+                if database_url.get_backend_name() == "sqlite":
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    connection.exec_driver_sql(
+                        f"SELECT * FROM {prefix}customers WHERE customer_id = 'c' FOR UPDATE"
+                    )
+                change = CustomerChange(
+                    "c",
+                    version,
+                    T1,
+                    removed=(("vip", "rule"),),
+                    events=(ChangeEvent("c", "vip", "removed", T1, "rule"),),
+                )
+                started = time.monotonic()
+                with pytest.raises(ConcurrentUpdate):
+                    store.commit([change])
+                assert time.monotonic() - started < 20
+                connection.rollback()
+            store.commit([change])
+            assert "vip" not in {m.tag for m in store.memberships("c")}
+        finally:
+            holder.dispose()
+            store.close()
+
+
+def test_a_bad_timeout_is_refused() -> None:
+    """A timeout that is not a positive number of seconds is refused, naming the parameter."""
+    with pytest.raises(StoreError, match="lock_timeout='soon'"):
+        SQLStore("sqlite:///:memory:?lock_timeout=soon")
+
+
+ROWS = 25_000  # three pages of the table read, 25 chunks
+
+
+@pytest.fixture
+def source_table(postgres_url: URL) -> Iterator[str]:
+    """A table of ROWS customers in the PostgreSQL test database; its name."""
+    name = f"src_{unique_prefix()}"
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {name} (id TEXT PRIMARY KEY, spend FLOAT, orders INTEGER)")
+        connection.exec_driver_sql(
+            f"INSERT INTO {name} SELECT 'c' || n, mod(n * 37, 3000), mod(n, 7) "
+            f"FROM generate_series(1, {ROWS}) AS n"
+        )
+    yield name
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP TABLE {name}")
+    engine.dispose()
+
+
+class TestRunWhenTheSourceStopsAnswering:
+    def test_run_ends_in_one_line_and_a_rerun_completes(
+        self, postgres_url: URL, source_table: str, tmp_path: Path
+    ) -> None:
+        """`run --db` whose source stops answering in the middle of the read (a paused proxy) exits 1
+        within the read timeout with one line (no traceback of SQLAlchemy's pool); the changes of
+        the committed chunks are in its --changes file, and with the re-run's they equal a clean
+        run's."""
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(CATALOG, encoding="utf-8")
+        first, second, clean = (tmp_path / f"{name}.jsonl" for name in ("first", "second", "clean"))
+        command = [
+            sys.executable,
+            "-m",
+            "tagrules.cli",
+            "run",
+            str(catalog),
+            "--table",
+            source_table,
+            "--now",
+            NOW,
+        ]
+        store = f"sqlite:///{tmp_path / 'stopped.db'}"
+        direct = postgres_url.render_as_string(hide_password=False)
+        with proxy_to(postgres_url) as proxy:
+            url = proxy.url(postgres_url, **FAST).render_as_string(hide_password=False)
+            process = subprocess.Popen(
+                [*command, "--db", url, "--store", store, "--changes", str(first)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 300
+            while not (first.exists() and first.stat().st_size) and process.poll() is None:
+                assert time.monotonic() < deadline, "no chunk was committed"
+                time.sleep(0.02)
+            proxy.pause()
+            paused = time.monotonic()
+            out, err = process.communicate(timeout=120)
+            assert time.monotonic() - paused < 60
+        assert process.returncode == 1, err
+        assert out == ""
+        assert "Traceback" not in err
+        assert "Exception during reset" not in err
+        [line] = [
+            line
+            for line in err.splitlines()
+            if not line.startswith("tagrules: [") and "customers (" not in line
+        ]
+        assert line.startswith("tagrules: postgresql+psycopg://")
+        assert "cannot read the table" in line
+        assert "reachable" in line
+        stopped = changes(first)
+        assert stopped
+        rerun = subprocess.run(
+            [*command, "--db", direct, "--store", store, "--changes", str(second)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        reference = subprocess.run(
+            [
+                *command,
+                "--db",
+                direct,
+                "--store",
+                f"sqlite:///{tmp_path / 'clean.db'}",
+                "--changes",
+                str(clean),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert reference.returncode == 0, reference.stderr
+        assert sum(changes(clean).values()) > sum(stopped.values())
+        assert changes(first, second) == changes(clean)
