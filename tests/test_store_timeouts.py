@@ -244,3 +244,57 @@ class TestRunWhenTheSourceStopsAnswering:
         assert reference.returncode == 0, reference.stderr
         assert sum(changes(clean).values()) > sum(stopped.values())
         assert changes(first, second) == changes(clean)
+
+
+class TestFullDisk:
+    def test_a_full_sqlite_database_says_the_disk_is_full(self, tmp_path: Path) -> None:
+        """SQLite's "database or disk is full" (here: the file may grow no more pages) is reported as a
+        full disk, not as an unreachable database."""
+        store = SQLStore(f"sqlite:///{tmp_path / 'tags.db'}")
+        try:
+            tagger = Tagger(catalog(), store)
+            tagger.apply("c0", RICH, now=T0)
+            sqlalchemy.event.listen(
+                store._engine,
+                "connect",
+                lambda connection, record: connection.execute("PRAGMA max_page_count = 12"),
+            )
+            store._engine.dispose()
+            with pytest.raises(StoreError) as raised:
+                tagger.apply_many([(f"c{n}", RICH) for n in range(1, 5000)], now=T0)
+            message = one_line(raised.value)
+            assert "the disk is full" in message
+            assert "reachable" not in message
+        finally:
+            store.close()
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    def test_changes_to_a_full_disk(self, tmp_path: Path) -> None:
+        """`run --changes` on a full disk (/dev/full) stops with one line saying so, exit 1."""
+        catalog_file = tmp_path / "catalog.yaml"
+        catalog_file.write_text(CATALOG, encoding="utf-8")
+        snapshots = tmp_path / "in.jsonl"
+        snapshots.write_text('{"id": "a", "spend": 2000.0, "orders": 4}\n', encoding="utf-8")
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tagrules.cli",
+                "run",
+                str(catalog_file),
+                str(snapshots),
+                "--now",
+                NOW,
+                "--store",
+                f"sqlite:///{tmp_path / 'tags.db'}",
+                "--changes",
+                "/dev/full",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith("tagrules: cannot write /dev/full: No space left on device (the disk is full)")
