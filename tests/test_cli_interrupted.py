@@ -13,18 +13,26 @@ from pathlib import Path
 
 import pytest
 
+from test_cli_store import tagrules
+
 NOW = "2026-06-01T00:00:00Z"
 COUNT = 8000  # eight chunks of 1,000
 
 
-def tagrules(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tagrules.cli", *arguments],
-        capture_output=True,
+def run_until_a_chunk_is_committed(arguments: list[str], changes_file: Path) -> subprocess.Popen[str]:
+    """`tagrules ARGUMENTS --changes CHANGES_FILE` started; returned once the file holds the changes of
+    its first committed chunk."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tagrules.cli", *arguments, "--changes", str(changes_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
     )
+    deadline = time.monotonic() + 300
+    while not (changes_file.exists() and changes_file.stat().st_size) and process.poll() is None:
+        assert time.monotonic() < deadline, "no chunk was committed"
+        time.sleep(0.02)
+    return process
 
 
 def changes(*paths: Path) -> collections.Counter[tuple[str, str, str]]:
@@ -49,17 +57,8 @@ class TestStoppedRun:
         with one line saying so; its --changes file plus the re-run's equal a clean run's file."""
         store = f"sqlite:///{tmp_path / 'stopped.db'}"
         first, second, clean = (tmp_path / f"{name}.jsonl" for name in ("first", "second", "clean"))
-        command = [sys.executable, "-m", "tagrules.cli", "run", "retail", str(snapshots), "--now", NOW]
-        process = subprocess.Popen(
-            [*command, "--store", store, "--changes", str(first)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 300
-        while not (first.exists() and first.stat().st_size) and process.poll() is None:
-            assert time.monotonic() < deadline, "no chunk was committed"
-            time.sleep(0.02)
+        command = ["run", "retail", str(snapshots), "--now", NOW]
+        process = run_until_a_chunk_is_committed([*command, "--store", store], first)
         process.send_signal(stop)
         out, err = process.communicate(timeout=300)
         assert process.returncode == 128 + stop, err
@@ -70,10 +69,10 @@ class TestStoppedRun:
         assert "Traceback" not in err
         stopped = changes(first)
         assert stopped
-        rerun = tagrules(*command[3:], "--store", store, "--changes", str(second))
+        rerun = tagrules(*command, "--store", store, "--changes", str(second))
         assert rerun.returncode == 0, rerun.stderr
         reference = tagrules(
-            *command[3:], "--store", f"sqlite:///{tmp_path / 'clean.db'}", "--changes", str(clean)
+            *command, "--store", f"sqlite:///{tmp_path / 'clean.db'}", "--changes", str(clean)
         )
         assert reference.returncode == 0, reference.stderr
         assert sum(changes(clean).values()) > sum(stopped.values())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,22 +17,13 @@ from sqlalchemy.engine import URL
 from store_helpers import catalog, drop_store, unique_prefix
 from tagrules import ChangeEvent, ConcurrentUpdate, SQLStore, Tagger
 from tagrules.stores import CustomerChange, store_tables
+from test_cli_store import tagrules
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 T1 = T0 + datetime.timedelta(days=1)
 RICH = {"spend": 2000.0, "orders": 4}
 MID = {"spend": 200.0, "orders": 1}
 TABLES = ["customers", "memberships", "history", "overrides", "outbox"]
-
-
-def tagrules(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tagrules.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ in one tagrules error within the configured timeouts, on real servers."""
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,27 +12,21 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import URL
 
-from store_helpers import catalog, drop_store, unique_prefix
+from store_helpers import catalog, unique_prefix
 from tagrules import ChangeEvent, ConcurrentUpdate, SQLStore, StoreError, Tagger
 from tagrules.stores import CustomerChange
 from tagrules.stores._database import translated
 from tcp_proxy import proxy_to
-from test_cli_interrupted import changes
-from test_cli_store import CATALOG, NOW
+from test_cli_interrupted import changes, run_until_a_chunk_is_committed
+from test_cli_store import CATALOG, NOW, tagrules
+from test_store_erasure import prefix
+
+__all__ = ["prefix"]
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 T1 = T0 + datetime.timedelta(days=1)
 RICH = {"spend": 2000.0, "orders": 4}
 FAST = {"connect_timeout": "2", "statement_timeout": "1", "read_timeout": "3", "lock_timeout": "1"}
-
-
-@pytest.fixture
-def prefix(database_url: URL) -> Iterator[str]:
-    """A table prefix with a store set up in the test's database; dropped afterwards."""
-    made = unique_prefix()
-    SQLStore(database_url, prefix=made, migrate=True).close()
-    yield made
-    drop_store(database_url, made)
 
 
 # minutes of work for each server
@@ -175,31 +167,12 @@ class TestRunWhenTheSourceStopsAnswering:
         catalog = tmp_path / "catalog.yaml"
         catalog.write_text(CATALOG, encoding="utf-8")
         first, second, clean = (tmp_path / f"{name}.jsonl" for name in ("first", "second", "clean"))
-        command = [
-            sys.executable,
-            "-m",
-            "tagrules.cli",
-            "run",
-            str(catalog),
-            "--table",
-            source_table,
-            "--now",
-            NOW,
-        ]
+        command = ["run", str(catalog), "--table", source_table, "--now", NOW]
         store = f"sqlite:///{tmp_path / 'stopped.db'}"
         direct = postgres_url.render_as_string(hide_password=False)
         with proxy_to(postgres_url) as proxy:
             url = proxy.url(postgres_url, **FAST).render_as_string(hide_password=False)
-            process = subprocess.Popen(
-                [*command, "--db", url, "--store", store, "--changes", str(first)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            deadline = time.monotonic() + 300
-            while not (first.exists() and first.stat().st_size) and process.poll() is None:
-                assert time.monotonic() < deadline, "no chunk was committed"
-                time.sleep(0.02)
+            process = run_until_a_chunk_is_committed([*command, "--db", url, "--store", store], first)
             proxy.pause()
             paused = time.monotonic()
             out, err = process.communicate(timeout=120)
@@ -218,29 +191,10 @@ class TestRunWhenTheSourceStopsAnswering:
         assert "reachable" in line
         stopped = changes(first)
         assert stopped
-        rerun = subprocess.run(
-            [*command, "--db", direct, "--store", store, "--changes", str(second)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        rerun = tagrules(*command, "--db", direct, "--store", store, "--changes", str(second))
         assert rerun.returncode == 0, rerun.stderr
-        reference = subprocess.run(
-            [
-                *command,
-                "--db",
-                direct,
-                "--store",
-                f"sqlite:///{tmp_path / 'clean.db'}",
-                "--changes",
-                str(clean),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        clean_store = f"sqlite:///{tmp_path / 'clean.db'}"
+        reference = tagrules(*command, "--db", direct, "--store", clean_store, "--changes", str(clean))
         assert reference.returncode == 0, reference.stderr
         assert sum(changes(clean).values()) > sum(stopped.values())
         assert changes(first, second) == changes(clean)
@@ -275,25 +229,9 @@ class TestFullDisk:
         catalog_file.write_text(CATALOG, encoding="utf-8")
         snapshots = tmp_path / "in.jsonl"
         snapshots.write_text('{"id": "a", "spend": 2000.0, "orders": 4}\n', encoding="utf-8")
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tagrules.cli",
-                "run",
-                str(catalog_file),
-                str(snapshots),
-                "--now",
-                NOW,
-                "--store",
-                f"sqlite:///{tmp_path / 'tags.db'}",
-                "--changes",
-                "/dev/full",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        store = f"sqlite:///{tmp_path / 'tags.db'}"
+        result = tagrules(
+            "run", str(catalog_file), str(snapshots), "--now", NOW, "--store", store, "--changes", "/dev/full"
         )
         assert result.returncode == 1
         [line] = result.stderr.splitlines()
