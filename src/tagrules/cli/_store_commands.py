@@ -307,7 +307,8 @@ def _source_engine(url: str) -> Engine:
 def _source_problem(error: SourceError, source: Engine) -> str:
     """One line for a failed read of the table; a lost connection (or a read timeout) says so."""
     lost = error.__context__
-    if isinstance(lost, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+    reading = str(error).startswith("the database refused the query")
+    if reading and isinstance(lost, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         reason = str(lost.orig or lost).strip().splitlines()[0]
         return (
             f"{source.url.render_as_string(hide_password=True)}: cannot read the table: {reason}; "
