@@ -8,6 +8,10 @@
 PostgreSQL is reached at ``TAGRULES_BENCH_POSTGRES_URL`` (default: the local server); the benchmark
 writes under its own table prefix and drops its tables afterwards. Run with
 ``python -m benchmarks storage``.
+
+``python -m benchmarks.storage removals URL COUNT`` measures a first run of COUNT customers and a
+second run with every customer's data changed (most of its tags removed or replaced), customers per
+second each, in the store at URL (e.g. MariaDB), under its own table prefix.
 """
 
 from __future__ import annotations
@@ -76,6 +80,30 @@ def _two_runs(url: str, customers: list[dict[str, Any]], prefix: str) -> dict[st
         "second_per_second": count / second_seconds,
         "second_changes": second.added + second.removed,
     }
+
+
+def removals(url: str, count: int) -> None:
+    """A first run, then a second run changing every customer (removals), into the store at ``url``."""
+    customers = list(generate_customers(count, seed=1))
+    prefix = f"bench{secrets.token_hex(3)}_"
+    store = SQLStore(url, prefix=prefix, migrate=True)
+    tagger = Tagger(load_catalog(), store)
+    try:
+        started = time.perf_counter()
+        tagger.apply_many(((c["id"], c) for c in customers), now=REFERENCE_NOW, chunk_size=CHUNK_SIZE)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        second = tagger.apply_many(
+            ((c["id"], _changed(c)) for c in customers), now=REFERENCE_NOW, chunk_size=CHUNK_SIZE
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+        _drop(url, prefix)
+    print(
+        f"{count:,} customers: first run {count / first:,.0f} customers/s; second run, every customer "
+        f"changed ({second.removed:,} removed, {second.added:,} added): {count / seconds:,.0f} customers/s"
+    )
 
 
 def _drop(url: str, prefix: str) -> None:
@@ -170,3 +198,5 @@ def table(report: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["stream"]:
         stream(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["removals"]:
+        removals(sys.argv[2], int(sys.argv[3]))

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
-from store_helpers import drop_store, unique_prefix
-from tagrules import SQLStore
+from store_helpers import catalog, drop_store, unique_prefix
+from tagrules import SQLStore, Tagger
 from tagrules.stores import HEAD_REVISION, current_revision, store_tables, upgrade
+from tagrules.stores._database import _alembic_config
+
+T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+T1 = T0 + datetime.timedelta(days=1)
+
+
+def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
+    tables = store_tables(prefix)
+    with engine.connect() as connection:
+        return {
+            name: sorted(tuple(row) for row in connection.execute(sqlalchemy.select(table)))
+            for name, table in tables.metadata.tables.items()
+        }
+
+
+def _store_0001(engine: Engine, prefix: str) -> None:
+    """A store at revision 0001 holding two customers, 'Big' and 'a', with history and events."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection, prefix), "0001")
+    t = store_tables(prefix)
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.insert(t.customers),
+            [{"customer_id": c, "version": 1, "updated_at": T0} for c in ("Big", "a")],
+        )
+        held = [("Big", "vip"), ("a", "frequent")]
+        connection.execute(
+            sqlalchemy.insert(t.memberships),
+            [
+                {"customer_id": c, "tag": g, "source": "computed", "since": T0, "rule_version": "r1"}
+                for c, g in held
+            ],
+        )
+        connection.execute(
+            sqlalchemy.insert(t.history),
+            [
+                {"customer_id": c, "tag": g, "source": "computed", "since": T0, "rule_version": "r1"}
+                for c, g in held
+            ],
+        )
+        connection.execute(
+            sqlalchemy.insert(t.outbox),
+            [{"customer_id": c, "tag": g, "change": "added", "at": T0, "reason": "rule"} for c, g in held],
+        )
 
 
 class TestMigrations:
@@ -32,6 +80,48 @@ class TestMigrations:
                 )
                 assert compare_metadata(context, metadata) == []
         finally:
+            engine.dispose()
+            drop_store(database_url, prefix)
+
+    def test_upgrade_of_a_0001_store_keeps_its_data_and_makes_keys_exact(self, database_url: URL) -> None:
+        """Revision 0002 keeps every row of a store at 0001; afterwards ids differing only by case or
+        trailing spaces are different customers (MariaDB), and event ids continue upwards (SQLite)."""
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        store = None
+        try:
+            _store_0001(engine, prefix)
+            before = _rows(engine, prefix)
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0002"
+            assert _rows(engine, prefix) == before
+            if engine.dialect.name == "mysql":
+                with engine.connect() as connection:
+                    collations = connection.execute(
+                        sqlalchemy.text(
+                            "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE :tables "
+                            "AND DATA_TYPE = 'varchar' AND TABLE_NAME <> :version"
+                        ),
+                        {"tables": f"{prefix}%", "version": f"{prefix}alembic_version"},
+                    ).all()
+                assert len(collations) == 18
+                assert {row[2] for row in collations} == {"utf8mb4_nopad_bin"}
+            store = SQLStore(database_url, prefix=prefix)
+            assert [m.tag for m in store.memberships("Big")] == ["vip"]
+            assert store.history("big") == []
+            assert store.memberships("a ") == []
+            newest = max(event.id or 0 for event in store.pending_events())
+            store.acknowledge([newest])
+            Tagger(catalog(), store).apply("big", {"spend": 200.0, "orders": 1}, now=T1)
+            Tagger(catalog(), store).apply("a ", {"spend": 200.0, "orders": 1}, now=T1)
+            assert [m.tag for m in store.memberships("Big")] == ["vip"]
+            assert [m.tag for m in store.memberships("a")] == ["frequent"]
+            fresh = [event for event in store.pending_events() if event.customer_id in ("big", "a ")]
+            assert len(fresh) == 2
+            assert all((event.id or 0) > newest for event in fresh)
+        finally:
+            if store is not None:
+                store.close()
             engine.dispose()
             drop_store(database_url, prefix)
 

@@ -350,6 +350,21 @@ class TestOutbox:
         assert store.pending_events() == events[2:]
         assert store.pending_events(limit=1) == events[2:3]
 
+    def test_event_ids_are_never_reused(self, store: TagStore) -> None:
+        """After the newest event is acknowledged (deleted), a new event gets a higher id, so a repeated
+        acknowledgement (at-least-once delivery) never deletes a newer, undelivered event."""
+        tagger = Tagger(catalog(), store)
+        tagger.apply("a", MID, now=T0)
+        [first] = store.pending_events()
+        assert first.id is not None
+        store.acknowledge([first.id])
+        tagger.apply("b", MID, now=T1)
+        [second] = store.pending_events()
+        assert second.id is not None
+        assert second.id > first.id
+        store.acknowledge([first.id])
+        assert store.pending_events() == [second]
+
     def test_listeners_see_committed_changes(self, store: TagStore) -> None:
         """Listeners get each change event once its change is committed."""
         seen: list[ChangeEvent] = []
@@ -458,6 +473,56 @@ class TestForget:
         assert {e.customer_id for e in store.pending_events()} == {"b"}
         assert store.members("spend_mid") == ["b"]
         assert tagger.apply("a", RICH, now=T1).added
+
+
+class TestExactKeys:
+    """Ids and tag keys that differ only by case or by trailing spaces are different keys."""
+
+    PAIRS = [("Big", "big"), ("a", "a "), ("x", "X ")]
+
+    def test_apply_history_and_memberships_keep_them_apart(self, store: TagStore) -> None:
+        """Each id of a pair has its own memberships, history, state and events."""
+        tagger = Tagger(catalog(), store)
+        for first, second in self.PAIRS:
+            tagger.apply(first, RICH, now=T0)
+            assert store.memberships(second) == []
+            assert store.history(second) == []
+            assert store.load([second]) == {}
+            tagger.apply(second, MID, now=T1)
+            assert [m.tag for m in store.memberships(first)] == [
+                "frequent",
+                "per_order_high",
+                "spend_high",
+                "vip",
+            ]
+            assert [m.customer_id for m in store.memberships(second)] == [second]
+            assert [m.tag for m in store.memberships(second)] == ["spend_mid"]
+            assert {e.customer_id for e in store.history(second)} == {second}
+            assert set(store.load([first, second])) == {first, second}
+        assert sorted(store.members("spend_mid")) == sorted(second for _, second in self.PAIRS)
+        assert {e.customer_id for e in store.pending_events(10_000)} == {
+            id for pair in self.PAIRS for id in pair
+        }
+
+    def test_forget_reaches_only_the_exact_id(self, store: TagStore) -> None:
+        """Forgetting one id of a pair leaves the other whole."""
+        tagger = Tagger(catalog(), store)
+        for first, second in self.PAIRS:
+            tagger.apply(first, RICH, now=T0)
+            tagger.include(first, "key_account", by="ann", reason="x", now=T0)
+            kept = (store.memberships(first), store.history(first), store.overrides(first))
+            assert len(kept[0]) == len(kept[1]) == 5
+            assert len(kept[2]) == 1
+            store.forget(second)
+            assert (store.memberships(first), store.history(first), store.overrides(first)) == kept
+        assert {e.customer_id for e in store.pending_events(10_000)} == {first for first, _ in self.PAIRS}
+
+    def test_tag_keys_compare_exactly(self, store: TagStore) -> None:
+        """Tag keys are exact too: a held tag is not found under another spelling."""
+        Tagger(catalog(), store).apply("a", RICH, now=T0)
+        assert store.members("VIP") == []
+        assert store.members("vip ") == []
+        assert store.members("vip") == ["a"]
 
 
 class TestConcurrency:

@@ -1,22 +1,28 @@
-"""``tagrules run``, ``members``, ``history`` and ``db upgrade``: the commands that use a tag store."""
+"""``tagrules run``, ``members``, ``history``, ``forget`` and ``db upgrade``: the commands that use a
+tag store."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+import sqlalchemy
+from sqlalchemy.engine import Engine
 
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
     field_column,
     load_catalog,
-    open_output,
     parse_now,
     plugins,
     plural,
@@ -29,6 +35,7 @@ from tagrules.plugins import PluginError
 from tagrules.retag import RetagReport, retag_from_table
 from tagrules.schema import suggest
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
+from tagrules.stores._database import create_engine as database_engine
 from tagrules.tagger import ApplyReport, Listener, Tagger
 
 __all__ = ["DEFAULT_STORE", "register"]
@@ -101,6 +108,13 @@ def register(commands: Any) -> None:
     history.add_argument("--json", action="store_true", help="print JSON Lines: one object per period")
     history.set_defaults(run=run_history)
 
+    forget = commands.add_parser(
+        "forget", help="erase a customer: memberships, history, overrides and pending events"
+    )
+    _store_option(forget, default=None)
+    forget.add_argument("--id", required=True, help="the customer's id (exact: case and spaces count)")
+    forget.set_defaults(run=run_forget)
+
     database = commands.add_parser("db", help="manage a store's database")
     actions = database.add_subparsers(dest="action", metavar="ACTION", required=True)
     upgrade_parser = actions.add_parser("upgrade", help="create or upgrade the store's tables")
@@ -159,8 +173,10 @@ class _Progress:
         self.shown = 0.0
         self.total: int | None = None
         self.terminal = stream.isatty()
+        self.count = 0
 
     def __call__(self, count: int) -> None:
+        self.count = count
         now = time.monotonic()
         elapsed = now - self.started
         if elapsed < _PROGRESS_AFTER or (not self.terminal and now - self.shown < _PROGRESS_EVERY):
@@ -274,17 +290,20 @@ def run_run(arguments: argparse.Namespace) -> int:
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, arguments.snapshots)
     try:
-        with _changes_writer(arguments.changes) as listener:
+        with _stoppable() as stops, _changes_writer(arguments.changes) as changes:
             # the plugin listeners the catalog or --listener names hear every change, after --changes
-            listeners = [*([listener] if listener else []), *chosen]
+            listeners: list[Listener] = [*([changes] if changes else []), *chosen]
             tagger = Tagger(catalog, store, listeners=listeners)
             report = tagger.apply_many(
                 ((str(identifier), value) for _, identifier, value in snapshots),
                 now=resolve_now(arguments.now),
-                progress=progress,
+                progress=_after_chunk(progress, changes, stops),
             )
     except StoreError as error:
         raise CommandError(str(error)) from None
+    except _Stopped as stop:
+        print(_stopped(str(stop), progress, arguments.changes), file=sys.stderr)
+        return 128 + signal.Signals[str(stop)]
     finally:
         progress.done()
         store.close()
@@ -306,27 +325,34 @@ def _run_table(arguments: argparse.Namespace) -> int:
         print_problems(error, sys.stderr)
         return 1
     chosen = _plugin_listeners(catalog, arguments.listener)
+    source = _source_engine(arguments.db)
     store = _open_store(arguments.store, arguments.prefix, create=True)
     progress = _Progress(sys.stderr, "-")
     try:
-        with _changes_writer(arguments.changes) as listener:
-            listeners = [*([listener] if listener else []), *chosen]
+        with _stoppable() as stops, _changes_writer(arguments.changes) as changes:
+            listeners: list[Listener] = [*([changes] if changes else []), *chosen]
             report = retag_from_table(
                 catalog,
-                arguments.db,
+                source,
                 arguments.table,
                 store,
                 id_column=arguments.id_column,
                 columns=dict(arguments.column),
                 now=resolve_now(arguments.now),
                 listeners=listeners,
-                progress=progress,
+                progress=_after_chunk(progress, changes, stops),
             )
-    except (StoreError, SourceError) as error:
+    except StoreError as error:
         raise CommandError(str(error)) from None
+    except SourceError as error:
+        raise CommandError(_source_problem(error, source)) from None
+    except _Stopped as stop:
+        print(_stopped(str(stop), progress, arguments.changes), file=sys.stderr)
+        return 128 + signal.Signals[str(stop)]
     finally:
         progress.done()
         store.close()
+        source.dispose()
     _print_summary(arguments, report, catalog)
     return 0
 
@@ -334,6 +360,27 @@ def _run_table(arguments: argparse.Namespace) -> int:
 def _summary_stream(arguments: argparse.Namespace) -> IO[str]:
     """Standard output, or standard error when ``--changes -`` gives standard output to the changes."""
     return sys.stderr if arguments.changes == "-" else sys.stdout
+
+
+def _source_engine(url: str) -> Engine:
+    """The engine of ``run --db``: the stores' timeouts (and URL parameters for them) apply to it too."""
+    try:
+        return database_engine(url)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+
+
+def _source_problem(error: SourceError, source: Engine) -> str:
+    """One line for a failed read of the table; a lost connection (or a read timeout) says so."""
+    lost = error.__context__
+    reading = str(error).startswith("the database refused the query")
+    if reading and isinstance(lost, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        reason = str(lost.orig or lost).strip().splitlines()[0]
+        return (
+            f"{source.url.render_as_string(hide_password=True)}: cannot read the table: {reason}; "
+            "is the database running and reachable? (committed chunks are kept: run again to finish)"
+        )
+    return str(error).strip().splitlines()[0]
 
 
 def _where(report: RetagReport) -> str:
@@ -357,18 +404,127 @@ def _plugin_listeners(catalog: Catalog, names: list[str]) -> list[Listener]:
         raise CommandError(f"run: {error}") from None
 
 
+class _ChangesFile:
+    """The ``--changes`` output: one JSON line per change event, made durable after each committed
+    chunk (flushed and, for a file, fsynced), so that a run that fails or is stopped leaves the
+    changes of every chunk it committed."""
+
+    def __init__(self, stream: IO[str], path: str) -> None:
+        self.stream = stream
+        self.path = path
+        self.failure: OSError | None = None
+
+    def __call__(self, event: ChangeEvent) -> None:
+        if self.failure is not None:
+            return
+        line = {"id": event.customer_id, "tag": event.tag, "change": event.change}
+        try:
+            self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        except OSError as error:  # reported after the chunk, where it stops the run
+            self.failure = error
+
+    def sync(self) -> None:
+        try:
+            if self.failure is not None:
+                raise self.failure
+            self.stream.flush()
+            if self.stream is not sys.stdout:
+                os.fsync(self.stream.fileno())
+        except OSError as error:
+            full = " (the disk is full)" if error.errno == errno.ENOSPC else ""
+            raise CommandError(
+                f"cannot write {self.path}: {error.strerror or error}{full}; the chunks committed so far "
+                "are kept, but the changes of the last one may be missing from the file"
+            ) from None
+
+
 @contextmanager
-def _changes_writer(path: str | None) -> Iterator[Listener | None]:
+def _changes_writer(path: str | None) -> Iterator[_ChangesFile | None]:
     if path is None:
         yield None
         return
-    with open_output(path) as stream:
+    if path == "-":
+        changes = _ChangesFile(sys.stdout, path)
+        yield changes
+        changes.sync()
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    changes = _ChangesFile(stream, path)
+    try:
+        yield changes
+        changes.sync()
+    finally:
+        with suppress(OSError):
+            stream.close()
 
-        def write(event: ChangeEvent) -> None:
-            line = {"id": event.customer_id, "tag": event.tag, "change": event.change}
-            stream.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-        yield write
+class _Stopped(Exception):
+    """A run was stopped by a signal."""
+
+
+class _StopRequests:
+    """SIGTERM and SIGINT (Ctrl-C) during a run: the first stops the run after the chunk in flight,
+    once its changes are durable, so that no committed change is missing from ``--changes``; a
+    second one stops it at once (the chunk in flight rolls back)."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        again = self.signal is not None
+        self.signal = signal.Signals(signum)
+        if again:
+            raise _Stopped(self.signal.name)
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise _Stopped(self.signal.name)
+
+
+@contextmanager
+def _stoppable() -> Iterator[_StopRequests]:
+    requests = _StopRequests()
+    try:
+        previous = {number: signal.signal(number, requests) for number in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield requests
+        return
+    try:
+        yield requests
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _after_chunk(
+    progress: _Progress, changes: _ChangesFile | None, stops: _StopRequests
+) -> Callable[[int], None]:
+    """Called after each committed chunk: its changes made durable, progress shown, then a stop
+    requested by a signal carried out."""
+
+    def after_chunk(count: int) -> None:
+        if changes is not None:
+            changes.sync()
+        progress(count)
+        stops.check()
+
+    return after_chunk
+
+
+def _stopped(how: str, progress: _Progress, changes: str | None) -> str:
+    done = f" after {progress.count:,} customers" if progress.count else ""
+    kept = (
+        f" (their changes are in {changes}; give the re-run another file)"
+        if changes not in (None, "-")
+        else ""
+    )
+    return (
+        f"tagrules: run stopped by {how}{done}; the chunks committed so far are kept{kept}; "
+        "run the same command again to resume"
+    )
 
 
 def run_members(arguments: argparse.Namespace) -> int:
@@ -426,6 +582,26 @@ def run_history(arguments: argparse.Namespace) -> int:
             f"{entry.reason or ''}"
         )
         print(line.rstrip())
+    return 0
+
+
+def run_forget(arguments: argparse.Namespace) -> int:
+    """``tagrules forget``: erase everything the store keeps of one customer; 1 if it keeps nothing."""
+    store = _open_store(arguments.store, arguments.prefix, create=False)
+    try:
+        known = bool(store.load([arguments.id]) or store.history(arguments.id))
+        if known:
+            store.forget(arguments.id)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    if not known:
+        raise CommandError(
+            f"no customer {arguments.id!r} in {arguments.store} (ids are exact: case and spaces count); "
+            "nothing to forget"
+        )
+    print(f"forgot customer {arguments.id!r}: memberships, history, overrides and pending events erased")
     return 0
 
 

@@ -7,8 +7,18 @@ Every database error is translated here into a :class:`~tagrules.StoreError` tha
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import functools
+import logging
+import math
+import os
 import re
+import socket
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +31,7 @@ from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._tables import DEFAULT_PREFIX, check_prefix
 
 __all__ = [
+    "DEFAULT_TIMEOUTS",
     "FIRST_ANALYZE",
     "HEAD_REVISION",
     "analyze_threshold",
@@ -28,17 +39,22 @@ __all__ = [
     "current_revision",
     "describe",
     "naive_utc",
+    "timeouts",
     "translated",
     "upgrade",
 ]
 
 #: The schema revision this version of tagrules reads and writes.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Deadlocks and lock timeouts: the transaction was rolled back, and running it again is safe.
 # how SQLite, PostgreSQL and MariaDB say that a table is not there
 _MISSING_TABLE = ("no such table", "does not exist", "doesn't exist")
-_RETRYABLE_CODES = {"40P01", "40001", "55P03", 1213, 1205, 1020}
+_RETRYABLE_CODES: set[str | int] = {"40P01", "40001", "55P03", 1213, 1205, 1020}
+# PostgreSQL's disk_full, MariaDB/MySQL's "disk full" and "the table is full"
+_DISK_FULL_CODES: set[str | int] = {"53100", 1021, 1114}
+# PostgreSQL's query_canceled (statement_timeout), MariaDB's max_statement_time, MySQL's max_execution_time
+_STATEMENT_TIMEOUT_CODES: set[str | int] = {"57014", 1969, 3024}
 # PostgreSQL's and MariaDB's words for a database that is not there (the server is)
 _MISSING_DATABASE = re.compile(r"""database "([^"]+)" does not exist|Unknown database '([^']+)'""")
 #: URL schemes people write for a database tagrules reaches under another driver name
@@ -48,6 +64,10 @@ _SCHEME_HINTS = {
     "mysql": "mysql+pymysql",
 }
 
+
+# A connection lost mid-call makes SQLAlchemy's pool log its failed reset, with a traceback, before
+# the caller's error is reported: without logging configured, that log goes nowhere.
+logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
 
 #: rows a PostgreSQL store inserts into new tables before it refreshes their statistics itself
 FIRST_ANALYZE = 20_000
@@ -77,16 +97,73 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
+def _codes(error: sqlalchemy.exc.DBAPIError) -> set[str | int]:
+    """PostgreSQL's SQLSTATE; MariaDB/MySQL's error number (and its SQLSTATE, which PyMySQL 1.2 adds)."""
     orig = error.orig
-    code = getattr(orig, "sqlstate", None)
-    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
-        code = orig.args[0]
-    return code in _RETRYABLE_CODES or "database is locked" in str(orig)
+    codes: set[str | int] = set()
+    if getattr(orig, "sqlstate", None) is not None:
+        codes.add(orig.sqlstate)  # type: ignore[union-attr]
+    if orig is not None and orig.args and isinstance(orig.args[0], int):
+        codes.add(orig.args[0])
+    return codes
+
+
+def _is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
+    return bool(_codes(error) & _RETRYABLE_CODES) or "database is locked" in str(error.orig)
+
+
+def _is_disk_full(error: sqlalchemy.exc.DBAPIError) -> bool:
+    text = str(error.orig)
+    return (
+        bool(_codes(error) & _DISK_FULL_CODES)
+        or "database or disk is full" in text
+        or "No space left on device" in text
+        or getattr(error.orig, "errno", None) == errno.ENOSPC
+    )
+
+
+#: Timeouts in seconds, each set per store by a URL query parameter of the same name
+#: (``...?lock_timeout=5``): connecting; a statement on the server (PostgreSQL ``statement_timeout``,
+#: MariaDB ``max_statement_time``, MySQL ``max_execution_time``); waiting for a lock (PostgreSQL
+#: ``lock_timeout``, InnoDB ``innodb_lock_wait_timeout``, SQLite's busy timeout); and waiting for the
+#: server's answer on the client side (``read_timeout``, by default the statement timeout and 30 s
+#: more), which ends the wait on a server or a network that stops answering.
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "connect_timeout": 10.0,
+    "statement_timeout": 300.0,
+    "lock_timeout": 60.0,
+}
+_READ_MARGIN = 30.0
+_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def timeouts(url: URL) -> tuple[URL, dict[str, float]]:
+    """``url`` without tagrules' timeout parameters, and the timeouts it sets (defaults for the others).
+
+    Raises:
+        StoreError: a timeout that is not a number of seconds greater than 0.
+    """
+    query = dict(url.query)
+    values = dict(DEFAULT_TIMEOUTS)
+    for name in (*DEFAULT_TIMEOUTS, "read_timeout"):
+        text = query.pop(name, None)
+        if text is None:
+            continue
+        text = text[-1] if isinstance(text, tuple) else text
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise StoreError(f"{describe(url)}: {name}={text!r}: give a number of seconds greater than 0")
+        values[name] = value
+    values.setdefault("read_timeout", values["statement_timeout"] + _READ_MARGIN)
+    return url.set(query=query), values
 
 
 def create_engine(url: str | URL) -> Engine:
-    """An engine for ``url`` with the settings the store relies on.
+    """An engine for ``url`` with the settings the store relies on, and timeouts (:data:`DEFAULT_TIMEOUTS`,
+    changed by URL query parameters), so that no call waits forever.
 
     Raises:
         StoreError: ``url`` is not a database URL, or its driver is not installed.
@@ -98,12 +175,31 @@ def create_engine(url: str | URL) -> Engine:
             f"{url!s}: not a database URL (examples: sqlite:///tagrules.db, "
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db)"
         ) from error
+    parsed, limits = timeouts(parsed)
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
-        options["connect_args"] = {"timeout": 60}
+        if "timeout" not in parsed.query:
+            options["connect_args"] = {"timeout": limits["lock_timeout"]}
+    elif backend == "postgresql":
+        settings = (
+            f"-c statement_timeout={_ms(limits['statement_timeout'])} "
+            f"-c lock_timeout={_ms(limits['lock_timeout'])}"
+        )
+        given = parsed.query.get("options")
+        options["connect_args"] = {
+            **{name: value for name, value in _KEEPALIVE.items() if name not in parsed.query},
+            "connect_timeout": max(1, math.ceil(limits["connect_timeout"])),
+            "options": f"{given} {settings}" if isinstance(given, str) else settings,
+        }
     elif backend in ("mysql", "mariadb"):
         options["isolation_level"] = "READ COMMITTED"
+        read = max(1, math.ceil(limits["read_timeout"]))
+        options["connect_args"] = {
+            "connect_timeout": max(1, math.ceil(limits["connect_timeout"])),
+            "read_timeout": read,
+            "write_timeout": read,
+        }
     try:
         engine = sqlalchemy.create_engine(parsed, **options)
     except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
@@ -112,7 +208,7 @@ def create_engine(url: str | URL) -> Engine:
         if parsed.drivername in _SCHEME_HINTS and backend not in extra:
             hint = f"; did you mean {_SCHEME_HINTS[parsed.drivername]}://...?"
         raise StoreError(f"{describe(parsed)}: no database driver for {parsed.drivername!r}{hint}") from error
-    except sqlalchemy.exc.ArgumentError as error:
+    except (sqlalchemy.exc.ArgumentError, TypeError) as error:
         if backend == "sqlite":
             raise StoreError(
                 f"{url!s}: not a SQLite URL; a file is sqlite:///relative/path.db or "
@@ -121,6 +217,10 @@ def create_engine(url: str | URL) -> Engine:
         raise StoreError(f"{describe(parsed)}: {_first_line(error)}") from error
     if backend == "sqlite":
         sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
+    elif backend == "postgresql":
+        sqlalchemy.event.listen(engine, "connect", ReadWatchdog(limits["read_timeout"]).watch)
+    elif backend in ("mysql", "mariadb"):
+        sqlalchemy.event.listen(engine, "connect", functools.partial(_mysql_limits, limits=limits))
     return engine
 
 
@@ -129,6 +229,83 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _mysql_limits(connection: Any, record: Any, *, limits: dict[str, float]) -> None:
+    cursor = connection.cursor()
+    lock = max(1, math.ceil(limits["lock_timeout"]))
+    if "mariadb" in connection.get_server_info().lower():
+        cursor.execute(
+            f"SET SESSION max_statement_time = {limits['statement_timeout']:.3f}, "
+            f"innodb_lock_wait_timeout = {lock}"
+        )
+    else:  # MySQL: only SELECT statements have a time limit
+        cursor.execute(
+            f"SET SESSION max_execution_time = {round(limits['statement_timeout'] * 1000)}, "
+            f"innodb_lock_wait_timeout = {lock}"
+        )
+    cursor.close()
+
+
+class ReadWatchdog:
+    """The client-side read timeout of PostgreSQL connections, which libpq lacks: a thread shuts the
+    socket of a connection whose command has had no answer for ``timeout`` seconds, so that the
+    waiting call fails ("server closed the connection") instead of waiting forever on a server, or
+    a network path, that stopped answering."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._connections: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, connection: Any, record: Any) -> None:
+        with self._lock:
+            self._connections[connection] = None
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tagrules-read-timeout", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        interval = min(1.0, self.timeout / 4)
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                if not self._connections:
+                    self._thread = None
+                    return
+                watched = list(self._connections.items())
+            now = time.monotonic()
+            for connection, since in watched:
+                try:
+                    busy = connection.pgconn.transaction_status == _PG_ACTIVE
+                    socket_number = connection.pgconn.socket if busy else -1
+                except Exception:  # closed: nothing to watch
+                    with self._lock:
+                        self._connections.pop(connection, None)
+                    continue
+                if not busy:
+                    since = None
+                elif since is None:
+                    since = now
+                elif now - since > self.timeout:
+                    _shut(socket_number)
+                    since = None
+                with self._lock:
+                    if connection in self._connections:
+                        self._connections[connection] = since
+
+
+_PG_ACTIVE = 1  # PQtransactionStatus: a command in progress
+
+
+def _shut(socket_number: int) -> None:
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(socket_number)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager
@@ -154,6 +331,16 @@ def translated(url: URL, doing: str) -> Iterator[None]:
         ):
             raise StoreError(
                 f"{describe(url)}: the folder {str(folder)!r} does not exist; create it or give another path"
+            ) from error
+        if _is_disk_full(error):
+            raise StoreError(
+                f"{describe(url)}: cannot {doing}: {message}; the disk is full: free some space and run "
+                "again (committed work is kept)"
+            ) from error
+        if _codes(error) & _STATEMENT_TIMEOUT_CODES:
+            raise StoreError(
+                f"{describe(url)}: cannot {doing}: {message}; the statement ran longer than the "
+                "statement timeout (raise it with ?statement_timeout=SECONDS in the URL)"
             ) from error
         missing_table = any(marker in message for marker in _MISSING_TABLE)
         if not missing_table and isinstance(

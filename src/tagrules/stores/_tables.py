@@ -10,13 +10,21 @@ from __future__ import annotations
 import datetime
 import functools
 import re
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["DEFAULT_PREFIX", "StoreTables", "UTCDateTime", "check_prefix", "store_tables"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "ExactText",
+    "StoreTables",
+    "UTCDateTime",
+    "check_prefix",
+    "exact_collation",
+    "store_tables",
+]
 
 DEFAULT_PREFIX = "tagrules_"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
@@ -85,12 +93,44 @@ class StoreTables(NamedTuple):
     outbox: sqlalchemy.Table
 
 
-def _id() -> sqlalchemy.String:
-    return sqlalchemy.String(ID_LENGTH)
+def exact_collation(dialect: Dialect) -> str:
+    """The MariaDB/MySQL collation under which text compares exactly: byte for byte, trailing spaces
+    counted (``NO PAD``). MySQL before 8.0.17 has none that counts trailing spaces: ``utf8mb4_bin``."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or ()
+    return "utf8mb4_0900_bin" if tuple(version) >= (8, 0, 17) else "utf8mb4_bin"
 
 
-def _tag() -> sqlalchemy.String:
-    return sqlalchemy.String(TAG_LENGTH)
+class ExactText(sqlalchemy.types.TypeDecorator[str]):
+    """Text that compares exactly on MariaDB/MySQL too (their default collations ignore case and
+    trailing spaces, so ``'Big'``, ``'big'`` and ``'big '`` would be one customer). Other databases
+    compare text exactly already and store it as a plain ``VARCHAR``."""
+
+    impl = sqlalchemy.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sqlalchemy.types.TypeEngine[Any]:
+        return dialect.type_descriptor(
+            mysql.VARCHAR(
+                cast(sqlalchemy.String, self.impl_instance).length,
+                charset="utf8mb4",
+                collation=exact_collation(dialect),
+            )
+        )
+
+
+def _exact(length: int) -> sqlalchemy.types.TypeEngine[str]:
+    # a plain String elsewhere: PostgreSQL's array parameters of the bulk writes take its type as is
+    return sqlalchemy.String(length).with_variant(ExactText(length), "mysql", "mariadb")
+
+
+def _id() -> sqlalchemy.types.TypeEngine[str]:
+    return _exact(ID_LENGTH)
+
+
+def _tag() -> sqlalchemy.types.TypeEngine[str]:
+    return _exact(TAG_LENGTH)
 
 
 _BIGINT = sqlalchemy.BigInteger().with_variant(sqlalchemy.Integer(), "sqlite")
@@ -114,9 +154,9 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         metadata,
         column("customer_id", _id(), primary_key=True),
         column("tag", _tag(), primary_key=True),
-        column("source", sqlalchemy.String(16), nullable=False),
+        column("source", _exact(16), nullable=False),
         column("since", UTCDateTime(), nullable=False),
-        column("rule_version", sqlalchemy.String(32)),
+        column("rule_version", _exact(32)),
         sqlalchemy.Index(f"{prefix}memberships_tag", "tag", "customer_id"),
     )
     history = sqlalchemy.Table(
@@ -125,11 +165,11 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("id", _BIGINT, primary_key=True, autoincrement=True),
         column("customer_id", _id(), nullable=False),
         column("tag", _tag(), nullable=False),
-        column("source", sqlalchemy.String(16), nullable=False),
+        column("source", _exact(16), nullable=False),
         column("since", UTCDateTime(), nullable=False),
         column("until", UTCDateTime()),
-        column("rule_version", sqlalchemy.String(32)),
-        column("reason", sqlalchemy.String(32)),
+        column("rule_version", _exact(32)),
+        column("reason", _exact(32)),
         sqlalchemy.Index(f"{prefix}history_customer", "customer_id", "tag"),
         sqlalchemy.Index(f"{prefix}history_tag", "tag", "since"),
     )
@@ -138,8 +178,8 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         metadata,
         column("customer_id", _id(), primary_key=True),
         column("tag", _tag(), primary_key=True),
-        column("kind", sqlalchemy.String(16), nullable=False),
-        column("by", sqlalchemy.String(ID_LENGTH), nullable=False),
+        column("kind", _exact(16), nullable=False),
+        column("by", _exact(ID_LENGTH), nullable=False),
         column("reason", sqlalchemy.Text, nullable=False),
         column("at", UTCDateTime(), nullable=False),
     )
@@ -149,9 +189,11 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("id", _BIGINT, primary_key=True, autoincrement=True),
         column("customer_id", _id(), nullable=False),
         column("tag", _tag(), nullable=False),
-        column("change", sqlalchemy.String(16), nullable=False),
+        column("change", _exact(16), nullable=False),
         column("at", UTCDateTime(), nullable=False),
-        column("reason", sqlalchemy.String(32), nullable=False),
+        column("reason", _exact(32), nullable=False),
         sqlalchemy.Index(f"{prefix}outbox_customer", "customer_id"),
+        # SQLite: ids never reused, not even those of acknowledged (deleted) events
+        sqlite_autoincrement=True,
     )
     return StoreTables(metadata, customers, memberships, history, overrides, outbox)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import operator
+import random
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, final
@@ -40,6 +42,7 @@ from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, ch
 __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
+_FORGET_ATTEMPTS = 10
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -47,6 +50,10 @@ def _stored_time(value: datetime.datetime | str) -> datetime.datetime:
     """A time read straight from the driver (SQLite gives text) as an aware UTC datetime."""
     moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def _list(count: int) -> str:
+    return ", ".join(["%s"] * count)
 
 
 @final
@@ -93,6 +100,8 @@ class SQLStore:
         self.url = self._engine.url
         self.tables: StoreTables = store_tables(prefix)
         self._postgres = self.url.get_backend_name() == "postgresql"
+        self._sqlite = self.url.get_backend_name() == "sqlite"
+        self._mysql = self.url.get_backend_name() in ("mysql", "mariadb")
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
         self._inserted = 0
@@ -390,19 +399,21 @@ class SQLStore:
             with translated(self.url, "write changes"), self._writing(given) as connection:
                 if old:
                     if self._postgres:
-                        result = connection.exec_driver_sql(
+                        bumped = connection.exec_driver_sql(
                             self._pg["bump"],
                             (
                                 [row["b_customer_id"] for row in old],
                                 [row["b_version"] for row in old],
                                 [naive_utc(row["b_at"]) for row in old],
                             ),
-                        )
+                        ).rowcount
+                    elif self._mysql:
+                        bumped = self._bump_mysql(connection, old)
                     else:
-                        result = connection.execute(s["bump"], old)
-                    if result.rowcount != len(old):
+                        bumped = connection.execute(s["bump"], old).rowcount
+                    if bumped != len(old):
                         raise ConcurrentUpdate(
-                            f"{describe(self.url)}: {len(old) - result.rowcount} of {len(old)} customers "
+                            f"{describe(self.url)}: {len(old) - bumped} of {len(old)} customers "
                             "changed since they were read (or hold a later change)"
                         )
                 if new:
@@ -420,6 +431,8 @@ class SQLStore:
                             [row["b_reason"] for row in removed],
                         ),
                     )
+                elif removed and self._mysql:
+                    self._remove_mysql(connection, removed)
                 elif removed:
                     connection.execute(s["unhold"], removed)
                     connection.execute(s["close"], removed)
@@ -440,6 +453,50 @@ class SQLStore:
             raise
         if self._postgres:
             self._keep_statistics(len(added) + len(new))
+
+    def _bump_mysql(self, connection: Connection, old: list[dict[str, Any]]) -> int:
+        # as _remove_mysql: one statement per version read (and time), not one per customer
+        groups: dict[tuple[int, datetime.datetime], list[str]] = {}
+        for row in old:
+            groups.setdefault((row["b_version"], row["b_at"]), []).append(row["b_customer_id"])
+        bumped = 0
+        for (version, at), ids in groups.items():
+            for start in range(0, len(ids), _LOAD_BATCH):
+                batch = ids[start : start + _LOAD_BATCH]
+                bumped += connection.exec_driver_sql(
+                    f"UPDATE {self.tables.customers.name} SET version = version + 1, updated_at = %s "
+                    f"WHERE version = %s AND updated_at <= %s AND customer_id IN ({_list(len(batch))})",
+                    (naive_utc(at), version, naive_utc(at), *batch),
+                ).rowcount
+        return bumped
+
+    def _remove_mysql(self, connection: Connection, removed: list[dict[str, Any]]) -> None:
+        # PyMySQL sends an UPDATE or DELETE given many rows one row per round trip, which made a
+        # run with removals several times slower than a first run. One statement per tag (and time
+        # and reason) instead, its customers in an IN list: a list of (customer_id, tag) pairs would
+        # cost MariaDB's range optimizer more than the round trips did.
+        t = self.tables
+        by_tag: dict[str, list[str]] = {}
+        closing: dict[tuple[str, datetime.datetime, str], list[str]] = {}
+        for row in removed:
+            by_tag.setdefault(row["b_tag"], []).append(row["b_customer_id"])
+            closing.setdefault((row["b_tag"], row["b_at"], row["b_reason"]), []).append(row["b_customer_id"])
+        for tag, ids in by_tag.items():
+            for start in range(0, len(ids), _LOAD_BATCH):
+                batch = ids[start : start + _LOAD_BATCH]
+                connection.exec_driver_sql(
+                    f"DELETE FROM {t.memberships.name} "
+                    f"WHERE tag = %s AND customer_id IN ({_list(len(batch))})",
+                    (tag, *batch),
+                )
+        for (tag, at, reason), ids in closing.items():
+            for start in range(0, len(ids), _LOAD_BATCH):
+                batch = ids[start : start + _LOAD_BATCH]
+                connection.exec_driver_sql(
+                    f"UPDATE {t.history.name} SET until = %s, reason = %s "
+                    f"WHERE tag = %s AND until IS NULL AND customer_id IN ({_list(len(batch))})",
+                    (naive_utc(at), reason, tag, *batch),
+                )
 
     def _keep_statistics(self, inserted: int) -> None:
         # PostgreSQL plans from table statistics, which autovacuum refreshes only after a pause: a
@@ -571,11 +628,57 @@ class SQLStore:
                 connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
 
     def forget(self, customer_id: str) -> None:
+        """Erase the customer: pending events, overrides, history, memberships and its row.
+
+        The erasure and a commit of the same customer never interleave: the customer's row is locked
+        first (a row is made for the erasure when the customer has none yet, so that a first commit in
+        flight is waited for too). A commit under way finishes first and the erasure removes all it
+        wrote; a later commit finds the customer gone and starts over from nothing. A SQLite store
+        checkpoints its write-ahead log afterwards, so that no copy of the erased rows stays in it.
+        """
         check_customer_id(customer_id)
+        for attempt in range(_FORGET_ATTEMPTS):
+            try:
+                self._erase(customer_id)
+            except ConcurrentUpdate:
+                pass
+            except StoreError as error:
+                if not isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                    raise
+            else:
+                if self._sqlite:
+                    self._checkpoint()
+                return
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise ConcurrentUpdate(
+            f"{describe(self.url)}: customer {customer_id!r} kept changing while it was being forgotten; "
+            f"gave up after {_FORGET_ATTEMPTS} attempts"
+        )
+
+    def _erase(self, customer_id: str) -> None:
         t = self.tables
+        c = t.customers.c
         with translated(self.url, "forget a customer"), self._engine.begin() as connection:
+            if self._sqlite:
+                # one writer at a time: the first delete waits for a commit in flight; freed pages
+                # are overwritten, not left in the file
+                connection.exec_driver_sql("PRAGMA secure_delete = ON")
+            else:
+                row = select(c.customer_id).where(c.customer_id == customer_id).with_for_update()
+                if connection.execute(row).first() is None:
+                    # waits for another transaction creating the customer (then fails: try again)
+                    now = datetime.datetime.now(datetime.timezone.utc)
+                    connection.execute(
+                        insert(t.customers).values(customer_id=customer_id, version=0, updated_at=now)
+                    )
             for table in (t.outbox, t.overrides, t.history, t.memberships, t.customers):
                 connection.execute(delete(table).where(table.c.customer_id == customer_id))
+            if self._sqlite:
+                connection.exec_driver_sql("PRAGMA secure_delete = OFF")
+
+    def _checkpoint(self) -> None:
+        with translated(self.url, "checkpoint the write-ahead log"), self._engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the store's connections: dispose of the engine it made from a URL (an engine it was
