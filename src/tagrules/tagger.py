@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 import random
 import re
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from tagrules.stores._base import (
     OverrideKind,
     TagStore,
 )
+from tagrules.stores._runs import RunKind, RunRecord, TagCounts
 
 __all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
 
@@ -46,24 +49,8 @@ _NO_ERRORS: Mapping[str, str] = {}
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class TagCounts:
-    """One tag's figures in an :class:`ApplyReport`.
-
-    Attributes:
-        members: customers of the run holding the tag afterwards (computed or manual).
-        added: customers who gained it.
-        removed: customers who lost it (including memberships closed because the tag was retired).
-        errors: customers on whom its rule failed (their membership was left as it was).
-    """
-
-    members: int = 0
-    added: int = 0
-    removed: int = 0
-    errors: int = 0
+#: Seconds the counts of single-customer applies are held before they are added to the day's record.
+RUN_FLUSH_SECONDS = 60.0
 
 
 class TotalsOverTags:
@@ -116,6 +103,14 @@ class _Tally:
         self.removed: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
 
+    def add(self, other: _Tally) -> None:
+        self.customers += other.customers
+        self.retries += other.retries
+        self.members.update(other.members)
+        self.added.update(other.added)
+        self.removed.update(other.removed)
+        self.errors.update(other.errors)
+
     def report(self, keys: Iterable[str]) -> ApplyReport:
         every = sorted(set(keys) | self.members.keys() | self.added.keys() | self.removed.keys())
         tags = {
@@ -129,6 +124,10 @@ def _utc(now: datetime.datetime | None) -> datetime.datetime:
     """The evaluation time in UTC: stores keep every time in UTC."""
     moment = resolve_now(now)
     return moment if moment.tzinfo is datetime.timezone.utc else moment.astimezone(datetime.timezone.utc)
+
+
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
@@ -187,6 +186,10 @@ class Tagger:
         self.evaluator = evaluator if evaluator is not None else Evaluator(catalog)
         self._active = frozenset(tag.key for tag in catalog.active)
         self._rule_versions = {tag.key: tag.rule_version for tag in catalog.active}
+        self._version = catalog.version
+        self._groups = dict(catalog.groups)
+        self._day_lock = threading.Lock()
+        self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -202,7 +205,11 @@ class Tagger:
         Raises:
             StoreError: the store failed (the change was not written).
         """
-        diffs = self._apply_chunk([(customer_id, snapshot)], resolve_now(now), _Tally())
+        moment = resolve_now(now)
+        tally = _Tally()
+        diffs = self._apply_chunk([(customer_id, snapshot)], moment, tally)
+        tally.customers = 1
+        self._count_day(_utc(moment), tally)
         return diffs[0]
 
     def apply_many(
@@ -240,6 +247,7 @@ class Tagger:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         moment = resolve_now(now)
+        started = _wall_clock()
         tally = _Tally()
         self._retire(moment, chunk_size, tally)
         for chunk in _chunks(items, chunk_size):
@@ -247,7 +255,76 @@ class Tagger:
             tally.customers += len(chunk)
             if progress is not None:
                 progress(tally.customers)
-        return tally.report(self._active)
+        report = tally.report(self._active)
+        self.record_run(report, moment, started)
+        return report
+
+    # -- run records -----------------------------------------------------------------------------------
+
+    def record_run(
+        self, report: ApplyReport, now: datetime.datetime, started: datetime.datetime | None = None
+    ) -> RunRecord:
+        """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store.
+
+        :meth:`apply_many` records its own runs; writers that fill the store by other means (set-wise
+        retagging in a database) call this with their report.
+        """
+        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report)
+
+    def _record(
+        self,
+        run_id: str,
+        kind: RunKind,
+        started: datetime.datetime | None,
+        evaluated_at: datetime.datetime,
+        report: ApplyReport,
+    ) -> RunRecord:
+        finished = _wall_clock()
+        record = RunRecord(
+            run_id,
+            kind,
+            started if started is not None else finished,
+            finished,
+            evaluated_at,
+            self._version,
+            report.customers,
+            report.tags,
+            self._groups,
+        )
+        self.store.record_run(record)
+        return record
+
+    def flush(self) -> None:
+        """Add the held counts of single-customer :meth:`apply` calls to the day's run record now.
+
+        ``apply`` holds them for up to :data:`RUN_FLUSH_SECONDS` (or until the evaluation day
+        changes), so that a service's calls cost no extra write; call this before the process exits.
+        """
+        with self._day_lock:
+            held, self._day = self._day, None
+        if held is not None:
+            self._write_day(*held[:3])
+
+    def _count_day(self, at: datetime.datetime, tally: _Tally) -> None:
+        day = at.date()
+        due: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
+        with self._day_lock:
+            held = self._day
+            if held is not None and held[0] != day:
+                due, held = held, None
+            if held is None:
+                held = self._day = (day, _Tally(), _wall_clock(), time.monotonic())
+            held[1].add(tally)
+            if due is None and time.monotonic() - held[3] >= RUN_FLUSH_SECONDS:
+                due, self._day = held, None
+        if due is not None:
+            self._write_day(*due[:3])
+
+    def _write_day(self, day: datetime.date, tally: _Tally, started: datetime.datetime) -> None:
+        midnight = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
+        self._record(
+            f"day:{day.isoformat()}:{self._version}", "day", started, midnight, tally.report(self._active)
+        )
 
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
         """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).
