@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import and_, func, literal_column, or_, select, union_all
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -51,6 +51,18 @@ def _period_of(column: Any, bounds: Sequence[datetime.datetime]) -> Any:
     )
 
 
+def _totals_by_period(name: str, moves: Any, bounds: Sequence[datetime.datetime]) -> Any:
+    """``(tag, period, n)`` of the rows of ``moves``, counted first by each distinct time and then
+    placed in periods: the rows of a run share one time, so the periods are found for a few rows."""
+    at = moves.c[name]
+    # starts are grouped along the (tag, since) index; ends time first, or SQLite would walk that
+    # index and read each row from the table through it
+    keys = (moves.c.tag, at) if name == "since" else (at, moves.c.tag)
+    per_time = select(moves.c.tag, at.label("at"), func.count().label("n")).group_by(*keys).subquery()
+    period = _period_of(per_time.c.at, bounds).label("period")
+    return select(per_time.c.tag, period, func.sum(per_time.c.n).label("n")).group_by(per_time.c.tag, period)
+
+
 def change_totals(
     connection: Connection,
     tables: StoreTables,
@@ -61,25 +73,16 @@ def change_totals(
     end of the last (period ``-1``: before the first)."""
     h = tables.history
     end = _moment(bounds[-1])
-    began = select(
-        h.c.tag,
-        _period_of(h.c.since, bounds).label("period"),
-        literal_column("1").label("began"),
-        literal_column("0").label("ended"),
-    ).where(h.c.since < end)
-    ended = select(
-        h.c.tag, _period_of(h.c.until, bounds).label("period"), literal_column("0"), literal_column("1")
-    ).where(h.c.until < end)
+    starts = select(h.c.tag, h.c.since).where(h.c.since < end)
+    ends = select(h.c.tag, h.c.until).where(h.c.until < end)
     if tags is not None:
-        began, ended = began.where(h.c.tag.in_(list(tags))), ended.where(h.c.tag.in_(list(tags)))
-    moves = union_all(began, ended).subquery()
-    statement = select(
-        moves.c.tag, moves.c.period, func.sum(moves.c.began), func.sum(moves.c.ended)
-    ).group_by(moves.c.tag, moves.c.period)
-    return [
-        (tag, int(period), int(opened), int(closed))
-        for tag, period, opened, closed in connection.execute(statement)
-    ]
+        starts, ends = starts.where(h.c.tag.in_(list(tags))), ends.where(h.c.tag.in_(list(tags)))
+    totals: dict[tuple[str, int], list[int]] = {}
+    for side, moves, column in ((0, starts.subquery(), "since"), (1, ends.subquery(), "until")):
+        statement = _totals_by_period(column, moves, bounds)
+        for tag, period, count in connection.execute(statement):
+            totals.setdefault((tag, int(period)), [0, 0])[side] += int(count)
+    return [(tag, period, opened, closed) for (tag, period), (opened, closed) in totals.items()]
 
 
 def error_totals(
