@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from typing import Any
 
-from tagrules.cli._common import CommandError, parse_now
+from tagrules.cli._common import CommandError, load_catalog, parse_now, print_problems
 from tagrules.cli._store_commands import _open_store, _store_option
-from tagrules.errors import StoreError
+from tagrules.errors import DefinitionError, StoreError
 from tagrules.stores import SQLStore, TagStatistics
 
 __all__ = ["register"]
@@ -48,6 +49,23 @@ def register(commands: Any) -> None:
     flow.add_argument("--to", dest="end", type=parse_now, required=True, help="the second instant (ISO 8601)")
     flow.add_argument("--json", action="store_true", help="print one JSON object")
     flow.set_defaults(run=run_flow)
+
+    report = commands.add_parser("report", help="write an HTML report of the store's tags over time")
+    _store_option(report, default=None)
+    report.add_argument("--output", required=True, metavar="FILE", help="the HTML file to write")
+    report.add_argument(
+        "--since", type=parse_now, help="the first instant (ISO 8601; default: the first record)"
+    )
+    report.add_argument("--until", type=parse_now, help="the last instant (ISO 8601; default: now)")
+    report.add_argument(
+        "--every", choices=("day", "week", "month"), default="week", help="the period (default: week)"
+    )
+    report.add_argument(
+        "--catalog",
+        metavar="CATALOG",
+        help="a catalog file or pack, for the tags' definitions and categories",
+    )
+    report.set_defaults(run=run_report)
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -143,4 +161,35 @@ def run_flow(arguments: argparse.Namespace) -> int:
         targets = flow.moves[source]
         print(f"{source:<{width}}  " + "  ".join(f"{targets.get(label, 0):>{cell}}" for label in columns))
     print(f"{arguments.group}: {_iso(flow.start)} -> {_iso(flow.end)}")
+    return 0
+
+
+def run_report(arguments: argparse.Namespace) -> int:
+    """``tagrules report``: write the HTML report, print its path."""
+    from tagrules.report import write_report
+
+    catalog = None
+    if arguments.catalog is not None:
+        try:
+            catalog = load_catalog(arguments.catalog)
+        except DefinitionError as error:
+            print_problems(error, sys.stderr)
+            return 1
+    store = _open(arguments)
+    try:
+        path = write_report(
+            store,
+            arguments.output,
+            since=arguments.since,
+            until=arguments.until,
+            every=arguments.every,
+            catalog=catalog,
+        )
+    except (StoreError, ValueError, ImportError) as error:
+        raise CommandError(f"report: {error}") from None
+    except OSError as error:
+        raise CommandError(f"report: cannot write {arguments.output}: {error.strerror or error}") from None
+    finally:
+        store.close()
+    print(path)
     return 0
