@@ -33,11 +33,14 @@ $(BIN)/python:
 	$(PIP) install --quiet $(PIP_SPEC)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install --quiet $(CONSTRAINTS) -e .
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[report]'
 	@touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml examples/tagrules-loyalty/pyproject.toml $(LOCK)
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[test]' -e examples/tagrules-loyalty
+	@# the report's browser test runs in Debian's Chromium
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed; the browser test will say so"
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -66,6 +69,8 @@ demo: install
 	@echo "--- active customers on $(NOW), and now:"
 	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active --as-of $(NOW)
 	$(BIN)/tagrules members --store $(DEMO_STORE) --tag active
+	@echo "--- the tags over time, week by week, as an HTML report:"
+	$(BIN)/tagrules report --store $(DEMO_STORE) --catalog retail --every week --until $(LATER) --output $(DEMO_DIR)/report.html
 
 lock: $(BIN)/python
 	$(PIP) install --quiet uv==$(UV_VERSION)

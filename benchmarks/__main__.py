@@ -22,6 +22,7 @@ BENCHMARKS = {
     "impact": "benchmarks.impact",
     "lapse": "benchmarks.lapse",
     "limits": "benchmarks.limits",
+    "watch": "benchmarks.watch",
 }
 
 

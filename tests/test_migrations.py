@@ -92,7 +92,7 @@ class TestMigrations:
         try:
             _store_0001(engine, prefix)
             before = _rows(engine, prefix)
-            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0002"
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0003"
             assert _rows(engine, prefix) == before
             if engine.dialect.name == "mysql":
                 with engine.connect() as connection:
@@ -104,7 +104,7 @@ class TestMigrations:
                         ),
                         {"tables": f"{prefix}%", "version": f"{prefix}alembic_version"},
                     ).all()
-                assert len(collations) == 18
+                assert len(collations) == 24  # 18 of revision 0001's tables, 6 of revision 0003's
                 assert {row[2] for row in collations} == {"utf8mb4_nopad_bin"}
             store = SQLStore(database_url, prefix=prefix)
             assert [m.tag for m in store.memberships("Big")] == ["vip"]
@@ -131,10 +131,49 @@ class TestMigrations:
         stores = [SQLStore(database_url, prefix=p, migrate=True) for p in (first, second)]
         try:
             assert set(store_tables(first).metadata.tables) == {
-                f"{first}{name}" for name in ("customers", "memberships", "history", "overrides", "outbox")
+                f"{first}{name}"
+                for name in ("customers", "memberships", "history", "overrides", "outbox", "runs", "run_tags")
             }
             assert stores[0].members("vip") == stores[1].members("vip") == []
         finally:
             for store, prefix in zip(stores, (first, second), strict=True):
                 store.close()
                 drop_store(database_url, prefix)
+
+    def test_upgrade_from_the_first_revision_keeps_the_data(self, database_url: URL) -> None:
+        """A store at revision 0001 with tags upgrades to head with its data and gains run records."""
+        from alembic import command
+
+        from tagrules import Catalog, Tagger
+        from tagrules.stores._database import _alembic_config
+
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        try:
+            with engine.begin() as connection:
+                command.upgrade(_alembic_config(connection, prefix), "0001")
+            assert current_revision(engine, prefix) == "0001"
+            with engine.begin() as connection:
+                connection.execute(
+                    store_tables(prefix).memberships.insert(),
+                    [
+                        {
+                            "customer_id": "a",
+                            "tag": "vip",
+                            "source": "manual",
+                            "since": datetime.datetime(2026, 1, 1),
+                        }
+                    ],
+                )
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION
+            store = SQLStore(database_url, prefix=prefix)
+            try:
+                assert [m.tag for m in store.memberships("a")] == ["vip"]
+                catalog = Catalog(tags=[{"key": "big", "rule": "spend > 1"}], schema={"spend": "float"})
+                Tagger(catalog, store).apply_many([("b", {"spend": 2.0})])
+                assert [run.customers for run in store.runs()] == [1]
+            finally:
+                store.close()
+        finally:
+            engine.dispose()
+            drop_store(database_url, prefix)

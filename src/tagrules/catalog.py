@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import types
@@ -345,6 +346,15 @@ class Catalog:
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         return f"<Catalog{label} with {len(self._tags)} tags>"
+
+    @property
+    def version(self) -> str:
+        """A digest of the catalog's content (12 hex digits): equal catalogs have equal versions.
+
+        Run records keep it, so that statistics know which definitions a run evaluated.
+        """
+        text = json.dumps(self.to_data(), sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
     @property
     def tags(self) -> tuple[TagDefinition, ...]:

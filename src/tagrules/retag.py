@@ -276,7 +276,9 @@ def retag_from_table(
         tagger = Tagger(catalog, store, listeners=listeners)
         if set_wise or (set_wise is None and possible):
             assert isinstance(store, SQLStore)
+            started = datetime.datetime.now(datetime.timezone.utc)
             report = setwise_retag(tagger, store, connection, source, id_column, moment, page_size, progress)
+            tagger.record_run(report, moment, started)
             return _report(report, where, in_python, True, moment)
         evaluate = _evaluate_rows(rows, catalog, in_python)
         try:

@@ -13,7 +13,9 @@ import datetime
 import logging
 import random
 import re
+import threading
 import time
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +41,7 @@ from tagrules.stores._base import (
     as_utc,
     check_customer_id,
 )
+from tagrules.stores._runs import RunKind, RunRecord, TagCounts
 from tagrules.stores.sql import SQLStore
 
 __all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
@@ -58,23 +61,8 @@ MAX_ATTEMPTS = 50
 #: Where a listener that raised is reported (with its traceback); the run goes on.
 LISTENER_LOGGER = logging.getLogger("tagrules.listeners")
 
-
-@final
-@dataclass(frozen=True, slots=True)
-class TagCounts:
-    """One tag's figures in an :class:`ApplyReport`.
-
-    Attributes:
-        members: customers of the run holding the tag afterwards (computed or manual).
-        added: customers who gained it.
-        removed: customers who lost it (including memberships closed because the tag was retired).
-        errors: customers on whom its rule failed (their membership was left as it was).
-    """
-
-    members: int = 0
-    added: int = 0
-    removed: int = 0
-    errors: int = 0
+#: Seconds the counts of single-customer applies are held before they are added to the day's record.
+RUN_FLUSH_SECONDS = 60.0
 
 
 class TotalsOverTags:
@@ -147,6 +135,16 @@ class _Tally:
         self.removed: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
 
+    def add(self, other: _Tally) -> None:
+        self.seen |= other.seen
+        self.retries += other.retries
+        self.stale += other.stale
+        self.listener_errors += other.listener_errors
+        self.members.update(other.members)
+        self.added.update(other.added)
+        self.removed.update(other.removed)
+        self.errors.update(other.errors)
+
     def report(self, keys: Iterable[str]) -> ApplyReport:
         every = sorted(set(keys) | self.members.keys() | self.added.keys() | self.removed.keys())
         tags = {
@@ -187,6 +185,10 @@ def _utc(now: datetime.datetime | None) -> datetime.datetime:
 def _is_stale(state: CustomerState, at: datetime.datetime) -> bool:
     """Whether the store holds a later change of the customer than ``at`` (the same instant is not)."""
     return state.changed_at is not None and at < state.changed_at
+
+
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
@@ -251,6 +253,10 @@ class Tagger:
         self._rule_versions = {tag.key: tag.rule_version for tag in catalog.active}
         # events written inside a caller's transaction, until after_commit hands them on
         self._held: weakref.WeakKeyDictionary[Connection, list[ChangeEvent]] = weakref.WeakKeyDictionary()
+        self._version = catalog.version
+        self._groups = dict(catalog.groups)
+        self._day_lock = threading.Lock()
+        self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -280,9 +286,12 @@ class Tagger:
         """
         check_customer_id(customer_id)
         self._check_connection(connection)
+        moment = resolve_now(now)
+        tally = _Tally()
         diffs = self._apply_chunk(
-            [(customer_id, snapshot)], resolve_now(now), _Tally(), strict=True, connection=connection
+            [(customer_id, snapshot)], moment, tally, strict=True, connection=connection
         )
+        self._count_day(_utc(moment), tally)
         return diffs[0]
 
     def apply_many(
@@ -333,6 +342,7 @@ class Tagger:
             raise ValueError("chunk_size must be at least 1")
         self._check_connection(connection)
         moment = resolve_now(now)
+        started = _wall_clock()
         tally = _Tally()
         self._retire(moment, chunk_size, tally, connection)
         processed = 0
@@ -341,7 +351,76 @@ class Tagger:
             processed += len(chunk)
             if progress is not None:
                 progress(processed)
-        return tally.report(self._active)
+        report = tally.report(self._active)
+        self.record_run(report, moment, started)
+        return report
+
+    # -- run records -----------------------------------------------------------------------------------
+
+    def record_run(
+        self, report: ApplyReport, now: datetime.datetime, started: datetime.datetime | None = None
+    ) -> RunRecord:
+        """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store.
+
+        :meth:`apply_many` records its own runs; writers that fill the store by other means (set-wise
+        retagging in a database) call this with their report.
+        """
+        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report)
+
+    def _record(
+        self,
+        run_id: str,
+        kind: RunKind,
+        started: datetime.datetime | None,
+        evaluated_at: datetime.datetime,
+        report: ApplyReport,
+    ) -> RunRecord:
+        finished = _wall_clock()
+        record = RunRecord(
+            run_id,
+            kind,
+            started if started is not None else finished,
+            finished,
+            evaluated_at,
+            self._version,
+            report.customers,
+            report.tags,
+            self._groups,
+        )
+        self.store.record_run(record)
+        return record
+
+    def flush(self) -> None:
+        """Add the held counts of single-customer :meth:`apply` calls to the day's run record now.
+
+        ``apply`` holds them for up to :data:`RUN_FLUSH_SECONDS` (or until the evaluation day
+        changes), so that a service's calls cost no extra write; call this before the process exits.
+        """
+        with self._day_lock:
+            held, self._day = self._day, None
+        if held is not None:
+            self._write_day(*held[:3])
+
+    def _count_day(self, at: datetime.datetime, tally: _Tally) -> None:
+        day = at.date()
+        due: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
+        with self._day_lock:
+            held = self._day
+            if held is not None and held[0] != day:
+                due, held = held, None
+            if held is None:
+                held = self._day = (day, _Tally(), _wall_clock(), time.monotonic())
+            held[1].add(tally)
+            if due is None and time.monotonic() - held[3] >= RUN_FLUSH_SECONDS:
+                due, self._day = held, None
+        if due is not None:
+            self._write_day(*due[:3])
+
+    def _write_day(self, day: datetime.date, tally: _Tally, started: datetime.datetime) -> None:
+        midnight = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
+        self._record(
+            f"day:{day.isoformat()}:{self._version}", "day", started, midnight, tally.report(self._active)
+        )
 
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
         """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).

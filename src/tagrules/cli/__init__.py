@@ -14,6 +14,7 @@ from tagrules.cli import (
     _plugin_commands,
     _store_commands,
     _test_command,
+    _watch_commands,
 )
 from tagrules.cli._common import CommandError
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_commands.register(commands)
     _test_command.register(commands)
     _store_commands.register(commands)
+    _watch_commands.register(commands)
     _database_commands.register(commands)
     _impact_commands.register(commands)
     return parser

@@ -19,6 +19,7 @@ from tagrules.stores._base import (
     TagStore,
 )
 from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
+from tagrules.stores._runs import Every, RunRecord, TagCounts, TagSeries, TagStatistics, TierFlow
 from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
 from tagrules.stores.memory import MemoryStore
 from tagrules.stores.sql import SQLStore
@@ -30,14 +31,20 @@ __all__ = [
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",
+    "Every",
     "HistoryEntry",
     "Membership",
     "MemoryStore",
     "Override",
+    "RunRecord",
     "SQLStore",
     "Source",
     "StoreTables",
+    "TagCounts",
+    "TagSeries",
+    "TagStatistics",
     "TagStore",
+    "TierFlow",
     "current_revision",
     "store_tables",
     "upgrade",

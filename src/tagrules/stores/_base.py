@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, final, runtime_checkable
 
 from tagrules.errors import InvalidArgument
+from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
 
 __all__ = [
     "ChangeEvent",
@@ -291,6 +292,43 @@ class TagStore(Protocol):
 
     def forget(self, customer_id: str) -> None:
         """Erase the customer: memberships, history, overrides and pending events."""
+        ...
+
+    def record_run(self, record: RunRecord) -> None:
+        """Keep a run record; a ``day`` record adds its counts to the record of the same id."""
+        ...
+
+    def runs(
+        self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
+    ) -> list[RunRecord]:
+        """The run records evaluated in ``[since, until)``, oldest first."""
+        ...
+
+    def stats(
+        self,
+        tags: Collection[str] | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        every: Every = "week",
+    ) -> TagStatistics:
+        """Per period from ``since`` to ``until`` (default: the first record to now) and per tag:
+        members at the period's end, added and removed within it, and the error rate of its runs.
+
+        Raises:
+            ValueError: ``until`` before ``since``, an unknown ``every``, or too many periods.
+        """
+        ...
+
+    def overlap(
+        self, tags: Collection[str], as_of: datetime.datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Customers holding both tags of each pair ``(a, b)`` of ``tags`` with ``a <= b``, now or at
+        ``as_of``; ``(a, a)`` counts the members of ``a``. Pairs nobody holds are left out."""
+        ...
+
+    def flow(self, group: str, start: datetime.datetime, end: datetime.datetime) -> TierFlow:
+        """Customers moving between the tiers of an exclusive group from ``start`` to ``end``; the
+        group's tiers are those of its latest recorded run."""
         ...
 
     def close(self) -> None:

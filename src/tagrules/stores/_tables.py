@@ -31,6 +31,9 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 #: Customer ids are text; 191 characters keeps a utf8mb4 key within MySQL's oldest index limits.
 ID_LENGTH = 191
 TAG_LENGTH = 64
+RUN_ID_LENGTH = 64
+#: The counts a run keeps per tag.
+RUN_COUNTS = ("members", "added", "removed", "errors")
 
 
 def check_prefix(prefix: str) -> str:
@@ -83,6 +86,11 @@ class StoreTables(NamedTuple):
             ``reason``, ``at``.
         outbox: change events until acknowledged: ``id`` (outbox order), ``customer_id``, ``tag``,
             ``change`` (added/removed), ``at``, ``reason``.
+        runs: one row per run: ``id``, ``kind`` (run/day), ``started_at``, ``finished_at``,
+            ``evaluated_at``, ``catalog_version``, ``customers``.
+        run_tags: one row per run and tag: ``run_id``, ``tag``, ``tag_group`` (its exclusive group),
+            ``tier_rank`` (0 for the group's highest priority), ``members``, ``added``, ``removed``,
+            ``errors``.
     """
 
     metadata: sqlalchemy.MetaData
@@ -91,6 +99,8 @@ class StoreTables(NamedTuple):
     history: sqlalchemy.Table
     overrides: sqlalchemy.Table
     outbox: sqlalchemy.Table
+    runs: sqlalchemy.Table
+    run_tags: sqlalchemy.Table
 
 
 def exact_collation(dialect: Dialect) -> str:
@@ -196,4 +206,26 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         # SQLite: ids never reused, not even those of acknowledged (deleted) events
         sqlite_autoincrement=True,
     )
-    return StoreTables(metadata, customers, memberships, history, overrides, outbox)
+    runs = sqlalchemy.Table(
+        f"{prefix}runs",
+        metadata,
+        column("id", _exact(RUN_ID_LENGTH), primary_key=True),
+        column("kind", _exact(8), nullable=False),
+        column("started_at", UTCDateTime(), nullable=False),
+        column("finished_at", UTCDateTime(), nullable=False),
+        column("evaluated_at", UTCDateTime(), nullable=False),
+        column("catalog_version", _exact(32), nullable=False),
+        column("customers", sqlalchemy.BigInteger, nullable=False),
+        sqlalchemy.Index(f"{prefix}runs_evaluated", "evaluated_at"),
+    )
+    counts = [column(name, sqlalchemy.BigInteger, nullable=False) for name in RUN_COUNTS]
+    run_tags = sqlalchemy.Table(
+        f"{prefix}run_tags",
+        metadata,
+        column("run_id", _exact(RUN_ID_LENGTH), primary_key=True),
+        column("tag", _tag(), primary_key=True),
+        column("tag_group", _tag()),
+        column("tier_rank", sqlalchemy.Integer),
+        *counts,
+    )
+    return StoreTables(metadata, customers, memberships, history, overrides, outbox, runs, run_tags)

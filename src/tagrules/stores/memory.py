@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import final
 
@@ -19,6 +21,16 @@ from tagrules.stores._base import (
     Source,
     as_utc,
     check_customer_id,
+)
+from tagrules.stores._runs import (
+    Every,
+    RunRecord,
+    TagStatistics,
+    TierFlow,
+    flow_labels,
+    period_starts,
+    statistics_from,
+    utc,
 )
 
 __all__ = ["MemoryStore"]
@@ -54,6 +66,7 @@ class MemoryStore:
         self._outbox: dict[int, ChangeEvent] = {}
         self._positions = itertools.count(1)
         self._lock = threading.Lock()
+        self._runs: dict[str, RunRecord] = {}
 
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         states: dict[str, CustomerState] = {}
@@ -209,6 +222,110 @@ class MemoryStore:
             self._customers.pop(customer_id, None)
             for position in [p for p, e in self._outbox.items() if e.customer_id == customer_id]:
                 del self._outbox[position]
+
+    # -- runs and statistics --------------------------------------------------------------------------
+
+    def record_run(self, record: RunRecord) -> None:
+        with self._lock:
+            known = self._runs.get(record.id)
+            if record.kind == "day" and known is not None:
+                record = known.merged(record)
+            elif known is not None:
+                raise ValueError(f"a run {record.id!r} is recorded already")
+            self._runs[record.id] = record
+
+    def runs(
+        self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
+    ) -> list[RunRecord]:
+        with self._lock:
+            found = list(self._runs.values())
+        return sorted(
+            (
+                run
+                for run in found
+                if (since is None or run.evaluated_at >= utc(since))
+                and (until is None or run.evaluated_at < utc(until))
+            ),
+            key=lambda run: (run.evaluated_at, run.started_at, run.id),
+        )
+
+    def stats(
+        self,
+        tags: Collection[str] | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        every: Every = "week",
+    ) -> TagStatistics:
+        wanted = sorted(tags) if tags is not None else None
+        with self._lock:
+            entries = [entry for customer in self._customers.values() for entry in customer.history]
+            runs = list(self._runs.values())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if since is None:
+            moments = [entry.since for entry in entries] + [run.evaluated_at for run in runs]
+            since = min(moments, default=now)
+        bounds = period_starts(since, until if until is not None else now, every)
+        end = bounds[-1]
+        chosen = None if wanted is None else set(wanted)
+
+        def period(moment: datetime.datetime) -> int:
+            return bisect.bisect_right(bounds, moment) - 1
+
+        changes: list[tuple[str, int, int, int]] = []
+        for entry in entries:
+            if chosen is not None and entry.tag not in chosen:
+                continue
+            if entry.since < end:
+                changes.append((entry.tag, period(entry.since), 1, 0))
+            if entry.until is not None and entry.until < end:
+                changes.append((entry.tag, period(entry.until), 0, 1))
+        errors = [
+            (key, period(run.evaluated_at), counts.errors, run.customers)
+            for run in runs
+            if bounds[0] <= run.evaluated_at < end
+            for key, counts in run.tags.items()
+            if chosen is None or key in chosen
+        ]
+        return statistics_from(bounds, every, changes, errors, wanted)
+
+    def _held(self, *moments: datetime.datetime | None) -> list[tuple[frozenset[str], ...]]:
+        """Per customer, the tags held at each moment (``None``: now)."""
+        instants = [None if moment is None else utc(moment) for moment in moments]
+        with self._lock:
+            return [
+                tuple(
+                    frozenset(c.memberships)
+                    if moment is None
+                    else frozenset(e.tag for e in c.history if e.covers(moment))
+                    for moment in instants
+                )
+                for c in self._customers.values()
+            ]
+
+    def overlap(
+        self, tags: Collection[str], as_of: datetime.datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        wanted = frozenset(tags)
+        pairs: Counter[tuple[str, str]] = Counter()
+        for (held,) in self._held(as_of):
+            chosen = sorted(held & wanted)
+            for index, first in enumerate(chosen):
+                pairs.update((first, second) for second in chosen[index:])
+        return dict(pairs)
+
+    def flow(self, group: str, start: datetime.datetime, end: datetime.datetime) -> TierFlow:
+        runs = [run for run in self.runs() if group in run.groups]
+        if not runs:
+            return TierFlow(group, utc(start), utc(end), (), {})
+        current = max(runs, key=lambda run: (run.evaluated_at, run.finished_at)).groups[group]
+        ever = {tag for run in runs for tag in run.groups[group]}
+        rows: Counter[tuple[str | None, str | None]] = Counter()
+        for first, second in self._held(start, end):
+            source, target = max(first & ever, default=None), max(second & ever, default=None)
+            if source is not None or target is not None:
+                rows[(source, target)] += 1
+        moves = flow_labels(((s, t, n) for (s, t), n in rows.items()), current)
+        return TierFlow(group, utc(start), utc(end), tuple(current), moves)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -37,12 +37,36 @@ from tagrules.stores._database import (
     translated,
     upgrade,
 )
+from tagrules.stores._runs import (
+    Every,
+    RunRecord,
+    TagStatistics,
+    TierFlow,
+    period_starts,
+    statistics_from,
+    utc,
+)
+from tagrules.stores._statistics import (
+    change_totals,
+    error_totals,
+    flow_rows,
+    group_tiers,
+    overlap_counts,
+    record_run,
+    run_records,
+)
 from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, UTCDateTime, check_prefix, store_tables
 
 __all__ = ["SQLStore"]
 
 _LOAD_BATCH = 1000
 _FORGET_ATTEMPTS = 10
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -679,6 +703,53 @@ class SQLStore:
     def _checkpoint(self) -> None:
         with translated(self.url, "checkpoint the write-ahead log"), self._engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- runs and statistics --------------------------------------------------------------------------
+
+    def record_run(self, record: RunRecord) -> None:
+        with translated(self.url, "record a run"), self._engine.begin() as connection:
+            record_run(connection, self.tables, record)
+
+    def runs(
+        self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
+    ) -> list[RunRecord]:
+        with translated(self.url, "read runs"), self._engine.connect() as connection:
+            return run_records(connection, self.tables, since, until)
+
+    def stats(
+        self,
+        tags: Collection[str] | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        every: Every = "week",
+    ) -> TagStatistics:
+        wanted = sorted(tags) if tags is not None else None
+        with translated(self.url, "read statistics"), self._engine.connect() as connection:
+            first = since if since is not None else self._first_moment(connection)
+            bounds = period_starts(first, until if until is not None else _now(), every)
+            changes = change_totals(connection, self.tables, bounds, wanted)
+            errors = error_totals(connection, self.tables, bounds, wanted)
+        return statistics_from(bounds, every, changes, errors, wanted)
+
+    def _first_moment(self, connection: Connection) -> datetime.datetime:
+        h, r = self.tables.history, self.tables.runs
+        found = [
+            connection.execute(select(sqlalchemy.func.min(h.c.since))).scalar(),
+            connection.execute(select(sqlalchemy.func.min(r.c.evaluated_at))).scalar(),
+        ]
+        return min((utc(moment) for moment in found if moment is not None), default=_now())
+
+    def overlap(
+        self, tags: Collection[str], as_of: datetime.datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        with translated(self.url, "read overlaps"), self._engine.connect() as connection:
+            return overlap_counts(connection, self.tables, sorted(set(tags)), as_of)
+
+    def flow(self, group: str, start: datetime.datetime, end: datetime.datetime) -> TierFlow:
+        with translated(self.url, "read tier flows"), self._engine.connect() as connection:
+            current, ever = group_tiers(connection, self.tables, group)
+            moves = flow_rows(connection, self.tables, ever, current, start, end) if ever else {}
+        return TierFlow(group, utc(start), utc(end), tuple(current), moves)
 
     def close(self) -> None:
         """Close the store's connections: dispose of the engine it made from a URL (an engine it was
