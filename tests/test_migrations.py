@@ -21,11 +21,12 @@ T1 = T0 + datetime.timedelta(days=1)
 
 
 def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
-    tables = store_tables(prefix)
+    """The rows of the tables of revision 0001."""
+    t = store_tables(prefix)
     with engine.connect() as connection:
         return {
-            name: sorted(tuple(row) for row in connection.execute(sqlalchemy.select(table)))
-            for name, table in tables.metadata.tables.items()
+            table.name: sorted(tuple(row) for row in connection.execute(sqlalchemy.select(table)))
+            for table in (t.customers, t.memberships, t.history, t.overrides, t.outbox)
         }
 
 
