@@ -17,9 +17,9 @@ from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, count_tags, tag_query
 from tagrules.extensions import RuleFunction
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
-from tagrules.pushdown import stream_snapshots
-from tagrules.rules.sql_dialects import compiler_for
-from tagrules.rules.to_sql import FieldColumn
+from tagrules.sources.tables import stream_snapshots
+from tagrules.sql.compiler import FieldColumn
+from tagrules.sql.dialects import compiler_for
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)

@@ -37,7 +37,7 @@ from rule_strategies import (
 )
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, DefinitionError, Evaluator, NotPushable
-from tagrules.pushdown import stream_snapshots, tag_query
+from tagrules.sources.tables import stream_snapshots, tag_query
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = 2_000 if LONG else 60

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 
 from tagrules import Catalog, Evaluator, NotPushable
 from tagrules.packs.retail import load_catalog
-from tagrules.pushdown import query_settings, tag_query
 from tagrules.rules._language import MAX_STEPS
+from tagrules.sources.tables import query_settings, tag_query
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 SCHEMA = {"views": "dict[str, int]", "scores": "list[int]", "spend": "dict[str, float]", "n": "int"}

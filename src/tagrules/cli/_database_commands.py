@@ -10,7 +10,7 @@ from typing import Any
 from tagrules.cli._common import CommandError, load_catalog, parse_now, print_problems
 from tagrules.errors import DefinitionError, NotPushable, SourceError
 from tagrules.evaluation import resolve_now
-from tagrules.pushdown import count_tags
+from tagrules.sources.tables import count_tags
 
 __all__ = ["register"]
 

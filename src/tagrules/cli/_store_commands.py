@@ -23,7 +23,7 @@ from tagrules.cli._common import (
 )
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
-from tagrules.retag import RetagReport, retag_from_table
+from tagrules.sources.retag import RetagReport, retag_from_table
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
 from tagrules.tagger import ApplyReport, Listener, Tagger
 

@@ -28,9 +28,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
-from tagrules.rules.sql_dialects import compiler_for
-from tagrules.rules.to_sql import FieldColumn, RuleCompiler, SqlFunction
 from tagrules.schema import FieldType, Schema, SchemaError, parse_type
+from tagrules.sql.compiler import FieldColumn, RuleCompiler, SqlFunction
+from tagrules.sql.dialects import compiler_for
 
 __all__ = ["CountReport", "Mode", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]
 

@@ -1,4 +1,4 @@
-"""The SQL dialects rules compile to: each a :class:`~tagrules.rules.to_sql.RuleCompiler` whose hooks
+"""The SQL dialects rules compile to: each a :class:`~tagrules.sql.compiler.RuleCompiler` whose hooks
 say how the database compares strings by code point, reads datetimes as UTC, divides integers and
 matches regular expressions; a dialect without its own class gets generic SQL (which pushes less).
 """
@@ -19,9 +19,9 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules._sql_json import dict_values_count, sqlite_dict_values_count, sqlite_members
-from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 from tagrules.schema import FieldType
+from tagrules.sql._json import dict_values_count, sqlite_dict_values_count, sqlite_members
+from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
 __all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
 

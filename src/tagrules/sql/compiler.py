@@ -3,7 +3,7 @@
 A rule becomes two SQL expressions over the columns that hold the snapshot fields: its **value**
 and its **error** condition, true on the rows where Python evaluation raises (a null in a field
 that is not nullable, a division by zero, a comparison of mismatched types). The catalog query
-(:mod:`tagrules.pushdown`) turns them into a tag state per row: assigned, not assigned, or unknown
+(:mod:`tagrules.sources.tables`) turns them into a tag state per row: assigned, not assigned, or unknown
 — the error policy of :class:`~tagrules.Evaluator`.
 
 Only what SQL reproduces exactly is compiled; everything else raises :class:`~tagrules.NotPushable`:
@@ -21,7 +21,7 @@ Only what SQL reproduces exactly is compiled; everything else raises :class:`~ta
   item type into the rest of the rule.
 
 The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
-(:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
+(:mod:`tagrules.sql.dialects`) extends the table and overrides the few hooks where SQL
 differs (string collation, regex, datetime columns, integer division).
 """
 
@@ -41,9 +41,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from tagrules.errors import NotPushable
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, RuleContext, Scope, evaluation_state
 from tagrules.rules._numbers import mirror, plan_float_comparison, plan_int_comparison
-from tagrules.rules._sql_regex import translate_regex
 from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
+from tagrules.sql._regex import translate_regex
 
 __all__ = ["DictLookup", "FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
 
