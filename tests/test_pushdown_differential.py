@@ -63,6 +63,16 @@ def engine_of(url: URL) -> Engine:
     return _engines[key]
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "mysql", "duckdb"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> URL:
+    """Each database push-down runs on: a SQLite file, PostgreSQL, MariaDB, a DuckDB file."""
+    if request.param == "duckdb":
+        return sa.make_url(f"duckdb:///{tmp_path_factory.mktemp('duckdb') / 'pushdown.duckdb'}")
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: URL = request.getfixturevalue(name)
+    return url
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_cases() -> Any:
     yield
@@ -171,7 +181,7 @@ def check(url: URL, data: st.DataObject) -> None:
         }
         for index in range(ROWS)
     ]
-    aware = dialect == "postgresql" and data.draw(st.booleans())
+    aware = dialect in ("postgresql", "duckdb") and data.draw(st.booleans())
     jsonb = dialect != "postgresql" or data.draw(st.booleans())
     table = snapshot_table(f"pushdown_{next(_names)}", catalog.schema, dialect, aware=aware, jsonb=jsonb)
     engine = engine_of(url)

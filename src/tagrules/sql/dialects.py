@@ -20,10 +20,17 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
 from tagrules.schema import FieldType
+from tagrules.sql._duckdb import DuckDBRuleCompiler
 from tagrules.sql._json import dict_values_count, sqlite_dict_values_count, sqlite_members
 from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
-__all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
+__all__ = [
+    "DuckDBRuleCompiler",
+    "MySQLRuleCompiler",
+    "PostgreSQLRuleCompiler",
+    "SQLiteRuleCompiler",
+    "compiler_for",
+]
 
 
 class _BinaryText(ColumnElement[Any]):
@@ -440,6 +447,7 @@ _COMPILERS: dict[str, type[RuleCompiler]] = {
     "mysql": MySQLRuleCompiler,
     "mariadb": MySQLRuleCompiler,
     "sqlite": SQLiteRuleCompiler,
+    "duckdb": DuckDBRuleCompiler,
 }
 
 

@@ -90,6 +90,11 @@ def create_engine(url: str | URL) -> Engine:
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db)"
         ) from error
     backend = parsed.get_backend_name()
+    if backend == "duckdb":
+        raise StoreError(
+            f"{describe(parsed)}: DuckDB is not a tag store (it evaluates catalogs: `tagrules count --db`, "
+            "count_tags); keep tags in SQLite, PostgreSQL or MariaDB"
+        )
     options: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
         options["connect_args"] = {"timeout": 60}

@@ -1,0 +1,191 @@
+"""DuckDB as a source of rows: its tables (``duckdb:///PATH``), files it reads and DataFrames, counted
+in process with the same results as Python evaluation; DuckDB refused as a tag store."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas
+import polars
+import pyarrow
+import pyarrow.csv
+import pyarrow.parquet
+import pytest
+import sqlalchemy as sa
+
+from tagrules import Catalog, NotPushable, SourceError, SQLStore, StoreError, count_tags, tag_query
+from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
+from tagrules.sql._regex import translate_regex
+
+UTC = datetime.timezone.utc
+
+
+def _retail_rows(count: int) -> list[dict[str, Any]]:
+    """Generated retail customers as flat rows: enums as text, dicts as JSON text."""
+    rows = []
+    for customer in generate_customers(count, seed=7):
+        row = dict(customer)
+        for name in ("category_spend_365d", "category_views_30d"):
+            row[name] = json.dumps(row[name])
+        for name in ("gender", "city_tier", "occupation"):
+            row[name] = getattr(row[name], "value", row[name])
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def retail_arrow() -> pyarrow.Table:
+    return pyarrow.Table.from_pylist(_retail_rows(300))
+
+
+@pytest.fixture(scope="module")
+def python_counts(retail_arrow: pyarrow.Table) -> Any:
+    return count_tags(load_catalog(), retail_arrow, now=REFERENCE_NOW, mode="python")
+
+
+class TestDuckDBTables:
+    def test_count_in_a_duckdb_file_equals_python(
+        self, tmp_path: Path, retail_arrow: pyarrow.Table, python_counts: Any
+    ) -> None:
+        """count_tags over a table in a duckdb:/// file: Python's counts and unknowns, most tags pushed."""
+        url = f"duckdb:///{tmp_path / 'crm.duckdb'}"
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.connection.driver_connection.register("frame", retail_arrow)
+            connection.exec_driver_sql("CREATE TABLE customers AS SELECT * FROM frame")
+        engine.dispose()
+        report = count_tags(load_catalog(), url, "customers", now=REFERENCE_NOW)
+        assert report.rows == 300
+        assert dict(report.counts) == dict(python_counts.counts)
+        assert dict(report.unknown) == dict(python_counts.unknown)
+        pushed = [key for key, where in report.where.items() if where == "database"]
+        assert len(pushed) >= 40
+
+    def test_missing_table(self, tmp_path: Path) -> None:
+        """A table the DuckDB database does not hold is a SourceError naming it."""
+        with pytest.raises(SourceError, match="no table 'customers'"):
+            count_tags(load_catalog(), f"duckdb:///{tmp_path / 'empty.duckdb'}", "customers")
+
+    def test_time_zone_aware_columns_compare_as_utc(self) -> None:
+        """A TIMESTAMPTZ column is compared as UTC, whatever the session's time zone."""
+        catalog = Catalog([{"key": "early", "rule": "seen < d'2026-01-01T10:00:00Z'"}], {"seen": "datetime"})
+        engine = sa.create_engine("duckdb:///:memory:")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SET TimeZone = 'Asia/Tokyo'")
+            connection.exec_driver_sql("CREATE TABLE t (seen TIMESTAMPTZ)")
+            connection.exec_driver_sql(
+                "INSERT INTO t VALUES ('2026-01-01 09:59:59+00'), ('2026-01-01 19:00:00+09'), "
+                "('2026-01-01 10:00:01+00')"
+            )
+            report = count_tags(catalog, connection, "t", mode="database")
+        engine.dispose()
+        assert report.counts["early"] == 1
+
+    def test_regex_pushed_only_where_re2_finds_the_same(self) -> None:
+        """RE2 has no lookahead: Python's ``$`` (end or before a final newline) stays in Python."""
+        assert translate_regex("ab+c", "re2", anchored=True) == "^(?:a(?:b)+c)"
+        assert translate_regex("ab$", "re2", anchored=False) is None
+        table = sa.table("t", sa.column("name", sa.String()))
+        pushed = Catalog([{"key": "m", "rule": "name =~ 'ab+'"}], {"name": "str"})
+        kept = Catalog([{"key": "m", "rule": "name =~ 'ab$'"}], {"name": "str"})
+        assert dict(tag_query(pushed, table, dialect="duckdb").tag_columns) == {"m": "t_0"}
+        with pytest.raises(NotPushable, match="duckdb"):
+            tag_query(kept, table, dialect="duckdb", mode="database")
+
+
+class TestNotAStore:
+    def test_sqlstore_refuses_duckdb(self, tmp_path: Path) -> None:
+        """SQLStore on a duckdb URL is a StoreError saying DuckDB is not a tag store."""
+        with pytest.raises(StoreError, match="DuckDB is not a tag store"):
+            SQLStore(f"duckdb:///{tmp_path / 'tags.duckdb'}")
+
+
+class TestDataFrames:
+    @pytest.mark.parametrize("kind", ["pyarrow", "pandas", "polars"])
+    def test_count_over_a_frame_equals_python(
+        self, kind: str, retail_arrow: pyarrow.Table, python_counts: Any
+    ) -> None:
+        """A pandas or Polars DataFrame or a pyarrow Table is counted by DuckDB with Python's results."""
+        frame: Any = {
+            "pyarrow": retail_arrow,
+            "pandas": retail_arrow.to_pandas(),
+            "polars": polars.from_arrow(retail_arrow),
+        }[kind]
+        report = count_tags(load_catalog(), frame, now=REFERENCE_NOW)
+        assert dict(report.counts) == dict(python_counts.counts)
+        assert report.where["vip"] == "database"
+
+    def test_a_frame_missing_a_column(self) -> None:
+        """A rule reading a field the DataFrame has no column for is a SourceError naming it."""
+        catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
+        with pytest.raises(SourceError, match="'spend'"):
+            count_tags(catalog, pandas.DataFrame({"other": [1.0]}))
+
+
+def _tagrules(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tagrules.cli", *arguments], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, retail_arrow: pyarrow.Table) -> Path:
+    folder = tmp_path_factory.mktemp("files")
+    pyarrow.parquet.write_table(retail_arrow, folder / "customers.parquet")
+    (folder / "parts").mkdir()
+    pyarrow.parquet.write_table(retail_arrow.slice(0, 100), folder / "parts" / "a.parquet")
+    pyarrow.parquet.write_table(retail_arrow.slice(100), folder / "parts" / "b.parquet")
+    pyarrow.csv.write_csv(retail_arrow, folder / "customers.csv")
+    with open(folder / "customers.jsonl", "w", encoding="utf-8") as out:
+        for row in retail_arrow.to_pylist():
+            out.write(json.dumps(row, default=lambda value: value.isoformat()) + "\n")
+    return folder
+
+
+class TestCountInput:
+    @pytest.mark.parametrize(
+        "name", ["customers.parquet", "parts", "parts/*.parquet", "customers.csv", "customers.jsonl"]
+    )
+    def test_every_kind_of_file_counts_as_python(self, files: Path, name: str, python_counts: Any) -> None:
+        """Parquet (a file, a directory, a glob), CSV, JSON Lines: DuckDB's counts equal Python's."""
+        now = REFERENCE_NOW.isoformat()
+        result = _tagrules("count", "retail", "--input", str(files / name), "--now", now, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == dict(python_counts.counts)
+
+    def test_engine_python_gives_the_same_counts(self, files: Path, python_counts: Any) -> None:
+        """``--engine python`` streams the file's rows through the evaluator: the same counts."""
+        now = REFERENCE_NOW.isoformat()
+        path = str(files / "customers.parquet")
+        result = _tagrules("count", "retail", "--input", path, "--now", now, "--json", "--engine", "python")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == dict(python_counts.counts)
+
+    def test_wrong_column_type_is_refused_before_counting(self, tmp_path: Path) -> None:
+        """A column whose type cannot hold its field is an error naming the file, column and field."""
+        path = tmp_path / "bad.parquet"
+        pyarrow.parquet.write_table(pyarrow.table({"id": ["a"], "age": ["old"]}), path)
+        result = _tagrules("count", "retail", "--input", str(path))
+        assert result.returncode == 1
+        assert "the column 'age' is VARCHAR, not an integer column for the field 'age'" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_missing_column_is_refused(self, tmp_path: Path) -> None:
+        """A field the rules read with no column in the file is an error naming both."""
+        path = tmp_path / "thin.parquet"
+        pyarrow.parquet.write_table(pyarrow.table({"id": ["a"], "age": [30]}), path)
+        result = _tagrules("count", "retail", "--input", str(path))
+        assert result.returncode == 1
+        assert f"{path}: no column" in result.stderr
+
+    def test_db_and_input_are_exclusive(self, files: Path) -> None:
+        """``--input`` and ``--db`` name two sources: the command refuses both at once."""
+        path = str(files / "customers.parquet")
+        result = _tagrules("count", "retail", "--input", path, "--db", "sqlite://", "--table", "t")
+        assert result.returncode == 2
+        assert "not allowed with argument" in result.stderr
