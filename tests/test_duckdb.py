@@ -56,7 +56,8 @@ class TestDuckDBTables:
         url = f"duckdb:///{tmp_path / 'crm.duckdb'}"
         engine = sa.create_engine(url)
         with engine.begin() as connection:
-            connection.connection.driver_connection.register("frame", retail_arrow)
+            raw: Any = connection.connection.driver_connection
+            raw.register("frame", retail_arrow)
             connection.exec_driver_sql("CREATE TABLE customers AS SELECT * FROM frame")
         engine.dispose()
         report = count_tags(load_catalog(), url, "customers", now=REFERENCE_NOW)
