@@ -18,7 +18,7 @@ import pyarrow.parquet
 import pytest
 import sqlalchemy as sa
 
-from tagrules import Catalog, NotPushable, SourceError, SQLStore, StoreError, count_tags, tag_query
+from tagrules import Catalog, Evaluator, NotPushable, SourceError, SQLStore, StoreError, count_tags, tag_query
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.sql._regex import translate_regex
 
@@ -64,8 +64,7 @@ class TestDuckDBTables:
         assert report.rows == 300
         assert dict(report.counts) == dict(python_counts.counts)
         assert dict(report.unknown) == dict(python_counts.unknown)
-        pushed = [key for key, where in report.where.items() if where == "database"]
-        assert len(pushed) >= 40
+        assert set(report.where.values()) == {"database"}
 
     def test_missing_table(self, tmp_path: Path) -> None:
         """A table the DuckDB database does not hold is a SourceError naming it."""
@@ -97,6 +96,60 @@ class TestDuckDBTables:
         assert dict(tag_query(pushed, table, dialect="duckdb").tag_columns) == {"m": "t_0"}
         with pytest.raises(NotPushable, match="duckdb"):
             tag_query(kept, table, dialect="duckdb", mode="database")
+
+    @pytest.mark.parametrize("column_type", ["JSON", "VARCHAR"])
+    def test_json_texts_read_as_python_reads_them(self, column_type: str) -> None:
+        """Texts DuckDB's JSON reader takes and Python's refuses (a trailing comma, nan, Inf, -NaN) are
+        refused dicts; a key written twice keeps its last value, valid or not, as in Python."""
+        texts = [
+            '{"a": 1,}',
+            '{"a": nan}',
+            '{"a": Inf}',
+            '{"a": -NaN}',
+            '{"a": "x,}", "b": 2}',
+            '{"a": "x", "a": 5}',
+            '{"a": 5, "a": "x"}',
+            '{"a": 1e2, "b": 3.0}',
+            '{"a": 9223372036854775807}',
+            '{"a": 9223372036854775808}',
+            '{"a": -9223372036854775808}',
+            '{"a": NaN}',
+            "[1]",
+            "null",
+            "not json",
+            None,
+        ]
+        rules = {
+            "lookup": "(views&['a'] ?? 0) > 3",
+            "count": "[v for v in views.values if v > 1].length > 0",
+        }
+        catalog = Catalog(
+            [{"key": key, "rule": rule} for key, rule in rules.items()], {"views": "dict[str, int]"}
+        )
+        engine = sa.create_engine("duckdb:///:memory:")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE TABLE t (id INTEGER, views {column_type})")
+            for index, text in enumerate(texts):
+                if column_type == "JSON" and text == "not json":
+                    continue  # a JSON column refuses it on insert
+                connection.execute(
+                    sa.text("INSERT INTO t VALUES (:id, :views)"), {"id": index, "views": text}
+                )
+            table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer()), sa.Column("views", sa.JSON()))
+            query = tag_query(catalog, table, dialect="duckdb", id_columns=["id"], mode="database")
+            sql = {row[0]: tuple(row[1:]) for row in connection.execute(query.select)}
+        engine.dispose()
+        evaluator = Evaluator(catalog)
+        for index, text in enumerate(texts):
+            if index not in sql:
+                continue
+            try:
+                value = None if text is None else json.loads(text)
+            except ValueError:
+                value = text
+            result = evaluator.evaluate({"views": value})
+            expected = tuple(None if key in result.errors else int(key in result.tags) for key in rules)
+            assert sql[index] == expected, text
 
 
 class TestNotAStore:
