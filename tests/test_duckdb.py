@@ -243,3 +243,56 @@ class TestCountInput:
         result = _tagrules("count", "retail", "--input", path, "--db", "sqlite://", "--table", "t")
         assert result.returncode == 2
         assert "not allowed with argument" in result.stderr
+
+
+class TestWindows:
+    @pytest.mark.parametrize("url", ["duckdb:///:memory:", "sqlite://"])
+    @pytest.mark.parametrize(
+        "rule",
+        [
+            "$now - seen > t'P180D'",
+            "$now - seen >= t'P180D'",
+            "t'P7D' < $now - seen",
+            "seen - $now <= t'PT1H'",
+            "$now - seen == t'P1D'",
+        ],
+    )
+    def test_window_is_the_column_against_a_bound_constant(self, url: str, rule: str) -> None:
+        """``$now - F op D`` compiles to ``F op' :cutoff`` (no arithmetic per row), with Python's answers
+        on the boundary, a microsecond either side, and a null in the non-nullable field."""
+        catalog = Catalog([{"key": "w", "rule": rule}], {"seen": "datetime"})
+        now = datetime.datetime(2026, 6, 1, tzinfo=UTC)
+        edges = [now - datetime.timedelta(days=180), now - datetime.timedelta(days=7), now]
+        edges += [now - datetime.timedelta(days=1), now + datetime.timedelta(hours=1)]
+        tick = datetime.timedelta(microseconds=1)
+        values: list[datetime.datetime | None] = [
+            edge + shift for edge in edges for shift in (-tick, 0 * tick, tick)
+        ]
+        values.append(None)
+        table = sa.Table(
+            "seen_rows", sa.MetaData(), sa.Column("id", sa.Integer()), sa.Column("seen", sa.DateTime())
+        )
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            table.create(connection)
+            connection.execute(
+                table.insert(),
+                [
+                    {"id": index, "seen": None if value is None else value.replace(tzinfo=None)}
+                    for index, value in enumerate(values)
+                ],
+            )
+            query = tag_query(
+                catalog, table, dialect=engine.dialect.name, now=now, id_columns=["id"], mode="database"
+            )
+            sql = {row[0]: row[1] for row in connection.execute(query.select)}
+        engine.dispose()
+        compiled = str(query.select.compile(dialect=engine.dialect))
+        assert (
+            "seen_rows.seen <" in compiled or "seen_rows.seen >" in compiled or "seen_rows.seen =" in compiled
+        )
+        evaluator = Evaluator(catalog)
+        for index, value in enumerate(values):
+            result = evaluator.evaluate({"seen": value}, now=now)
+            expected = None if "w" in result.errors else int("w" in result.tags)
+            assert (None if sql[index] is None else int(sql[index])) == expected, (rule, value)

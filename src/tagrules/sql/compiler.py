@@ -556,6 +556,9 @@ class RuleCompiler:
     def comparison(self, node: Any) -> _Sql:
         operator = _ORDER.get(node.type, node.type)
         operator = {"eq": "==", "ne": "!="}.get(operator, operator)
+        window = self.window(operator, node)
+        if window is not None:
+            return window
         left, right = self.value(node.left), self.value(node.right)
         if left is _FAILED or left.constant is _FOLD_FAILED:
             return _Sql("bool", sa.false(), sa.true())
@@ -564,6 +567,37 @@ class RuleCompiler:
         if left.is_constant:
             operator, left, right = mirror(operator), right, left
         return self.compare(operator, left, right, node)
+
+    def window(self, operator: str, node: Any) -> _Sql | None:
+        """A window against a time that reads no field, ``C - F op D`` (``$now - last_order_at >
+        t'P180D'``) or ``F - C op D``, as the column compared with one bound constant, ``F op' C - D``
+        (``last_order_at < :cutoff``): no arithmetic per row, and an engine may use its statistics.
+        Exact: datetimes and timedeltas subtract in whole microseconds. ``None`` for other forms."""
+        difference, bound = node.left, node.right
+        if not _reads_nothing(bound):
+            difference, bound, operator = node.right, node.left, mirror(operator)
+        if not isinstance(difference, re_ast.SubtractExpression) or not _reads_nothing(bound):
+            return None
+        if _reads_nothing(difference.left) and isinstance(difference.right, re_ast.SymbolExpression):
+            moment, field_node, sign = difference.left, difference.right, -1
+        elif _reads_nothing(difference.right) and isinstance(difference.left, re_ast.SymbolExpression):
+            moment, field_node, sign = difference.right, difference.left, 1
+        else:
+            return None
+        when, span = self.fold(moment).constant, self.fold(bound).constant
+        if not isinstance(when, datetime.datetime) or not isinstance(span, datetime.timedelta):
+            return None
+        field = self.value(field_node)
+        if field.kind != "datetime" or field.is_constant or field.nullable:
+            return None
+        try:
+            # C - F op D  <=>  F mirror(op) C - D;   F - C op D  <=>  F op C + D
+            threshold = when - span if sign < 0 else when + span
+        except OverflowError:
+            return None
+        if sign < 0:
+            operator = mirror(operator)
+        return self.compare_constant(operator, field, threshold, field.error, node)
 
     def compare(self, operator: str, left: _Sql, right: _Sql, node: Any) -> _Sql:
         ordering = operator not in ("==", "!=")
