@@ -296,3 +296,54 @@ class TestWindows:
             result = evaluator.evaluate({"seen": value}, now=now)
             expected = None if "w" in result.errors else int("w" in result.tags)
             assert (None if sql[index] is None else int(sql[index])) == expected, (rule, value)
+
+
+class TestEvaluateAndSampleFiles:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def samples(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        folder = tmp_path_factory.mktemp("samples")
+        for name in ("s.jsonl", "s.parquet"):
+            done = _tagrules("sample", "--count", "40", "--seed", "5", "--output", str(folder / name))
+            assert done.returncode == 0, done.stderr
+        return folder
+
+    def test_sample_parquet_holds_the_same_customers(self, samples: Path) -> None:
+        """``sample --output FILE.parquet`` writes the customers JSON Lines would: same ids, same tags."""
+        table = pyarrow.parquet.read_table(samples / "s.parquet")
+        lines = (samples / "s.jsonl").read_text(encoding="utf-8").splitlines()
+        assert table.column("id").to_pylist() == [json.loads(line)["id"] for line in lines]
+        assert str(table.schema.field("registered_at").type) == "timestamp[us, tz=UTC]"
+
+    def test_evaluate_parquet_prints_what_json_lines_gives(self, samples: Path) -> None:
+        """``evaluate`` of the Parquet sample prints byte for byte the JSON Lines sample's output."""
+        now = "2026-06-01T00:00:00Z"
+        from_lines = _tagrules("evaluate", "retail", str(samples / "s.jsonl"), "--now", now)
+        from_parquet = _tagrules("evaluate", "retail", str(samples / "s.parquet"), "--now", now)
+        assert from_lines.returncode == from_parquet.returncode == 0, from_parquet.stderr
+        assert from_parquet.stdout == from_lines.stdout
+        assert len(from_lines.stdout.splitlines()) == 40
+
+    def test_evaluate_writes_parquet_results(self, samples: Path, tmp_path: Path) -> None:
+        """``--output OUT.parquet``: columns id, tags (list of strings), errors (map); a row per snapshot."""
+        now = "2026-06-01T00:00:00Z"
+        out = tmp_path / "tags.parquet"
+        done = _tagrules("evaluate", "retail", str(samples / "s.jsonl"), "--now", now, "--output", str(out))
+        assert done.returncode == 0, done.stderr
+        lines = _tagrules("evaluate", "retail", str(samples / "s.jsonl"), "--now", now).stdout.splitlines()
+        table = pyarrow.parquet.read_table(out)
+        assert table.column_names == ["id", "tags", "errors"]
+        expected = [json.loads(line) for line in lines]
+        assert table.column("id").to_pylist() == [result["id"] for result in expected]
+        assert table.column("tags").to_pylist() == [result["tags"] for result in expected]
+
+    def test_a_bad_row_is_reported_by_number(self, tmp_path: Path) -> None:
+        """A Parquet row without an id is reported by its row number and skipped; exit status 1."""
+        path = tmp_path / "ids.parquet"
+        pyarrow.parquet.write_table(pyarrow.table({"id": ["a", None]}), path)
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text("schema: {}\ntags:\n  - {key: all, rule: 'true'}\n", encoding="utf-8")
+        done = _tagrules("evaluate", str(catalog), str(path))
+        assert done.returncode == 1
+        assert f"{path}: row 2: the 'id' column must hold a string or an integer; row skipped" in done.stderr
+        assert done.stdout == '{"id": "a", "tags": ["all"]}\n'

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from tagrules.analysis import check_catalog, check_sample
 from tagrules.catalog import Catalog
+from tagrules.cli._columnar import evaluate_file, is_columnar, result_writer, write_parquet_rows
 from tagrules.cli._common import (
     CommandError,
     load_catalog,
@@ -41,14 +41,20 @@ def register(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="print the tags of each snapshot of a JSON Lines file")
     evaluate.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
     evaluate.add_argument(
-        "snapshots", metavar="SNAPSHOTS.jsonl", help="one JSON object per line ('-': stdin)"
+        "snapshots",
+        metavar="SNAPSHOTS",
+        help="a JSON Lines file, one object per line ('-': stdin); or a Parquet file, directory or glob, "
+        "or a CSV file",
     )
     evaluate.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     evaluate.add_argument(
         "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
     )
     evaluate.add_argument(
-        "--output", "-o", metavar="FILE", help="write the results to FILE instead of stdout"
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the results to FILE instead of stdout (FILE.parquet: a Parquet file)",
     )
     evaluate.set_defaults(run=run_evaluate)
 
@@ -72,7 +78,9 @@ def register(commands: Any) -> None:
     sample.add_argument(
         "--now", type=parse_now, help="when the histories end (default: 2026-06-01T00:00:00Z)"
     )
-    sample.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    sample.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE instead of stdout (FILE.parquet: Parquet)"
+    )
     sample.set_defaults(run=run_sample)
 
 
@@ -163,41 +171,50 @@ def _snapshot_id(value: dict[str, Any], field: str) -> tuple[Any, str | None]:
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
-    """``tagrules evaluate``: one JSON object per good input line, bad lines reported on stderr."""
+    """``tagrules evaluate``: one result per good snapshot, in input order, bad ones reported on stderr.
+
+    JSON Lines are read and checked line by line in Python; Parquet and CSV are read by DuckDB.
+    Results go out as JSON Lines, or as Parquet where ``--output`` ends in ``.parquet``."""
     catalog = _catalog(arguments.catalog)
     if catalog is None:
         return 1
-    evaluator = Evaluator(catalog)
     now = resolve_now(arguments.now)
-    schema = catalog.schema
-    bad_lines = 0
-    with open_output(arguments.output) as output:
-        for number, value, problem in read_jsonl(arguments.snapshots):
-            identifier = None
-            if problem is None and not isinstance(value, dict):
-                problem = "a snapshot must be a JSON object"
-            if problem is None:
-                assert isinstance(value, dict)
-                identifier, problem = _snapshot_id(value, arguments.id_field)
-            if problem is None:
-                _, bad = schema.read(value)
-                if bad:
-                    problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
-            if problem is not None:
-                bad_lines += 1
-                print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
-                continue
-            evaluation = evaluator.evaluate(value, now=now)
-            result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
-            if evaluation.errors:
-                result["errors"] = dict(sorted(evaluation.errors.items()))
-            output.write(json.dumps(result, ensure_ascii=False) + "\n")
-    if bad_lines:
+    with result_writer(arguments.output) as write:
+        if is_columnar(arguments.snapshots):
+            skipped = evaluate_file(catalog, arguments.snapshots, arguments.id_field, now, write)
+            noun = "row"
+        else:
+            skipped = _evaluate_lines(catalog, arguments, now, write)
+            noun = "line"
+    if skipped:
         print(
-            f"{arguments.snapshots}: {bad_lines} bad line{'s' if bad_lines != 1 else ''} skipped",
+            f"{arguments.snapshots}: {skipped} bad {noun}{'s' if skipped != 1 else ''} skipped",
             file=sys.stderr,
         )
-    return 1 if bad_lines else 0
+    return 1 if skipped else 0
+
+
+def _evaluate_lines(catalog: Catalog, arguments: argparse.Namespace, now: Any, write: Any) -> int:
+    evaluator = Evaluator(catalog)
+    skipped = 0
+    for number, value, problem in read_jsonl(arguments.snapshots):
+        identifier = None
+        if problem is None and not isinstance(value, dict):
+            problem = "a snapshot must be a JSON object"
+        if problem is None:
+            assert isinstance(value, dict)
+            identifier, problem = _snapshot_id(value, arguments.id_field)
+        if problem is None:
+            _, bad = catalog.schema.read(value)
+            if bad:
+                problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
+        if problem is not None:
+            skipped += 1
+            print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
+            continue
+        evaluation = evaluator.evaluate(value, now=now)
+        write(identifier, sorted(evaluation.tags), dict(sorted(evaluation.errors.items())))
+    return skipped
 
 
 def run_explain(arguments: argparse.Namespace) -> int:
@@ -230,6 +247,12 @@ def run_sample(arguments: argparse.Namespace) -> int:
     if arguments.count < 0:
         raise CommandError("--count must not be negative")
     now = arguments.now or REFERENCE_NOW
+    if arguments.output and arguments.output.lower().endswith(".parquet"):
+        from tagrules.packs.retail import load_catalog as load_retail
+
+        customers = generate_customers(arguments.count, seed=arguments.seed, now=now)
+        write_parquet_rows(arguments.output, load_retail().schema, customers)
+        return 0
     with open_output(arguments.output) as output:
         for customer in generate_customers(arguments.count, seed=arguments.seed, now=now):
             output.write(customer_to_json(customer) + "\n")
