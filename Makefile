@@ -26,7 +26,7 @@ help:
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
-	@echo "make test-duckdb - SQL push-down against Python on DuckDB, long profile"
+	@echo "make test-duckdb - SQL push-down against Python on DuckDB, long profiles (1,000 pushed rules x 10,000 rows)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
