@@ -8,7 +8,14 @@ from typing import Any
 
 from tagrules.analysis import check_catalog, check_sample
 from tagrules.catalog import Catalog
-from tagrules.cli._columnar import evaluate_file, is_columnar, result_writer, write_parquet_rows
+from tagrules.cli._columnar import (
+    evaluate_file,
+    is_columnar,
+    result_writer,
+    schema_problem,
+    write_evaluation,
+    write_parquet_rows,
+)
 from tagrules.cli._common import (
     CommandError,
     load_catalog,
@@ -205,15 +212,12 @@ def _evaluate_lines(catalog: Catalog, arguments: argparse.Namespace, now: Any, w
             assert isinstance(value, dict)
             identifier, problem = _snapshot_id(value, arguments.id_field)
         if problem is None:
-            _, bad = catalog.schema.read(value)
-            if bad:
-                problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
+            problem = schema_problem(catalog.schema, value)
         if problem is not None:
             skipped += 1
             print(f"{arguments.snapshots}:{number}: {problem}; line skipped", file=sys.stderr)
             continue
-        evaluation = evaluator.evaluate(value, now=now)
-        write(identifier, sorted(evaluation.tags), dict(sorted(evaluation.errors.items())))
+        write_evaluation(write, identifier, evaluator.evaluate(value, now=now))
     return skipped
 
 

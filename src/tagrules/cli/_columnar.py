@@ -15,12 +15,19 @@ from typing import Any
 from tagrules.catalog import Catalog
 from tagrules.cli._common import CommandError, open_output
 from tagrules.errors import SourceError
-from tagrules.evaluation import Evaluator
+from tagrules.evaluation import Evaluation, Evaluator
 from tagrules.schema import FieldType, Schema
 from tagrules.sources._duckdb import check_columns, file_source
 from tagrules.sources.tables import stream_snapshots
 
-__all__ = ["evaluate_file", "is_columnar", "result_writer", "write_parquet_rows"]
+__all__ = [
+    "evaluate_file",
+    "is_columnar",
+    "result_writer",
+    "schema_problem",
+    "write_evaluation",
+    "write_parquet_rows",
+]
 
 _BATCH = 10_000
 
@@ -96,6 +103,21 @@ def result_writer(path: str | None) -> Iterator[Callable[[Any, Sequence[str], Ma
             writer.write_table(pyarrow.Table.from_pylist(rows, schema=schema))
 
 
+def schema_problem(schema: Schema, snapshot: Any) -> str | None:
+    """What the schema refuses in ``snapshot``, field by field; ``None`` when it reads it."""
+    _, bad = schema.read(snapshot)
+    if not bad:
+        return None
+    return "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
+
+
+def write_evaluation(
+    write: Callable[[Any, Sequence[str], Mapping[str, str]], None], identifier: Any, evaluation: Evaluation
+) -> None:
+    """One result: the tags sorted, the errors by tag key."""
+    write(identifier, sorted(evaluation.tags), dict(sorted(evaluation.errors.items())))
+
+
 def evaluate_file(
     catalog: Catalog,
     path: str,
@@ -125,15 +147,12 @@ def evaluate_file(
                 if not isinstance(identifier, (str, int)) or isinstance(identifier, bool):
                     problem = f"the {id_field!r} column must hold a string or an integer"
                 else:
-                    _, bad = schema.read(snapshot)
-                    if bad:
-                        problem = "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
+                    problem = schema_problem(schema, snapshot)
                 if problem is not None:
                     skipped += 1
                     print(f"{path}: row {number}: {problem}; row skipped", file=sys.stderr)
                     continue
-                evaluation = evaluator.evaluate(snapshot, now=now)
-                write(identifier, sorted(evaluation.tags), dict(sorted(evaluation.errors.items())))
+                write_evaluation(write, identifier, evaluator.evaluate(snapshot, now=now))
     except SourceError as error:
         raise CommandError(str(error)) from None
     return skipped
