@@ -347,3 +347,30 @@ class TestEvaluateAndSampleFiles:
         assert done.returncode == 1
         assert f"{path}: row 2: the 'id' column must hold a string or an integer; row skipped" in done.stderr
         assert done.stdout == '{"id": "a", "tags": ["all"]}\n'
+
+
+class TestRunFromDuckDB:
+    def test_run_retags_a_duckdb_table_into_a_store(
+        self, tmp_path: Path, retail_arrow: pyarrow.Table
+    ) -> None:
+        """``run --db duckdb:///... --table`` computes the tags in DuckDB and stores them elsewhere;
+        ``--store duckdb:///...`` is refused with a message."""
+        database = tmp_path / "crm.duckdb"
+        engine = sa.create_engine(f"duckdb:///{database}")
+        with engine.begin() as connection:
+            raw: Any = connection.connection.driver_connection
+            raw.register("frame", retail_arrow)
+            connection.exec_driver_sql("CREATE TABLE customers AS SELECT * FROM frame")
+        engine.dispose()
+        now = REFERENCE_NOW.isoformat()
+        store = f"sqlite:///{tmp_path / 'tags.db'}"
+        source = ["--db", f"duckdb:///{database}", "--table", "customers", "--now", now]
+        done = _tagrules("run", "retail", *source, "--store", store)
+        assert done.returncode == 0, done.stderr
+        assert "300 customers" in done.stdout + done.stderr
+        vips = _tagrules("members", "--store", store, "--tag", "vip").stdout.split()
+        expected = count_tags(load_catalog(), retail_arrow, now=REFERENCE_NOW).counts["vip"]
+        assert len(vips) == expected
+        refused = _tagrules("run", "retail", *source, "--store", f"duckdb:///{tmp_path / 'tags.duckdb'}")
+        assert refused.returncode == 1
+        assert "DuckDB is not a tag store" in refused.stderr
