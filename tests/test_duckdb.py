@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow.parquet
 import pytest
 import sqlalchemy as sa
 
+from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, SQLStore, StoreError, count_tags, tag_query
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 from tagrules.sql._regex import translate_regex
@@ -246,7 +248,7 @@ class TestCountInput:
 
 
 class TestWindows:
-    @pytest.mark.parametrize("url", ["duckdb:///:memory:", "sqlite://"])
+    @pytest.mark.parametrize("database", ["duckdb", "sqlite", "postgresql", "mysql"])
     @pytest.mark.parametrize(
         "rule",
         [
@@ -257,9 +259,17 @@ class TestWindows:
             "$now - seen == t'P1D'",
         ],
     )
-    def test_window_is_the_column_against_a_bound_constant(self, url: str, rule: str) -> None:
-        """``$now - F op D`` compiles to ``F op' :cutoff`` (no arithmetic per row), with Python's answers
-        on the boundary, a microsecond either side, and a null in the non-nullable field."""
+    def test_window_is_the_column_against_a_bound_constant(
+        self, request: pytest.FixtureRequest, tmp_path: Path, database: str, rule: str
+    ) -> None:
+        """``$now - F op D`` compiles to ``F op' :cutoff`` (no arithmetic per row) on every dialect, with
+        Python's answers on the boundary, a microsecond either side, and a null in the non-nullable field."""
+        url: Any = {
+            "duckdb": f"duckdb:///{tmp_path / 'w.duckdb'}",
+            "sqlite": f"sqlite:///{tmp_path / 'w.db'}",
+        }.get(database) or request.getfixturevalue(
+            {"postgresql": "postgres_url", "mysql": "mysql_url"}[database]
+        )
         catalog = Catalog([{"key": "w", "rule": rule}], {"seen": "datetime"})
         now = datetime.datetime(2026, 6, 1, tzinfo=UTC)
         edges = [now - datetime.timedelta(days=180), now - datetime.timedelta(days=7), now]
@@ -269,33 +279,25 @@ class TestWindows:
             edge + shift for edge in edges for shift in (-tick, 0 * tick, tick)
         ]
         values.append(None)
-        table = sa.Table(
-            "seen_rows", sa.MetaData(), sa.Column("id", sa.Integer()), sa.Column("seen", sa.DateTime())
-        )
         engine = sa.create_engine(url)
-        with engine.begin() as connection:
-            table.create(connection)
-            connection.execute(
-                table.insert(),
-                [
-                    {"id": index, "seen": None if value is None else value.replace(tzinfo=None)}
-                    for index, value in enumerate(values)
-                ],
-            )
-            query = tag_query(
-                catalog, table, dialect=engine.dialect.name, now=now, id_columns=["id"], mode="database"
-            )
-            sql = {row[0]: row[1] for row in connection.execute(query.select)}
-        engine.dispose()
-        compiled = str(query.select.compile(dialect=engine.dialect))
-        assert (
-            "seen_rows.seen <" in compiled or "seen_rows.seen >" in compiled or "seen_rows.seen =" in compiled
-        )
+        table = snapshot_table(f"window_{abs(hash(rule))}", catalog.schema, engine.dialect.name)
+        try:
+            with engine.begin() as connection:
+                fill(connection, table, catalog.schema, [{"seen": value} for value in values])
+                query = tag_query(
+                    catalog, table, dialect=engine.dialect.name, now=now, id_columns=["id"], mode="database"
+                )
+                sql = {row[0]: row[1] for row in connection.execute(query.select)}
+                compiled = str(query.select.compile(dialect=engine.dialect))
+                table.drop(connection)
+        finally:
+            engine.dispose()
+        assert re.search(rf"{table.name}\.seen [<>=]", compiled), compiled
         evaluator = Evaluator(catalog)
         for index, value in enumerate(values):
             result = evaluator.evaluate({"seen": value}, now=now)
             expected = None if "w" in result.errors else int("w" in result.tags)
-            assert (None if sql[index] is None else int(sql[index])) == expected, (rule, value)
+            assert (None if sql[str(index)] is None else int(sql[str(index)])) == expected, (rule, value)
 
 
 class TestEvaluateAndSampleFiles:
