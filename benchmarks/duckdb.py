@@ -122,7 +122,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     cutoff = NOW - datetime.timedelta(days=180)
     recent = NOW - datetime.timedelta(days=30)
 
-    def hand_written() -> object:
+    def hand_written() -> Any:
         with engine.connect() as connection:
             return connection.exec_driver_sql(HAND_WRITTEN, {"cutoff": cutoff, "recent": recent}).one()
 
