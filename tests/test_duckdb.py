@@ -153,6 +153,21 @@ class TestDuckDBTables:
             expected = tuple(None if key in result.errors else int(key in result.tags) for key in rules)
             assert sql[index] == expected, text
 
+    def test_wide_integer_sums_compare_exactly(self) -> None:
+        """A sum beyond 53 bits compared with a number: DuckDB compares HUGEINT with a bound decimal
+        as doubles, so the threshold is bound as a HUGEINT (found by the long parity profile)."""
+        rule = "(4 + (f0 == 100000 ? 30000 : f0)) in [1152921504606846976, 1e300, 10]"
+        catalog = Catalog(
+            [{"key": "t", "rule": rule}, {"key": "u", "rule": "f0 + 4 == 1152921504606846980"}], {"f0": "int"}
+        )
+        engine = sa.create_engine("duckdb:///:memory:")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (f0 BIGINT)")
+            connection.exec_driver_sql("INSERT INTO t VALUES (1152921504606846976), (1152921504606846972)")
+            report = count_tags(catalog, connection, "t", mode="database")
+        engine.dispose()
+        assert dict(report.counts) == {"t": 1, "u": 1}
+
 
 class TestNotAStore:
     def test_sqlstore_refuses_duckdb(self, tmp_path: Path) -> None:

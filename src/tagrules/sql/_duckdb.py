@@ -247,6 +247,10 @@ class DuckDBRuleCompiler(RuleCompiler):
     def exact(self, expression: Expression) -> Expression:
         return sa.cast(expression, _HugeInt())
 
+    def exact_parameter(self, value: int) -> Expression:
+        # a HUGEINT: DuckDB compares a HUGEINT with a bound decimal as doubles (2**60 + 4 == 2**60)
+        return sa.cast(_text(str(value)), _HugeInt())
+
     def divide(self, left: Expression, right: Expression) -> Expression:
         return left.op("//")(right)
 

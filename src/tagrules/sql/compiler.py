@@ -349,6 +349,10 @@ class RuleCompiler:
         """An integer expression in a type wide enough for sums of two 64-bit integers."""
         raise NotPushable(f"integer arithmetic on {self.dialect} (its integers overflow)")
 
+    def exact_parameter(self, value: int) -> Expression:
+        """An integer beyond 64 bits, compared with an ``exact`` expression."""
+        return sa.bindparam(None, value, type_=sa.Numeric())
+
     def divide(self, left: Expression, right: Expression) -> Expression:
         """Integer division truncated toward zero (as ``Decimal`` does)."""
         raise NotPushable(f"integer division on {self.dialect}")
@@ -692,9 +696,10 @@ class RuleCompiler:
         bound = 2**64 if left.kind == "exact" else 2**63
         if not -bound < threshold < bound:
             return _infinite_comparison(native, math.inf if threshold > 0 else -math.inf)
-        parameter = sa.bindparam(
-            None, threshold, type_=sa.Numeric() if left.kind == "exact" else sa.BigInteger()
-        )
+        if left.kind == "exact":
+            parameter = self.exact_parameter(threshold)
+        else:
+            parameter = sa.bindparam(None, threshold, type_=sa.BigInteger())
         return _COMPARE[native](left.expr, parameter)  # type: ignore[no-any-return]
 
     # -- arithmetic ----------------------------------------------------------------------------------
