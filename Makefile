@@ -16,7 +16,7 @@ PIP_SPEC ?= pip==26.3
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown clean
+.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown test-duckdb clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
+	@echo "make test-duckdb - SQL push-down against Python on DuckDB, long profiles (1,000 pushed rules x 10,000 rows)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
@@ -104,6 +105,9 @@ test-differential: install-test
 
 test-pushdown: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
+
+test-duckdb: install-test
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py -k duckdb
 
 clean:
 	rm -rf $(VENV) .venv-latest build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "compiler": "benchmarks.compiler",
     "storage": "benchmarks.storage",
     "pushdown": "benchmarks.pushdown",
+    "duckdb": "benchmarks.duckdb",
     "impact": "benchmarks.impact",
     "lapse": "benchmarks.lapse",
     "limits": "benchmarks.limits",

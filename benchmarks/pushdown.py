@@ -40,10 +40,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine, make_url
 
 from tagrules import Evaluator, SQLStore, Tagger, count_tags, retag_from_table, tag_query
-from tagrules._setwise import _CreateTemporaryTableAs
 from tagrules.catalog import Catalog
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
-from tagrules.pushdown import _python_catalog, _rule_fields, open_table, query_settings, stream_snapshots
+from tagrules.sources._setwise import _CreateTemporaryTableAs
+from tagrules.sources.tables import (
+    _python_catalog,
+    _rule_fields,
+    open_table,
+    query_settings,
+    stream_snapshots,
+)
 from tagrules.stores import store_tables
 
 __all__ = ["run", "table"]

@@ -30,7 +30,7 @@ def column_type(field_type: FieldType, dialect: str, *, aware: bool = False, jso
     if kind == "datetime":
         if dialect == "mysql":
             return mysql.DATETIME(fsp=6)
-        if dialect == "postgresql":
+        if dialect in ("postgresql", "duckdb"):
             return postgresql.TIMESTAMP(timezone=aware)
         return sa.DateTime()
     if kind == "date":

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 from rule_strategies import NO_HINTS, NOW, RandomSchema
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, DefinitionError, ImpactReport, impact
-from tagrules.pushdown import stream_snapshots
+from tagrules.sources.tables import stream_snapshots
 from test_pushdown_differential import _value, catalogs, engine_of, sql_schemas
 
 SCHEMA = {"spend": "float", "orders": "int", "vip_flag": "bool"}

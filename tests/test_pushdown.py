@@ -26,9 +26,9 @@ from tagrules import (
 )
 from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
-from tagrules.pushdown import stream_snapshots
-from tagrules.rules.sql_dialects import compiler_for
-from tagrules.rules.to_sql import FieldColumn
+from tagrules.sources.tables import stream_snapshots
+from tagrules.sql.compiler import FieldColumn
+from tagrules.sql.dialects import compiler_for
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, tzinfo=UTC)

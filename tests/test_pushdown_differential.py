@@ -14,13 +14,16 @@ import collections
 import itertools
 import math
 import os
+import random
 import re
+import warnings
 from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import NonInteractiveExampleWarning
 from sqlalchemy.engine import URL, Engine
 
 from rule_strategies import (
@@ -37,7 +40,7 @@ from rule_strategies import (
 )
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, DefinitionError, Evaluator, NotPushable
-from tagrules.pushdown import stream_snapshots, tag_query
+from tagrules.sources.tables import stream_snapshots, tag_query
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = 2_000 if LONG else 60
@@ -61,6 +64,16 @@ def engine_of(url: URL) -> Engine:
     if key not in _engines:
         _engines[key] = sa.create_engine(url)
     return _engines[key]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql", "duckdb"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> URL:
+    """Each database push-down runs on: a SQLite file, PostgreSQL, MariaDB, a DuckDB file."""
+    if request.param == "duckdb":
+        return sa.make_url(f"duckdb:///{tmp_path_factory.mktemp('duckdb') / 'pushdown.duckdb'}")
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: URL = request.getfixturevalue(name)
+    return url
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -171,7 +184,7 @@ def check(url: URL, data: st.DataObject) -> None:
         }
         for index in range(ROWS)
     ]
-    aware = dialect == "postgresql" and data.draw(st.booleans())
+    aware = dialect in ("postgresql", "duckdb") and data.draw(st.booleans())
     jsonb = dialect != "postgresql" or data.draw(st.booleans())
     table = snapshot_table(f"pushdown_{next(_names)}", catalog.schema, dialect, aware=aware, jsonb=jsonb)
     engine = engine_of(url)
@@ -303,3 +316,97 @@ class TestWhatColumnsReallyHold:
         finally:
             with engine.begin() as connection:
                 table.drop(connection)
+
+
+#: the wide profile: many pushed rules over one table of many rows (``make test-duckdb``: 1,000 x 10,000)
+WIDE_RULES, WIDE_ROWS = (1_000, 10_000) if LONG else (30, 300)
+_WIDE_TYPES = ["int", "float", "int | None", "float | None", "str", "str | None", "bool", "bool | None"]
+_WIDE_TYPES += ["datetime", "datetime | None", "date", "dict[str, int]", "dict[str, float]", "dict[str, str]"]
+
+
+def _wide_value(rng: random.Random, type_name: str, hints: Hints) -> Any:
+    """A random value of ``type_name`` from the edge values and the rules' hints (nulls included)."""
+    base = type_name.split(" |")[0]
+    if rng.random() < (0.2 if type_name.endswith("| None") else 0.05):
+        return None
+    pools: dict[str, list[Any]] = {
+        "int": _INTS + [value for value in hints.ints if -(2**63) < value < 2**63] + list(range(-3, 4)),
+        "float": _FLOATS + hints.floats + [0.25, -1.5],
+        "str": _STRINGS + hints.strings,
+        "bool": [True, False],
+        "datetime": _DATETIMES,
+        "date": [moment.date() for moment in _DATETIMES],
+    }
+    if base.startswith("dict["):
+        item = base.removeprefix("dict[str, ").removesuffix("]")
+        keys = ["a", "b", "", "é", *hints.strings]
+        return {rng.choice(keys): rng.choice(pools[item]) for _ in range(rng.randint(0, 3))}
+    return rng.choice(pools[base])
+
+
+class TestManyRulesOverManyRows:
+    def test_every_pushed_rule_on_every_row(self, tmp_path: Any) -> None:
+        """Many random rules pushed at once over one DuckDB table of many random rows: each tag's
+        state on each row equals Python's (the long profile: 1,000 pushed rules x 10,000 rows)."""
+        rng = random.Random(14)
+        random_schema = RandomSchema({f"f{index}": name for index, name in enumerate(_WIDE_TYPES)})
+        schema = random_schema.schema
+        table = snapshot_table("wide", schema, "duckdb")
+        draw = cast(st.DrawFn, lambda strategy: strategy.example())
+        rules: list[str] = []
+        hints = Hints([], [], [])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonInteractiveExampleWarning)
+            while len(rules) < WIDE_RULES:
+                writer = RuleWriter(draw, random_schema)
+                text = writer.boolean(draw(st.integers(1, 3)))
+                try:
+                    catalog = Catalog([{"key": "t", "rule": text}], schema)
+                    tag_query(catalog, table, dialect="duckdb", now=NOW, mode="database")
+                except (DefinitionError, NotPushable):
+                    continue
+                rules.append(text)
+                found = writer.hints()
+                hints = Hints(
+                    hints.floats + found.floats, hints.ints + found.ints, hints.strings + found.strings
+                )
+        catalog = Catalog([{"key": f"t{index}", "rule": text} for index, text in enumerate(rules)], schema)
+        rows = [
+            {
+                "id": str(index),
+                **{
+                    name: _wide_value(rng, type_name, hints)
+                    for name, type_name in random_schema.types.items()
+                },
+            }
+            for index in range(WIDE_ROWS)
+        ]
+        engine = sa.create_engine(f"duckdb:///{tmp_path / 'wide.duckdb'}")
+        try:
+            with engine.begin() as connection:
+                fill(connection, table, schema, rows)
+            with engine.connect() as connection:
+                query = tag_query(
+                    catalog, table, dialect="duckdb", now=NOW, id_columns=["id"], mode="database"
+                )
+                states = {row[0]: row[1:] for row in connection.execute(query.select)}
+                snapshots = list(stream_snapshots(connection, table, schema, fields=["id", *schema.fields]))
+        finally:
+            engine.dispose()
+        evaluator = Evaluator(catalog)
+        keys = list(query.tag_columns)
+        assert len(keys) == WIDE_RULES
+        differences = []
+        for snapshot in snapshots:
+            evaluation = evaluator.evaluate(snapshot, now=NOW)
+            expected = tuple(
+                None if key in evaluation.errors else int(key in evaluation.tags) for key in keys
+            )
+            actual = tuple(None if state is None else int(state) for state in states[snapshot["id"]])
+            differences += [
+                (catalog[key].rule, snapshot)
+                for key, want, got in zip(keys, expected, actual, strict=True)
+                if want != got
+            ]
+        CASES[("duckdb", "wide: rules x rows compared")] += len(keys) * len(snapshots)
+        assert not differences, differences[:3]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,11 +26,12 @@ from sqlalchemy.engine import Engine
 
 from tagrules import Catalog, Evaluator, NotPushable
 from tagrules.packs.retail import load_catalog
-from tagrules.pushdown import query_settings, tag_query
 from tagrules.rules._language import MAX_STEPS
+from tagrules.sources.tables import query_settings, tag_query
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 SCHEMA = {"views": "dict[str, int]", "scores": "list[int]", "spend": "dict[str, float]", "n": "int"}
+_JSON_FIELDS = ("views", "scores", "spend")
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 _names = itertools.count()
 
@@ -39,18 +41,20 @@ PLACES = {
     "jsonb": ("postgresql", postgresql.JSONB()),
     "json": ("postgresql", sa.JSON()),
     "sqlite": ("sqlite", sa.JSON()),
+    "duckdb": ("duckdb", sa.JSON()),
+    "duckdb-text": ("duckdb", sa.Text()),
 }
 
 
 @pytest.fixture(params=list(PLACES))
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Any]]:
-    """An engine and the column type holding the dicts: PostgreSQL jsonb and json, SQLite JSON text."""
+    """An engine and the column type holding the dicts: PostgreSQL jsonb and json, SQLite JSON text,
+    DuckDB JSON and VARCHAR."""
     dialect, json_type = PLACES[request.param]
-    url = (
-        request.getfixturevalue("postgres_url")
-        if dialect == "postgresql"
-        else f"sqlite:///{tmp_path / 'rows.db'}"
-    )
+    if dialect == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"{dialect}:///{tmp_path / 'rows.db'}"
     created = sa.create_engine(url)
     yield created, json_type
     created.dispose()
@@ -60,12 +64,17 @@ def _table(json_type: Any) -> sa.Table:
     return sa.Table(
         f"json_rows_{next(_names)}",
         sa.MetaData(),
-        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("views", json_type),
         sa.Column("scores", json_type),
         sa.Column("spend", json_type),
         sa.Column("n", sa.BigInteger()),
     )
+
+
+def _as_text(value: Any) -> Any:
+    """A dict as JSON text (Python's None as JSON null), SQL NULL kept."""
+    return None if isinstance(value, sa.sql.elements.Null) else json.dumps(value)
 
 
 def states_both_ways(
@@ -78,10 +87,17 @@ def states_both_ways(
         table.create(connection)
         try:
             if rows:
-                connection.execute(
-                    table.insert(),
-                    [{"id": index, "n": 0, **row} for index, row in enumerate(rows)],
-                )
+                stored = [{"id": index, "n": 0, **row} for index, row in enumerate(rows)]
+                if isinstance(json_type, sa.Text):
+                    # JSON text in a text column, as a Parquet or CSV export holds it
+                    stored = [
+                        {
+                            name: _as_text(value) if name in _JSON_FIELDS else value
+                            for name, value in row.items()
+                        }
+                        for row in stored
+                    ]
+                connection.execute(table.insert(), stored)
             query = tag_query(
                 catalog, table, dialect=engine.dialect.name, now=NOW, id_columns=["id"], mode="database"
             )
@@ -94,6 +110,12 @@ def states_both_ways(
             python: dict[int, dict[str, int | None]] = {}
             for row in connection.execute(sa.select(table)):
                 snapshot = {name: getattr(row, name) for name in SCHEMA}
+                if isinstance(json_type, sa.Text):
+                    # read back as push-down's Python side reads JSON text
+                    snapshot = {
+                        name: json.loads(value) if name in _JSON_FIELDS and value is not None else value
+                        for name, value in snapshot.items()
+                    }
                 result = evaluator.evaluate(snapshot, now=NOW)
                 python[row.id] = {
                     key: None if key in result.errors else int(key in result.tags) for key in rules

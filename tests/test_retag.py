@@ -23,10 +23,10 @@ from tagrules import (
     SQLStore,
     Tagger,
     TagStore,
-    _setwise,
     retag_from_table,
 )
-from tagrules.pushdown import open_table
+from tagrules.sources import _setwise
+from tagrules.sources.tables import open_table
 from tagrules.stores import CustomerChange
 
 UTC = datetime.timezone.utc

@@ -28,10 +28,10 @@ from tagrules.errors import (
 )
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
 from tagrules.impact import ImpactReport, TagImpact, impact
-from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
-from tagrules.retag import RetagReport, retag_from_table
 from tagrules.rules._explain import Explanation
 from tagrules.schema import FieldType, Schema
+from tagrules.sources.retag import RetagReport, retag_from_table
+from tagrules.sources.tables import CountReport, TagQuery, count_tags, tag_query
 from tagrules.stores import (
     ChangeEvent,
     HistoryEntry,

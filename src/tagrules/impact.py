@@ -28,7 +28,8 @@ from tagrules.catalog import Catalog
 from tagrules.definitions import TagDefinition
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
-from tagrules.pushdown import (
+from tagrules.schema import FieldType, Schema
+from tagrules.sources.tables import (
     _connect,
     _rule_fields,
     open_table,
@@ -36,8 +37,7 @@ from tagrules.pushdown import (
     stream_snapshots,
     tag_query,
 )
-from tagrules.rules.sql_dialects import compiler_for
-from tagrules.schema import FieldType, Schema
+from tagrules.sql.dialects import compiler_for
 
 __all__ = ["ImpactReport", "TagImpact", "impact", "preview_catalog"]
 

@@ -9,6 +9,14 @@ from typing import Any
 
 from tagrules.analysis import Finding, check_catalog, check_sample
 from tagrules.catalog import Catalog
+from tagrules.cli._columnar import (
+    Writer,
+    evaluate_file,
+    is_columnar,
+    result_writer,
+    write_evaluation,
+    write_parquet_rows,
+)
 from tagrules.cli._common import (
     CommandError,
     load_catalog,
@@ -45,14 +53,20 @@ def register(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="print the tags of each snapshot of a JSON Lines file")
     evaluate.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
     evaluate.add_argument(
-        "snapshots", metavar="SNAPSHOTS.jsonl", help="one JSON object per line ('-': stdin)"
+        "snapshots",
+        metavar="SNAPSHOTS",
+        help="a JSON Lines file, one object per line ('-': stdin); or a Parquet file, directory or glob, "
+        "or a CSV file",
     )
     evaluate.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     evaluate.add_argument(
         "--id-field", default="id", help="the field holding each snapshot's id (default: id)"
     )
     evaluate.add_argument(
-        "--output", "-o", metavar="FILE", help="write the results to FILE instead of stdout"
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the results to FILE instead of stdout (FILE.parquet: a Parquet file)",
     )
     evaluate.add_argument(
         "--valid-until",
@@ -85,7 +99,9 @@ def register(commands: Any) -> None:
     sample.add_argument(
         "--now", type=parse_now, help="when the histories end (default: 2026-06-01T00:00:00Z)"
     )
-    sample.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    sample.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE instead of stdout (FILE.parquet: Parquet)"
+    )
     sample.set_defaults(run=run_sample)
 
 
@@ -224,35 +240,49 @@ def _report_findings(arguments: argparse.Namespace, catalog: Catalog) -> int:
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
-    """``tagrules evaluate``: one JSON object per good input line, bad lines reported on stderr."""
+    """``tagrules evaluate``: one result per good snapshot, in input order, bad ones reported on stderr.
+
+    JSON Lines are read and checked line by line in Python; Parquet and CSV are read by DuckDB.
+    Results go out as JSON Lines, or as Parquet where ``--output`` ends in ``.parquet``."""
     catalog = _catalog(arguments.catalog)
     if catalog is None:
         return 1
-    evaluator = Evaluator(catalog)
     now = resolve_now(arguments.now)
+    if arguments.valid_until and (arguments.output or "").lower().endswith(".parquet"):
+        raise CommandError("evaluate: --valid-until writes JSON Lines; give an --output that is not .parquet")
+    try:
+        with result_writer(arguments.output) as write:
+            if is_columnar(arguments.snapshots):
+                skipped = evaluate_file(
+                    catalog,
+                    arguments.snapshots,
+                    arguments.id_field,
+                    now,
+                    write,
+                    valid_until=arguments.valid_until,
+                )
+                noun = "row"
+            else:
+                skipped = _evaluate_lines(catalog, arguments, now, write)
+                noun = "line"
+    except TimeUnknown as error:
+        raise CommandError(f"--valid-until: {error}") from None
+    if skipped:
+        print(f"{arguments.snapshots}: {plural(skipped, f'bad {noun}')} skipped", file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def _evaluate_lines(catalog: Catalog, arguments: argparse.Namespace, now: Any, write: Writer) -> int:
+    """Evaluate a JSON Lines file through the reader ``run`` shares; returns the lines skipped."""
+    evaluator = Evaluator(catalog)
     failures: list[str] = []
     snapshots = read_snapshots(
         arguments.snapshots, catalog.schema, id_field=arguments.id_field, failures=failures
     )
-    with open_output(arguments.output) as output:
-        for _, identifier, value in snapshots:
-            try:
-                evaluation = evaluator.evaluate(value, now=now, valid_until=arguments.valid_until)
-            except TimeUnknown as error:
-                raise CommandError(f"--valid-until: {error}") from None
-            result: dict[str, Any] = {"id": identifier, "tags": sorted(evaluation.tags)}
-            if evaluation.errors:
-                result["errors"] = dict(sorted(evaluation.errors.items()))
-            if arguments.valid_until:
-                until = evaluation.valid_until
-                result["valid_until"] = None if until is None else until.isoformat()
-            output.write(json.dumps(result, ensure_ascii=False) + "\n")
-    if failures:
-        print(
-            f"{arguments.snapshots}: {plural(len(failures), 'bad line')} skipped",
-            file=sys.stderr,
-        )
-    return 1 if failures else 0
+    for _, identifier, value in snapshots:
+        evaluation = evaluator.evaluate(value, now=now, valid_until=arguments.valid_until)
+        write_evaluation(write, identifier, evaluation, valid_until=arguments.valid_until)
+    return len(failures)
 
 
 def run_explain(arguments: argparse.Namespace) -> int:
@@ -315,6 +345,12 @@ def run_sample(arguments: argparse.Namespace) -> int:
     if arguments.count < 0:
         raise CommandError("--count must not be negative")
     now = arguments.now or REFERENCE_NOW
+    if arguments.output and arguments.output.lower().endswith(".parquet"):
+        from tagrules.packs.retail import load_catalog as load_retail
+
+        customers = generate_customers(arguments.count, seed=arguments.seed, now=now)
+        write_parquet_rows(arguments.output, load_retail().schema, customers)
+        return 0
     with open_output(arguments.output) as output:
         for customer in generate_customers(arguments.count, seed=arguments.seed, now=now):
             output.write(customer_to_json(customer) + "\n")

@@ -1,16 +1,19 @@
-"""``tagrules count``: how many rows of a database table each tag would be assigned to."""
+"""``tagrules count``: how many rows of a database table, or of a file, each tag would be assigned to."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from typing import Any
 
+from tagrules.catalog import Catalog
 from tagrules.cli._common import CommandError, field_column, load_catalog, parse_now, print_problems
 from tagrules.errors import DefinitionError, NotPushable, SourceError
 from tagrules.evaluation import resolve_now
-from tagrules.pushdown import count_tags
+from tagrules.sources._duckdb import check_columns, file_source
+from tagrules.sources.tables import CountReport, Mode, count_tags
 
 __all__ = ["register"]
 
@@ -21,9 +24,22 @@ def register(commands: Any) -> None:
         "count", help="count the rows of a database table each tag would be assigned to"
     )
     count.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
-    count.add_argument("--db", required=True, metavar="URL", help="a SQLAlchemy database URL")
+    source = count.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", metavar="URL", help="a SQLAlchemy database URL (duckdb:///PATH included)")
+    source.add_argument(
+        "--input",
+        metavar="PATH",
+        help="a Parquet file, a directory or glob of Parquet files, a CSV or a JSON Lines file",
+    )
     count.add_argument(
-        "--table", required=True, metavar="NAME", help="the table of snapshots (schema.table allowed)"
+        "--table", metavar="NAME", help="with --db: the table of snapshots (schema.table allowed)"
+    )
+    count.add_argument(
+        "--engine",
+        choices=["duckdb", "python"],
+        default="duckdb",
+        help="with --input: duckdb evaluates in process where it can, Python the rest (default); "
+        "python streams every row through the evaluator",
     )
     count.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     count.add_argument("--json", action="store_true", help='print one JSON object {"tag_key": count, ...}')
@@ -46,21 +62,24 @@ def register(commands: Any) -> None:
 
 
 def run_count(arguments: argparse.Namespace) -> int:
-    """``tagrules count CATALOG --db URL --table NAME``: a count per active tag."""
+    """``tagrules count CATALOG --db URL --table NAME`` or ``--input PATH``: a count per active tag."""
+    if arguments.db is not None and arguments.table is None:
+        raise CommandError("--db needs --table NAME: the table of snapshots")
+    if arguments.input is not None and arguments.table is not None:
+        raise CommandError("--table goes with --db; --input reads the file's rows")
     try:
         catalog = load_catalog(arguments.catalog)
     except DefinitionError as error:
         print_problems(error, sys.stderr)
         return 1
+    now, columns = resolve_now(arguments.now), dict(arguments.column)
     try:
-        counts = count_tags(
-            catalog,
-            arguments.db,
-            arguments.table,
-            now=resolve_now(arguments.now),
-            columns=dict(arguments.column),
-            mode=arguments.mode,
-        )
+        if arguments.input is None:
+            counts = count_tags(
+                catalog, arguments.db, arguments.table, now=now, columns=columns, mode=arguments.mode
+            )
+        else:
+            counts = _count_file(catalog, arguments, now, columns)
     except (SourceError, NotPushable) as error:
         raise CommandError(str(error)) from None
     if arguments.json:
@@ -74,3 +93,12 @@ def run_count(arguments: argparse.Namespace) -> int:
     for key, reason in counts.in_python.items():
         print(f"{key}: in Python: {reason}", file=sys.stderr)
     return 0
+
+
+def _count_file(
+    catalog: Catalog, arguments: argparse.Namespace, now: datetime.datetime, columns: dict[str, str]
+) -> CountReport:
+    mode: Mode = "python" if arguments.engine == "python" else arguments.mode
+    with file_source(arguments.input) as (connection, table):
+        check_columns(catalog, table, arguments.input, columns)
+        return count_tags(catalog, connection, table, now=now, columns=columns, mode=mode)

@@ -32,8 +32,8 @@ from tagrules.cli._common import (
 from tagrules.errors import DefinitionError, SourceError, StoreError
 from tagrules.evaluation import resolve_now
 from tagrules.plugins import PluginError
-from tagrules.retag import RetagReport, retag_from_table
 from tagrules.schema import suggest
+from tagrules.sources.retag import RetagReport, retag_from_table
 from tagrules.stores import DEFAULT_PREFIX, ChangeEvent, SQLStore, upgrade
 from tagrules.stores._database import create_engine as database_engine
 from tagrules.tagger import ApplyReport, Listener, Tagger

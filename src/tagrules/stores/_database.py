@@ -177,6 +177,11 @@ def create_engine(url: str | URL) -> Engine:
         ) from error
     parsed, limits = timeouts(parsed)
     backend = parsed.get_backend_name()
+    if backend == "duckdb":
+        raise StoreError(
+            f"{describe(parsed)}: DuckDB is not a tag store (it evaluates catalogs: `tagrules count --db`, "
+            "count_tags); keep tags in SQLite, PostgreSQL or MariaDB"
+        )
     options: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
         if "timeout" not in parsed.query:

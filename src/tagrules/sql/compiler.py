@@ -3,7 +3,7 @@
 A rule becomes two SQL expressions over the columns that hold the snapshot fields: its **value**
 and its **error** condition, true on the rows where Python evaluation raises (a null in a field
 that is not nullable, a division by zero, a comparison of mismatched types). The catalog query
-(:mod:`tagrules.pushdown`) turns them into a tag state per row: assigned, not assigned, or unknown
+(:mod:`tagrules.sources.tables`) turns them into a tag state per row: assigned, not assigned, or unknown
 — the error policy of :class:`~tagrules.Evaluator`.
 
 Only what SQL reproduces exactly is compiled; everything else raises :class:`~tagrules.NotPushable`:
@@ -21,7 +21,7 @@ Only what SQL reproduces exactly is compiled; everything else raises :class:`~ta
   item type into the rest of the rule.
 
 The compiler is a table from node class to handler (``TRANSFORMS``); a dialect
-(:mod:`tagrules.rules.sql_dialects`) extends the table and overrides the few hooks where SQL
+(:mod:`tagrules.sql.dialects`) extends the table and overrides the few hooks where SQL
 differs (string collation, regex, datetime columns, integer division).
 """
 
@@ -41,9 +41,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from tagrules.errors import NotPushable
 from tagrules.rules._language import DECIMAL_CONTEXT, UTC, RuleContext, Scope, evaluation_state
 from tagrules.rules._numbers import mirror, plan_float_comparison, plan_int_comparison
-from tagrules.rules._sql_regex import translate_regex
 from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
+from tagrules.sql._regex import translate_regex
 
 __all__ = ["DictLookup", "FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
 
@@ -354,6 +354,10 @@ class RuleCompiler:
         """An integer expression in a type wide enough for sums of two 64-bit integers."""
         raise NotPushable(f"integer arithmetic on {self.dialect} (its integers overflow)")
 
+    def exact_parameter(self, value: int) -> Expression:
+        """An integer beyond 64 bits, compared with an ``exact`` expression."""
+        return sa.bindparam(None, value, type_=sa.Numeric())
+
     def divide(self, left: Expression, right: Expression) -> Expression:
         """Integer division truncated toward zero (as ``Decimal`` does)."""
         raise NotPushable(f"integer division on {self.dialect}")
@@ -566,6 +570,9 @@ class RuleCompiler:
     def comparison(self, node: Any) -> _Sql:
         operator = _ORDER.get(node.type, node.type)
         operator = {"eq": "==", "ne": "!="}.get(operator, operator)
+        window = self.window(operator, node)
+        if window is not None:
+            return window
         left, right = self.value(node.left), self.value(node.right)
         if left is _FAILED or left.constant is _FOLD_FAILED:
             return _Sql("bool", sa.false(), sa.true())
@@ -574,6 +581,37 @@ class RuleCompiler:
         if left.is_constant:
             operator, left, right = mirror(operator), right, left
         return self.compare(operator, left, right, node)
+
+    def window(self, operator: str, node: Any) -> _Sql | None:
+        """A window against a time that reads no field, ``C - F op D`` (``$now - last_order_at >
+        t'P180D'``) or ``F - C op D``, as the column compared with one bound constant, ``F op' C - D``
+        (``last_order_at < :cutoff``): no arithmetic per row, and an engine may use its statistics.
+        Exact: datetimes and timedeltas subtract in whole microseconds. ``None`` for other forms."""
+        difference, bound = node.left, node.right
+        if not _reads_nothing(bound):
+            difference, bound, operator = node.right, node.left, mirror(operator)
+        if not isinstance(difference, re_ast.SubtractExpression) or not _reads_nothing(bound):
+            return None
+        if _reads_nothing(difference.left) and isinstance(difference.right, re_ast.SymbolExpression):
+            moment, field_node, sign = difference.left, difference.right, -1
+        elif _reads_nothing(difference.right) and isinstance(difference.left, re_ast.SymbolExpression):
+            moment, field_node, sign = difference.right, difference.left, 1
+        else:
+            return None
+        when, span = self.fold(moment).constant, self.fold(bound).constant
+        if not isinstance(when, datetime.datetime) or not isinstance(span, datetime.timedelta):
+            return None
+        field = self.value(field_node)
+        if field.kind != "datetime" or field.is_constant or field.nullable:
+            return None
+        try:
+            # C - F op D  <=>  F mirror(op) C - D;   F - C op D  <=>  F op C + D
+            threshold = when - span if sign < 0 else when + span
+        except OverflowError:
+            return None
+        if sign < 0:
+            operator = mirror(operator)
+        return self.compare_constant(operator, field, threshold, field.error, node)
 
     def compare(self, operator: str, left: _Sql, right: _Sql, node: Any) -> _Sql:
         ordering = operator not in ("==", "!=")
@@ -668,9 +706,10 @@ class RuleCompiler:
         bound = 2**64 if left.kind == "exact" else 2**63
         if not -bound < threshold < bound:
             return _infinite_comparison(native, math.inf if threshold > 0 else -math.inf)
-        parameter = sa.bindparam(
-            None, threshold, type_=sa.Numeric() if left.kind == "exact" else sa.BigInteger()
-        )
+        if left.kind == "exact":
+            parameter = self.exact_parameter(threshold)
+        else:
+            parameter = sa.bindparam(None, threshold, type_=sa.BigInteger())
         return _COMPARE[native](left.expr, parameter)  # type: ignore[no-any-return]
 
     # -- arithmetic ----------------------------------------------------------------------------------

@@ -44,7 +44,14 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.evaluation import Evaluator
-from tagrules.pushdown import TagQuery, _python_catalog, _reader, _rule_fields, query_settings, tag_query
+from tagrules.sources.tables import (
+    TagQuery,
+    _python_catalog,
+    _reader,
+    _rule_fields,
+    query_settings,
+    tag_query,
+)
 from tagrules.stores import ChangeEvent, SQLStore, store_tables
 from tagrules.stores._database import analyze_threshold, translated
 from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH

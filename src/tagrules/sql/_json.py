@@ -37,7 +37,7 @@ from tagrules.errors import NotPushable
 from tagrules.rules._language import MAX_STEPS
 from tagrules.rules._numbers import mirror, plan_int_comparison
 from tagrules.rules._tree import unparse
-from tagrules.rules.to_sql import Expression, FieldColumn, _reads_nothing
+from tagrules.sql.compiler import Expression, FieldColumn, _reads_nothing
 
 __all__ = ["dict_values_count", "sqlite_dict_values_count", "sqlite_members"]
 

@@ -1,4 +1,4 @@
-"""The SQL dialects rules compile to: each a :class:`~tagrules.rules.to_sql.RuleCompiler` whose hooks
+"""The SQL dialects rules compile to: each a :class:`~tagrules.sql.compiler.RuleCompiler` whose hooks
 say how the database compares strings by code point, reads datetimes as UTC, divides integers and
 matches regular expressions; a dialect without its own class gets generic SQL (which pushes less).
 """
@@ -19,11 +19,18 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from tagrules.errors import NotPushable
 from tagrules.rules._language import UTC
-from tagrules.rules._sql_json import dict_values_count, sqlite_dict_values_count, sqlite_members
-from tagrules.rules.to_sql import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 from tagrules.schema import FieldType
+from tagrules.sql._duckdb import DuckDBRuleCompiler
+from tagrules.sql._json import dict_values_count, sqlite_dict_values_count, sqlite_members
+from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
-__all__ = ["MySQLRuleCompiler", "PostgreSQLRuleCompiler", "SQLiteRuleCompiler", "compiler_for"]
+__all__ = [
+    "DuckDBRuleCompiler",
+    "MySQLRuleCompiler",
+    "PostgreSQLRuleCompiler",
+    "SQLiteRuleCompiler",
+    "compiler_for",
+]
 
 
 class _BinaryText(ColumnElement[Any]):
@@ -461,6 +468,7 @@ _COMPILERS: dict[str, type[RuleCompiler]] = {
     "mysql": MySQLRuleCompiler,
     "mariadb": MySQLRuleCompiler,
     "sqlite": SQLiteRuleCompiler,
+    "duckdb": DuckDBRuleCompiler,
 }
 
 

@@ -33,11 +33,11 @@ class _Untranslatable(Exception):
 
 
 def translate_regex(pattern: str, flavour: str, *, anchored: bool) -> str | None:
-    """``pattern`` for ``flavour`` (``postgresql`` or ``pcre``), or ``None`` where it may differ.
+    """``pattern`` for ``flavour`` (``postgresql``, ``pcre`` or ``re2``), or ``None`` where it may differ.
 
     ``anchored`` asks for a match at the start (rule-engine's ``=~``, Python's ``re.match``).
     """
-    if flavour not in ("postgresql", "pcre"):
+    if flavour not in ("postgresql", "pcre", "re2"):
         return None
     try:
         parsed = _parser.parse(pattern)
@@ -106,7 +106,8 @@ def _item(op: Any, av: Any, flavour: str) -> str:
         at = str(av)
         if at in ("AT_BEGINNING", "AT_BEGINNING_STRING"):
             return "^"
-        if at == "AT_END":
+        if at == "AT_END" and flavour != "re2":
+            # RE2 has no lookahead for Python's "end, or before a final newline"
             return "(?=\\n?$)" if flavour == "postgresql" else "$"
         if at == "AT_END_STRING":
             return "$" if flavour == "postgresql" else "\\z"

@@ -28,9 +28,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
-from tagrules.rules.sql_dialects import compiler_for
-from tagrules.rules.to_sql import FieldColumn, RuleCompiler, SqlFunction
 from tagrules.schema import FieldType, Schema, SchemaError, parse_type
+from tagrules.sources._duckdb import duckdb_table, frame_source, is_frame
+from tagrules.sql.compiler import FieldColumn, RuleCompiler, SqlFunction
+from tagrules.sql.dialects import compiler_for
 
 __all__ = ["CountReport", "Mode", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]
 
@@ -465,6 +466,8 @@ def open_table(connection: Connection, name: str) -> sa.Table:
     Raises:
         SourceError: there is no such table.
     """
+    if connection.dialect.name == "duckdb":
+        return duckdb_table(connection, name)
     schema, _, table_name = name.rpartition(".")
     try:
         return sa.Table(table_name, sa.MetaData(), schema=schema or None, autoload_with=connection)
@@ -575,8 +578,8 @@ def _python_catalog(catalog: Catalog, keys: Sequence[str]) -> Catalog:
 
 def count_tags(
     catalog: Catalog,
-    bind: Engine | Connection | URL | str,
-    table: str | sa.FromClause,
+    bind: Engine | Connection | URL | str | Any,
+    table: str | sa.FromClause | None = None,
     *,
     now: datetime.datetime | None = None,
     columns: Mapping[str, str] | None = None,
@@ -593,7 +596,9 @@ def count_tags(
 
     Args:
         catalog: the catalog.
-        bind: a SQLAlchemy engine or connection, or a database URL.
+        bind: a SQLAlchemy engine or connection, or a database URL (``duckdb:///PATH`` included);
+            or a pandas or Polars DataFrame or a pyarrow Table, which DuckDB reads in place
+            (``tagrules[duckdb]``; no ``table`` then).
         table: the table's name (``schema.table`` allowed), or a SQLAlchemy table or selectable.
         now: the time ``$now`` stands for; default: the current time.
         columns: field name -> column name, where they differ.
@@ -605,6 +610,11 @@ def count_tags(
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    if is_frame(bind):
+        with frame_source(bind) as (frame_connection, frame_table):
+            return count_tags(catalog, frame_connection, frame_table, now=now, columns=columns, mode=mode)
+    if table is None:
+        raise ValueError("count_tags needs the table of a database")
     moment = resolve_now(now)
     connection, engine = _connect(bind)
     # a connection of the caller's may hold uncommitted rows: only one opened here is doubled; SQLite

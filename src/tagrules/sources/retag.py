@@ -9,7 +9,7 @@ exclusions) is evaluated wholly in Python on its row, since rules see manual tag
 exclusions change which tier of an exclusive group is assigned.
 
 When the store lives in the same PostgreSQL database as the table, the diff is computed set-wise in
-SQL instead (:mod:`tagrules._setwise`).
+SQL instead (:mod:`tagrules.sources._setwise`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any, final
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from tagrules._setwise import SET_WISE_DIALECTS, same_database, setwise_retag
 from tagrules.catalog import Catalog
 from tagrules.errors import SourceError
 from tagrules.evaluation import Evaluation, Evaluator, resolve_now
-from tagrules.pushdown import (
+from tagrules.sources._setwise import SET_WISE_DIALECTS, same_database, setwise_retag
+from tagrules.sources.tables import (
     TagQuery,
     _connect,
     _python_catalog,
