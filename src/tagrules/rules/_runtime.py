@@ -53,6 +53,7 @@ __all__ = [
     "contains",
     "decimal_of_float",
     "decimal_of_int",
+    "dict_item",
     "equal",
     "fail_field",
     "get_attribute",
@@ -67,6 +68,7 @@ __all__ = [
     "order",
     "regex",
     "rule_context",
+    "sequence_item",
     "subtract",
     "tick",
     "unequal",
@@ -306,6 +308,27 @@ def get_item(container: Any, item: Any, safe: bool) -> Any:
             return None
         raise errors.LookupError(container, item) from None
     return new_value(value)
+
+
+def dict_item(container: Mapping[Any, Any], key: Any, safe: bool) -> Any:
+    """``GetItemExpression`` on a typed dict read natively: the native value, or for a missing key
+    null (``&[``) or rule-engine's error."""
+    try:
+        return container[key]
+    except KeyError:
+        if safe:
+            return None
+        raise errors.LookupError(coerce(container), key) from None
+
+
+def sequence_item(container: Any, index: int, safe: bool) -> Any:
+    """``GetItemExpression`` on a list or text read natively, with a literal integer index."""
+    try:
+        return container[index]
+    except IndexError:
+        if safe:
+            return None
+        raise errors.LookupError(coerce(container), index) from None
 
 
 def slice_container(container: Any) -> Any:
