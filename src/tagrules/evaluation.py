@@ -209,6 +209,7 @@ class Evaluator:
     def __init__(self, catalog: Catalog, *, compiled: bool = True) -> None:
         self.catalog = catalog
         self._compiled = compile_catalog(catalog) if compiled else None
+        self._function = self._compiled.function if self._compiled is not None else None
         self._context = catalog.language.context
         self._order = catalog.evaluation_order
         self._statements = {key: catalog.rule(key).statement for unit in self._order for key in unit.keys}
@@ -240,16 +241,22 @@ class Evaluator:
         Returns:
             The tags assigned and, per failed rule, why it failed.
         """
-        moment = resolve_now(now)
+        # the common case first, checked cheaply: an aware UTC datetime needs no resolving
+        moment = now if type(now) is datetime.datetime and now.tzinfo is UTC else resolve_now(now)
         if self._derived:
             snapshot = self._with_derived(snapshot, moment)
         excluded = (
-            suppressed if type(suppressed) is frozenset else frozenset(suppressed) if suppressed else _NONE
+            _NONE
+            if not suppressed
+            else suppressed
+            if type(suppressed) is frozenset
+            else frozenset(suppressed)
         )
-        if self._compiled is not None:
+        function = self._function
+        if function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
-            assigned, failures = self._compiled.function(snapshot, moment, tags, excluded)
+            assigned, failures = function(snapshot, moment, tags, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
             run = _Run(Scope(values, bad, set(tags)), excluded)
