@@ -16,7 +16,7 @@ PIP_SPEC ?= pip==26.3
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown clean
+.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown parser-tables clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench   - run the benchmarks and print their tables"
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
+	@echo "make parser-tables - recompute rule-engine's parser tables (after upgrading rule-engine)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
@@ -99,6 +100,12 @@ test-differential: install-test
 
 test-pushdown: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
+
+# rule-engine's parser tables, computed once (src/tagrules/_parsetab.py; see src/tagrules/_parser_tables.py)
+parser-tables: install-test
+	rm -f src/tagrules/_parsetab.py
+	$(BIN)/python -c "import rule_engine; from rule_engine._vendor.ply import yacc; \
+		yacc.yacc(module=rule_engine.Rule.parser, debug=False, write_tables=True, outputdir='src/tagrules', tabmodule='_parsetab')"
 
 clean:
 	rm -rf $(VENV) .venv-latest build .mypy_cache .pytest_cache .ruff_cache .hypothesis

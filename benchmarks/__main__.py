@@ -19,6 +19,7 @@ BENCHMARKS = {
     "compiler": "benchmarks.compiler",
     "storage": "benchmarks.storage",
     "pushdown": "benchmarks.pushdown",
+    "startup": "benchmarks.startup",
 }
 
 

@@ -10,33 +10,97 @@ tags, their history and change events in a :class:`TagStore` (:class:`MemoryStor
 
 from __future__ import annotations
 
-from tagrules.catalog import Catalog, EvaluationUnit
-from tagrules.definitions import TagDefinition, TagStatus
-from tagrules.errors import (
-    ConcurrentUpdate,
-    DefinitionError,
-    NotPushable,
-    Problem,
-    SnapshotError,
-    SourceError,
-    StoreError,
-    TagrulesError,
-)
-from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
-from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
-from tagrules.retag import RetagReport, retag_from_table
-from tagrules.rules._explain import Explanation
-from tagrules.schema import FieldType, Schema
-from tagrules.stores import (
-    ChangeEvent,
-    HistoryEntry,
-    Membership,
-    MemoryStore,
-    Override,
-    SQLStore,
-    TagStore,
-)
-from tagrules.tagger import ApplyReport, TagCounts, Tagger
+from typing import TYPE_CHECKING, Any
+
+from tagrules._parser_tables import install as _install_parser_tables
+
+_install_parser_tables()
+
+if TYPE_CHECKING:
+    from tagrules.catalog import Catalog, EvaluationUnit
+    from tagrules.definitions import TagDefinition, TagStatus
+    from tagrules.errors import (
+        ConcurrentUpdate,
+        DefinitionError,
+        NotPushable,
+        Problem,
+        SnapshotError,
+        SourceError,
+        StoreError,
+        TagrulesError,
+    )
+    from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
+    from tagrules.pushdown import CountReport, TagQuery, count_tags, tag_query
+    from tagrules.retag import RetagReport, retag_from_table
+    from tagrules.rules._explain import Explanation
+    from tagrules.schema import FieldType, Schema
+    from tagrules.stores import (
+        ChangeEvent,
+        HistoryEntry,
+        Membership,
+        MemoryStore,
+        Override,
+        SQLStore,
+        TagStore,
+    )
+    from tagrules.tagger import ApplyReport, TagCounts, Tagger
+
+# public name -> the module defining it; each module is imported when one of its names is first used,
+# so that ``import tagrules`` costs almost nothing (no SQLAlchemy, pydantic or rule-engine yet)
+_LAZY = {
+    "ApplyReport": "tagrules.tagger",
+    "Catalog": "tagrules.catalog",
+    "ChangeEvent": "tagrules.stores",
+    "ConcurrentUpdate": "tagrules.errors",
+    "CountReport": "tagrules.pushdown",
+    "DefinitionError": "tagrules.errors",
+    "Evaluation": "tagrules.evaluation",
+    "EvaluationUnit": "tagrules.catalog",
+    "Evaluator": "tagrules.evaluation",
+    "Explanation": "tagrules.rules._explain",
+    "FieldType": "tagrules.schema",
+    "HistoryEntry": "tagrules.stores",
+    "Membership": "tagrules.stores",
+    "MemoryStore": "tagrules.stores",
+    "NotPushable": "tagrules.errors",
+    "Override": "tagrules.stores",
+    "Problem": "tagrules.errors",
+    "RetagReport": "tagrules.retag",
+    "SQLStore": "tagrules.stores",
+    "Schema": "tagrules.schema",
+    "SnapshotError": "tagrules.errors",
+    "SourceError": "tagrules.errors",
+    "StoreError": "tagrules.errors",
+    "TagCounts": "tagrules.tagger",
+    "TagDefinition": "tagrules.definitions",
+    "TagDiff": "tagrules.evaluation",
+    "TagExplanation": "tagrules.evaluation",
+    "TagQuery": "tagrules.pushdown",
+    "TagStatus": "tagrules.definitions",
+    "TagStore": "tagrules.stores",
+    "Tagger": "tagrules.tagger",
+    "TagrulesError": "tagrules.errors",
+    "count_tags": "tagrules.pushdown",
+    "diff": "tagrules.evaluation",
+    "retag_from_table": "tagrules.retag",
+    "tag_query": "tagrules.pushdown",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tagrules' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

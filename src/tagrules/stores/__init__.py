@@ -7,6 +7,8 @@ of a table prefix, and :func:`upgrade` creates or upgrades them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     ChangeEvent,
@@ -18,10 +20,35 @@ from tagrules.stores._base import (
     Source,
     TagStore,
 )
-from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
-from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
 from tagrules.stores.memory import MemoryStore
-from tagrules.stores.sql import SQLStore
+
+if TYPE_CHECKING:
+    from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
+    from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
+    from tagrules.stores.sql import SQLStore
+
+# the SQL stores' names -> their module, imported when first used (they import SQLAlchemy)
+_LAZY = {
+    "HEAD_REVISION": "tagrules.stores._database",
+    "current_revision": "tagrules.stores._database",
+    "upgrade": "tagrules.stores._database",
+    "DEFAULT_PREFIX": "tagrules.stores._tables",
+    "StoreTables": "tagrules.stores._tables",
+    "store_tables": "tagrules.stores._tables",
+    "SQLStore": "tagrules.stores.sql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tagrules.stores' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_PREFIX",
