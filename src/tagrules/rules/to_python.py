@@ -838,10 +838,24 @@ class _Compiler:
         # rule-engine's representation, so the list holds exactly what the interpreter's would
         native_members = result.native and result.rule_expr is None
         element = result.expr if native_members else self.to_rule_engine(result)
-        comprehension = ast.ListComp(
-            elt=element,
-            generators=[ast.comprehension(target=_store(variable), iter=source, ifs=[test], is_async=0)],
-        )
+
+        def list_of(members: ast.expr, ifs: list[ast.expr]) -> ast.ListComp:
+            generator = ast.comprehension(target=_store(variable), iter=members, ifs=ifs, is_async=0)
+            return ast.ListComp(elt=element, generators=[generator])
+
+        if _counts_no_steps(node.condition) and _counts_no_steps(node.result):
+            # only this comprehension counts steps: when all its members fit the budget, count them
+            # at once (the same total, and no member could have exceeded it) and test no tick each
+            def use(members: ast.expr) -> ast.expr:
+                return ast.IfExp(
+                    test=_call(self.helper("ticks"), members),
+                    body=list_of(members, [] if condition is None else [condition]),
+                    orelse=list_of(members, [test]),
+                )
+
+            comprehension: ast.expr = self.bind(source, use)
+        else:
+            comprehension = list_of(source, [test])
         if native_members and result.ftype is not None:
             # a native list stands for rule-engine's tuple (coerce turns it into one)
             return _Out(comprehension, native=True, ftype=FieldType("list", item=result.ftype))
@@ -890,6 +904,17 @@ class _Rebinder(ast.NodeTransformer):
         node.body = self.visit(node.body)
         node.orelse = self.visit(node.orelse)
         return node
+
+
+def _counts_no_steps(node: Any) -> bool:
+    """Whether evaluating ``node`` can count no step of the budget (no comprehension, no call)."""
+    if node is None:
+        return True
+    return not any(
+        isinstance(current, (re_ast.ComprehensionExpression, re_ast.FunctionCallExpression))
+        or (isinstance(current, re_ast.SymbolExpression) and current.scope is not None)
+        for current, _ in walk(node)
+    )
 
 
 def _stays_native(out: _Out) -> bool:
