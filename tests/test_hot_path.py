@@ -68,6 +68,49 @@ class TestPydanticSnapshots:
         assert compiled == Evaluator(CATALOG, compiled=False).evaluate(other, now=NOW)
 
 
+class Order(BaseModel):
+    amount: float
+
+
+class Shopper(BaseModel):
+    orders: list[Order]
+    address: Address
+
+
+SHOPPERS = Catalog(
+    [
+        {"key": "big_orders", "rule": "[o for o in orders if o.amount > 500].length >= 2"},
+        {"key": "beijing", "rule": "address.city == 'Beijing'"},
+    ],
+    Shopper,
+)
+
+
+class Town(BaseModel):
+    """An address of another class, without the ``city`` the schema's Address declares."""
+
+    name: str
+
+
+class TestNestedModels:
+    def test_nested_models_and_lists_of_them(self) -> None:
+        """Nested models and lists of models give what their dumped dicts give, compiled and interpreted."""
+        shopper = Shopper(orders=[Order(amount=600.0), Order(amount=900.0)], address=Address(city="Beijing"))
+        compiled, interpreted = Evaluator(SHOPPERS), Evaluator(SHOPPERS, compiled=False)
+        assert compiled.evaluate(shopper, now=NOW).tags == {"big_orders", "beijing"}
+        assert compiled.evaluate(shopper, now=NOW) == compiled.evaluate(shopper.model_dump(), now=NOW)
+        assert compiled.evaluate(shopper, now=NOW) == interpreted.evaluate(shopper, now=NOW)
+
+    def test_bad_nested_values_fail_as_in_the_interpreter(self) -> None:
+        """A nested model lacking a field, or holding a wrong type, fails the rules reading it alike."""
+        wrong: dict[str, Any] = {"amount": "x"}
+        fields: dict[str, Any] = {"orders": [Order.model_construct(**wrong)], "address": Town(name="x")}
+        shopper = Shopper.model_construct(**fields)
+        compiled = Evaluator(SHOPPERS).evaluate(shopper, now=NOW)
+        assert set(compiled.errors) == {"big_orders", "beijing"}
+        assert compiled == Evaluator(SHOPPERS, compiled=False).evaluate(shopper, now=NOW)
+
+
 class TestNow:
     def test_an_aware_time_outside_utc_is_resolved_as_before(self) -> None:
         """Only an aware UTC time skips resolving; any other keeps the general path's result."""

@@ -1287,12 +1287,64 @@ def field_reads(names: Sequence[str], schema: Any, pool: _Pool, source: str) -> 
             targets=[ast.Tuple(elts=[_store(local), _store("problems")], ctx=ast.Store())],
             value=_call(reader, _constant(name), normalize, _name(local), _name("problems")),
         )
-        fast = field_fast_check(schema.fields[name], _name(local), pool)
+        field_type = schema.fields[name]
+        fast = field_fast_check(field_type, _name(local), pool)
         if fast is None:
             statements.append(slow)
+            continue
+        if _holds_objects(field_type):
+            # nested pydantic models become the mappings the fast check knows, without a reader
+            flatten = pool.add(_model_flattener(field_type), "flatten")
+            flattened = ast.Assign(targets=[_store(local)], value=_call(flatten, _name(local)))
+            retry = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[slow], orelse=[])
+            statements.append(
+                ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[flattened, retry], orelse=[])
+            )
         else:
             statements.append(ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[slow], orelse=[]))
     return statements
+
+
+def _model_flattener(field_type: FieldType) -> Callable[[Any], Any]:
+    """A function turning the pydantic models in a value of ``field_type`` (nested objects, members
+    of lists and sets of them) into dicts of their field values, for the fast check to judge. A model
+    whose class does not declare every field of the object type is left as it is (the schema's reader
+    reads it); so is anything else."""
+    from pydantic import BaseModel
+
+    kind = field_type.kind
+    if kind == "object":
+        parts = tuple((name, _model_flattener(part)) for name, part in field_type.fields)
+        names = {name for name, _ in parts}
+        declared: dict[type, bool] = {}
+
+        def flatten_object(value: Any) -> Any:
+            if not isinstance(value, BaseModel):
+                return value
+            model = type(value)
+            plain = declared.get(model)
+            if plain is None:
+                plain = declared[model] = names <= model.model_fields.keys()
+            if not plain:
+                return value
+            values = value.__dict__
+            return {name: flatten(values[name]) for name, flatten in parts if name in values}
+
+        return flatten_object
+    if kind in ("list", "set") and field_type.item is not None and _holds_objects(field_type.item):
+        flatten_member = _model_flattener(field_type.item)
+
+        def flatten_members(value: Any) -> Any:
+            if type(value) is list or type(value) is tuple:
+                return [flatten_member(member) for member in value]
+            return value
+
+        return flatten_members
+    return _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 _NO_PROBLEMS: Mapping[str, str] = MappingProxyType({})
