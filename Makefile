@@ -84,8 +84,10 @@ typecheck: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# the suite in parallel (pytest-xdist, one worker per core; each worker has its own scratch
+# databases); the slowest tests are listed at the end
 unit: install-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal --durations=30
 
 docs: install-test
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
