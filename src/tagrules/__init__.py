@@ -10,8 +10,9 @@ tags, their history and change events in a :class:`TagStore` (:class:`MemoryStor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tagrules._lazy import lazy_attributes
 from tagrules._parser_tables import install as _install_parser_tables
 
 _install_parser_tables()
@@ -87,15 +88,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tagrules' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

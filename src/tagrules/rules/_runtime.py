@@ -53,7 +53,6 @@ __all__ = [
     "contains",
     "decimal_of_float",
     "decimal_of_int",
-    "dict_item",
     "equal",
     "fail_field",
     "get_attribute",
@@ -61,6 +60,7 @@ __all__ = [
     "get_object_attribute",
     "get_slice",
     "mapping_literal",
+    "native_item",
     "negate",
     "new_value",
     "nonnull_container",
@@ -68,7 +68,6 @@ __all__ = [
     "order",
     "regex",
     "rule_context",
-    "sequence_item",
     "subtract",
     "tick",
     "ticks",
@@ -322,25 +321,16 @@ def get_item(container: Any, item: Any, safe: bool) -> Any:
     return new_value(value)
 
 
-def dict_item(container: Mapping[Any, Any], key: Any, safe: bool) -> Any:
-    """``GetItemExpression`` on a typed dict read natively: the native value, or for a missing key
-    null (``&[``) or rule-engine's error."""
+def native_item(container: Any, key: Any, safe: bool) -> Any:
+    """``GetItemExpression`` on a typed dict, a list or text read natively (the key of the dict's
+    key type, an index that is a literal integer): the native member, or for a missing one null
+    (``&[``) or rule-engine's error."""
     try:
         return container[key]
-    except KeyError:
+    except (IndexError, KeyError):
         if safe:
             return None
         raise errors.LookupError(coerce(container), key) from None
-
-
-def sequence_item(container: Any, index: int, safe: bool) -> Any:
-    """``GetItemExpression`` on a list or text read natively, with a literal integer index."""
-    try:
-        return container[index]
-    except IndexError:
-        if safe:
-            return None
-        raise errors.LookupError(coerce(container), index) from None
 
 
 def slice_container(container: Any) -> Any:

@@ -779,14 +779,15 @@ class _Compiler:
                 return None
             if not _is_text(item):
                 return None
-            helper, key = self.helper("dict_item"), item.expr
+            key = item.expr
         else:
             literal = item.literal
             if not isinstance(literal, decimal.Decimal) or _native_number(literal, "int") in (None, _NEVER):
                 return None
-            helper, key = self.helper("sequence_item"), _constant(int(literal))
+            key = _constant(int(literal))
         result_type = item_type.with_nullable(item_type.nullable or node.safe)
-        return _Out(_call(helper, container.expr, key, _constant(node.safe)), native=True, ftype=result_type)
+        lookup = _call(self.helper("native_item"), container.expr, key, _constant(node.safe))
+        return _Out(lookup, native=True, ftype=result_type)
 
     def get_slice(self, node: Any) -> _Out:
         container = self.rule_value(node.container)
