@@ -147,6 +147,8 @@ class TestCompiledRules:
             ("f2.is_empty and f9.is_empty", {"f2": "", "f9": []}),
             ("'x' in f2", {"f2": "axe"}),
             ("(f2 + 'b') == 'ab'", {"f2": "a"}),
+            ("0.1 in f11 or 1e300 in f11", {"f11": [0.1, 1e300]}),
+            ("1.5 in f11 and f0 in f11", {"f11": [1.5], "f0": 1.5}),
             ("[x for x in f5 if x > 1].length == 1", {"f5": list(range(100_001))}),
             ("[x for x in f5 if f5[x] > 1].length > 1", {"f5": [1, 2, 3, 4, 5]}),
         ],
@@ -166,6 +168,7 @@ class TestCompiledRules:
                 "f8": "dict[str, int]",
                 "f9": "list[str]",
                 "f10": "set[str]",
+                "f11": "set[float]",
             }
         )
         evaluation_state.steps = 0  # a case before may have spent the whole budget

@@ -599,20 +599,31 @@ class _Compiler:
             return None
         if key_type is None:
             return None
-        native_member = self._member_as(member, key_type)
+        # rule-engine leaves a set's members as they are (a float is not its decimal there)
+        native_member = self._member_as(member, key_type, raw_floats=kind == "set")
         if native_member is None:
             return None
         if native_member is _NEVER:
             return _then(container.expr, _constant(False))
         return self._container_first(container.expr, replace(member, expr=native_member))
 
-    def _member_as(self, member: _Out, item: FieldType) -> Any:
+    def _member_as(self, member: _Out, item: FieldType, raw_floats: bool = False) -> Any:
         """``member`` as a value that equals a native member of type ``item`` exactly when
         rule-engine's values are equal: the member's own expression, a literal in the native
-        representation, ``_NEVER`` for a literal no member can equal, or ``None`` (no native form)."""
+        representation, ``_NEVER`` for a literal no member can equal, or ``None`` (no native form).
+        ``raw_floats``: rule-engine compares the member with the floats themselves, not their
+        decimals (``0.1 in`` a set holding ``0.1`` is false there)."""
         kind = _equality_kind(item)
         if kind is None:
             return None
+        if raw_floats and kind == "float":
+            literal = member.literal
+            if not isinstance(literal, decimal.Decimal):
+                return None
+            if literal.is_nan():
+                return _NEVER
+            exact = float(literal)
+            return _constant(exact) if literal.is_infinite() or decimal.Decimal(exact) == literal else _NEVER
         if member.native and member.ftype is not None:
             return member.expr if _equality_kind(member.ftype) == kind and member.rule_expr is None else None
         literal = member.literal
