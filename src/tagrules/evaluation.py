@@ -79,14 +79,6 @@ _set_errors = Evaluation.__dict__["errors"].__set__
 _set_now = Evaluation.__dict__["now"].__set__
 
 
-def _evaluation(tags: frozenset[str], errors: Mapping[str, str], now: datetime.datetime) -> Evaluation:
-    evaluation = _new_evaluation(Evaluation)
-    _set_tags(evaluation, tags)
-    _set_errors(evaluation, errors)
-    _set_now(evaluation, now)
-    return evaluation
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class TagDiff:
@@ -262,8 +254,12 @@ class Evaluator:
             run = _Run(Scope(values, bad, set(tags)), excluded)
             self._run(run, moment, self._order)
             assigned, failures = run.assigned, run.errors
-        errors = types.MappingProxyType(failures) if failures else _NO_ERRORS
-        return _evaluation(frozenset(assigned), errors, moment)
+        # the Evaluation built in place: one call less on the path every snapshot takes
+        evaluation = _new_evaluation(Evaluation)
+        _set_tags(evaluation, frozenset(assigned))
+        _set_errors(evaluation, types.MappingProxyType(failures) if failures else _NO_ERRORS)
+        _set_now(evaluation, moment)
+        return evaluation
 
     @property
     def interpreted(self) -> Mapping[str, str]:
