@@ -16,7 +16,7 @@ PIP_SPEC ?= pip==26.3
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown test-duckdb clean
+.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown test-duckdb parser-tables clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
@@ -27,6 +27,7 @@ help:
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
 	@echo "make test-duckdb - SQL push-down against Python on DuckDB, long profiles (1,000 pushed rules x 10,000 rows)"
+	@echo "make parser-tables - recompute rule-engine's parser tables (after upgrading rule-engine)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
 $(BIN)/python:
@@ -89,8 +90,10 @@ typecheck: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# the suite in parallel (pytest-xdist, one worker per core; each worker has its own scratch
+# databases); the slowest tests are listed at the end
 unit: install-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal --durations=30
 
 docs: install-test
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
@@ -108,6 +111,12 @@ test-pushdown: install-test
 
 test-duckdb: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py -k duckdb
+
+# rule-engine's parser tables, computed once (src/tagrules/_parsetab.py; see src/tagrules/_parser_tables.py)
+parser-tables: install-test
+	rm -f src/tagrules/_parsetab.py
+	$(BIN)/python -c "import rule_engine; from rule_engine._vendor.ply import yacc; \
+		yacc.yacc(module=rule_engine.Rule.parser, debug=False, write_tables=True, outputdir='src/tagrules', tabmodule='_parsetab')"
 
 clean:
 	rm -rf $(VENV) .venv-latest build .mypy_cache .pytest_cache .ruff_cache .hypothesis

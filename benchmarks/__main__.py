@@ -24,6 +24,7 @@ BENCHMARKS = {
     "lapse": "benchmarks.lapse",
     "limits": "benchmarks.limits",
     "watch": "benchmarks.watch",
+    "startup": "benchmarks.startup",
 }
 
 

@@ -35,6 +35,9 @@ FIELD_TYPES = {
     "list[str]": "list_str",
     "set[str]": "set_str",
     "set[int]": "set_num",
+    "set[float]": "set_num",
+    "list[str] | None": "list_str?",
+    "set[str] | None": "set_str?",
     "dict[str, float]": "map_num",
     "dict[str, int]": "map_num",
     "dict[str, float] | None": "map_num?",
@@ -267,6 +270,7 @@ _NUMBER_LITERALS = [
 _STRING_LITERALS = ["''", "'a'", "'abc'", "'ABC'", "'tier1'", "'12'", "'é'", "'北京'", "'vip'"]
 #: Keys rules look up in dicts (snapshots hold some of them).
 _MAP_KEYS = ["a", "b", "é"]
+_LIST_DEFAULTS = ["[]", "['a']", "['a', 'tier1']"]
 _REGEXES = ["'^a'", "'b'", "'[0-9]+'", "'^$'", "'(?i)abc'", "'t[a-z]+1'", "'.'"]
 
 
@@ -321,6 +325,8 @@ class RuleWriter:
                 "any",
             ]
             options += ["compare_num", "nullable", "equal_any", "compare_td", "map_get"]
+            # the constructs compiled to plain Python by their declared types, weighted high
+            options += ["member"] * 4 + ["set_op"] * 2 + ["is_empty", "map_has", "safe_text"]
         choice = self.pick(options)
         if choice == "literal":
             return self.pick(["true", "false"])
@@ -375,7 +381,60 @@ class RuleWriter:
             )
         if choice == "equal_any":
             return f"{self.anything(depth - 1)} {self.pick(['==', '!='])} {self.anything(depth - 1)}"
+        if choice == "member":
+            return self.membership(depth - 1)
+        if choice == "set_op":
+            combined = (
+                f"({self.set_value(depth - 1)} {self.pick(['&', '|', '^'])} {self.set_value(depth - 1)})"
+            )
+            if self.draw(st.booleans()):
+                return f"{combined}.length {self.pick(['>', '==', '>='])} {self.pick(['0', '1', '2'])}"
+            member = self.pick([*_STRING_LITERALS, "1", "2", "1.5"])
+            return f"{member} {self.pick(['in', 'not in'])} {combined}"
+        if choice == "is_empty":
+            return f"{self.pick([self.collection(depth - 1), self.text(depth - 1)])}.is_empty"
+        if choice == "map_has":
+            name = self.field("map_num") or self.field("map_str") or self.field("map_any")
+            return f"{self.text(depth - 1)} {self.pick(['in', 'not in'])} {name}" if name else "true"
+        if choice == "safe_text":
+            name = self.field("str?")
+            if name is None:
+                return "false"
+            attribute = self.pick(["as_lower", "as_upper", "length", "is_empty"])
+            if attribute == "length":
+                return f"({name}&.length ?? 0) {self.pick(['>', '=='])} {self.pick(['0', '1', '3'])}"
+            if attribute == "is_empty":
+                return f"({name}&.is_empty ?? {self.pick(['true', 'false'])})"
+            return f"({name}&.{attribute} ?? {self.pick(_STRING_LITERALS)}) == {self.text(depth - 1)}"
         raise AssertionError(choice)
+
+    def membership(self, depth: int) -> str:
+        """``member in container`` over typed lists, sets, dicts and text: literal members of the
+        container's kind (and of other kinds), fields and expressions."""
+        kind = self.pick(
+            ["list_str", "set_str", "list_num", "set_num", "str", "map_num", "map_str", "list_str?"]
+        )
+        name = self.field(kind)
+        if name is None:
+            return "true"
+        container = f"({name} ?? {self.pick(_LIST_DEFAULTS)})" if kind.endswith("?") else name
+        if kind in ("list_num", "set_num"):
+            member = self.pick([*_NUMBER_LITERALS, "null", "'a'", "field", "field"])
+            if member == "field":
+                member = self.number(depth)
+        else:
+            member = self.pick([*_STRING_LITERALS, "null", "1", "text", "text"])
+            if member == "text":
+                member = self.text(depth)
+        return f"{member} {self.pick(['in', 'not in', 'in'])} {container}"
+
+    def set_value(self, depth: int) -> str:
+        name = self.field(self.pick(["set_str", "set_num"]))
+        nullable = self.field("set_str?")
+        options = [name or "{'a'}", name or "{1, 2}", "{'a', 'b'}", "{1, 2}", "{'vip'}"]
+        if nullable is not None:
+            options.append(f"({nullable} ?? {{'a'}})")
+        return self.pick(options)
 
     def number(self, depth: int) -> str:
         options = ["literal", "field", "field"]
@@ -392,7 +451,7 @@ class RuleWriter:
                 "sum",
                 "abs",
             ]
-            options += ["map_get", "untyped", "days", "object"]
+            options += ["map_get", "untyped", "days", "object", "list_length", "map_key"]
         choice = self.pick(options)
         if choice == "literal":
             return self.pick(_NUMBER_LITERALS)
@@ -431,6 +490,15 @@ class RuleWriter:
             return f"({name}&['{self.pick(['a', 'b', 'c'])}'] ?? 0)" if name else "4"
         if choice == "days":
             return f"{self.timedelta(depth - 1)}.days"
+        if choice == "list_length":
+            name = self.field("list_str?")
+            if name is not None:
+                return f"({name} ?? {self.pick(_LIST_DEFAULTS)}).length"
+            name = self.field("set_str?")
+            return f"({name} ?? {{'a'}}).length" if name else "6"
+        if choice == "map_key":
+            name = self.field("map_num")
+            return f"{name}{self.pick(['[', '&['])}{self.text(depth - 1)}]" if name else "7"
         if choice == "object":
             name = self.field("obj")
             if name is not None:
@@ -532,6 +600,8 @@ class RuleWriter:
             kind = self.pick(
                 ["list_num", "list_str", "set_str", "set_num", "map_num", "map_any", "str", "list_obj"]
             )
+            if kind == "set_str" and self.draw(st.booleans()):
+                return f"({self.set_value(depth)} {self.pick(['&', '|', '^'])} {self.set_value(depth)})"
             return self.field(kind) or "[1, 2]"
         if choice == "literal":
             return self.pick(["[1, 2, 3]", "[]", "['a', 'b']", "{1, 2}", "{'a': 1}"])

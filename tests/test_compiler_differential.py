@@ -127,6 +127,30 @@ class TestCompiledRules:
             ("(-(f6 ?? 0)).to_str == '0'", {"f6": None}),
             ("[(f6 ?? 0).to_str for x in f5] == ['0']", {"f5": [1], "f6": None}),
             ("[(f6 ?? 0) for x in f5][0].to_str == '0'", {"f5": [1], "f6": None}),
+            ("f8&['a'] > 3", {"f8": {}}),
+            ("f8['b'] > 1", {"f8": {"a": 2}}),
+            ("f8[f2] > 1", {"f8": {"a": 2}, "f2": "a"}),
+            ("'x' in f8", {"f8": {"x": 1}}),
+            ("'a' in f9 and 'b' not in f9", {"f9": ["a"]}),
+            ("null in f9", {"f9": ["a"]}),
+            ("f2 in f9", {"f9": ["a"], "f2": "a"}),
+            ("1.5 in f5", {"f5": [1, 2]}),
+            ("1.0 in f5", {"f5": [1, 2]}),
+            ("1152921504606846976 in f5", {"f5": [2**60]}),
+            ("f9[5] == 'a'", {"f9": ["a"]}),
+            ("f9[-1] == 'a'", {"f9": ["b", "a"]}),
+            ("(f9&[5] ?? 'z') == 'z'", {"f9": ["a"]}),
+            ("(f10 & {'a', 'c'}).length == 1", {"f10": ["a", "b"]}),
+            ("'b' in (f10 ^ {'a', 'b'})", {"f10": ["a", "b"]}),
+            ("(f3&.as_lower ?? '') == 'x'", {"f3": "X"}),
+            ("(f3&.length ?? 0) > 0", {"f3": None}),
+            ("f2.is_empty and f9.is_empty", {"f2": "", "f9": []}),
+            ("'x' in f2", {"f2": "axe"}),
+            ("(f2 + 'b') == 'ab'", {"f2": "a"}),
+            ("0.1 in f11 or 1e300 in f11", {"f11": [0.1, 1e300]}),
+            ("1.5 in f11 and f0 in f11", {"f11": [1.5], "f0": 1.5}),
+            ("[x for x in f5 if x > 1].length == 1", {"f5": list(range(100_001))}),
+            ("[x for x in f5 if f5[x] > 1].length > 1", {"f5": [1, 2, 3, 4, 5]}),
         ],
     )
     def test_edge_cases(self, text: str, snapshot: dict[str, Any]) -> None:
@@ -141,8 +165,13 @@ class TestCompiledRules:
                 "f5": "list[int]",
                 "f6": "float | None",
                 "f7": "int | None",
+                "f8": "dict[str, int]",
+                "f9": "list[str]",
+                "f10": "set[str]",
+                "f11": "set[float]",
             }
         )
+        evaluation_state.steps = 0  # a case before may have spent the whole budget
         Rule(text, context=RuleLanguage(schema.schema).context)
         check_case(schema, text, [snapshot], [frozenset()])
 

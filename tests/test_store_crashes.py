@@ -109,8 +109,9 @@ class TestKilledBatch:
                 break
         process.wait(timeout=60)
         assert process.returncode == -signal.SIGKILL, "the batch finished before it could be killed"
-        for prefix in (interrupted, clean):
-            finished = worker("batch", url, prefix, count, chunk)
+        # the rerun and the uninterrupted run write to stores of their own: run them side by side
+        runs = [worker("batch", url, prefix, count, chunk) for prefix in (interrupted, clean)]
+        for finished in runs:
             out, err = finished.communicate(timeout=600)
             assert finished.returncode == 0, err
             assert out.splitlines()[-1] == "done"

@@ -75,11 +75,20 @@ class CompiledCatalog:
 
 def _source_of(schema: Schema) -> Callable[[Any], Mapping[str, Any]]:
     fields = tuple(schema.fields)
+    # model class -> whether every schema field is one of its fields (then its instances' __dict__
+    # holds exactly what reading the attributes would give, without copying anything)
+    direct: dict[type, bool] = {}
 
     def source(snapshot: Any) -> Mapping[str, Any]:
         if isinstance(snapshot, Mapping):
             return snapshot
         if isinstance(snapshot, BaseModel):
+            model = type(snapshot)
+            plain = direct.get(model)
+            if plain is None:
+                plain = direct[model] = set(fields) <= model.model_fields.keys()
+            if plain:
+                return snapshot.__dict__
             return {name: getattr(snapshot, name) for name in fields if hasattr(snapshot, name)}
         raise TypeError(f"a snapshot must be a mapping or a pydantic model, not {type(snapshot).__name__}")
 

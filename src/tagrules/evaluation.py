@@ -115,14 +115,6 @@ _set_now = Evaluation.__dict__["now"].__set__
 _set_valid_until = Evaluation.__dict__["_valid_until"].__set__
 
 
-def _evaluation(tags: frozenset[str], errors: Mapping[str, str], now: datetime.datetime) -> Evaluation:
-    evaluation = _new_evaluation(Evaluation)
-    _set_tags(evaluation, tags)
-    _set_errors(evaluation, errors)
-    _set_now(evaluation, now)
-    return evaluation
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class TagDiff:
@@ -245,6 +237,7 @@ class Evaluator:
     def __init__(self, catalog: Catalog, *, compiled: bool = True) -> None:
         self.catalog = catalog
         self._compiled = compile_catalog(catalog) if compiled else None
+        self._function = self._compiled.function if self._compiled is not None else None
         self._context = catalog.language.context
         self._order = catalog.evaluation_order
         self._statements = {key: catalog.rule(key).statement for unit in self._order for key in unit.keys}
@@ -295,23 +288,28 @@ class Evaluator:
                 message suggests the nearest key).
             TimeUnknown: with ``valid_until``, a rule reads time in a way the instant cannot be derived from.
         """
-        moment = resolve_now(now)
+        # the common case first, checked cheaply: an aware UTC datetime needs no resolving
+        moment = now if type(now) is datetime.datetime and now.tzinfo is UTC else resolve_now(now)
         if self._derived:
             snapshot = self._with_derived(snapshot, moment)
         if tags:
             tags = self._known(tags, "tags")
         excluded = self._known(suppressed, "suppressed") if suppressed else _NONE
-        if self._compiled is not None:
+        function = self._function
+        if function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
-            assigned, failures = self._compiled.function(snapshot, moment, tags, excluded)
+            assigned, failures = function(snapshot, moment, tags, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
             run = _Run(Scope(values, bad, set(tags)), excluded)
             self._run(run, moment, self._order)
             assigned, failures = run.assigned, run.errors
-        errors = types.MappingProxyType(failures) if failures else _NO_ERRORS
-        evaluation = _evaluation(frozenset(assigned), errors, moment)
+        # the Evaluation built in place: one call less on the path every snapshot takes
+        evaluation = _new_evaluation(Evaluation)
+        _set_tags(evaluation, frozenset(assigned))
+        _set_errors(evaluation, types.MappingProxyType(failures) if failures else _NO_ERRORS)
+        _set_now(evaluation, moment)
         if valid_until:
             _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
         return evaluation

@@ -38,7 +38,7 @@ from tagrules.catalog import Catalog
 from tagrules.errors import TagrulesError
 from tagrules.extensions import DerivedField, RuleFunction
 from tagrules.schema import suggest
-from tagrules.stores import ChangeEvent
+from tagrules.stores._base import ChangeEvent
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -3,26 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from tagrules import __version__
-from tagrules.cli import (
-    _catalog_commands,
-    _database_commands,
-    _impact_commands,
-    _plugin_commands,
-    _store_commands,
-    _test_command,
-    _watch_commands,
-)
 from tagrules.cli._common import CommandError
 
 __all__ = ["build_parser", "main"]
 
+#: The modules registering the subcommands, in the order ``--help`` lists them.
+_COMMAND_MODULES = (
+    "_catalog_commands",
+    "_plugin_commands",
+    "_test_command",
+    "_store_commands",
+    "_watch_commands",
+    "_database_commands",
+    "_impact_commands",
+)
+#: command name -> the module registering it: a command imports only its own module (a store
+#: command pulls in SQLAlchemy, ``validate`` need not); a name not listed imports them all.
+_COMMANDS = {
+    "validate": "_catalog_commands",
+    "evaluate": "_catalog_commands",
+    "explain": "_catalog_commands",
+    "sample": "_catalog_commands",
+    "plugins": "_plugin_commands",
+    "test": "_test_command",
+    "run": "_store_commands",
+    "members": "_store_commands",
+    "history": "_store_commands",
+    "db": "_store_commands",
+    "forget": "_store_commands",
+    "stats": "_watch_commands",
+    "overlap": "_watch_commands",
+    "flow": "_watch_commands",
+    "report": "_watch_commands",
+    "count": "_database_commands",
+    "impact": "_impact_commands",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``tagrules`` command, with every subcommand."""
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, when its first word is one (options come after it)."""
+    if argv and argv[0] in _COMMANDS:
+        return argv[0]
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``tagrules`` command: with every subcommand, or with only
+    ``command`` (which then parses exactly as it would among all the others)."""
     parser = argparse.ArgumentParser(
         prog="tagrules",
         description=(
@@ -32,20 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tagrules {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _catalog_commands.register(commands)
-    _plugin_commands.register(commands)
-    _test_command.register(commands)
-    _store_commands.register(commands)
-    _watch_commands.register(commands)
-    _database_commands.register(commands)
-    _impact_commands.register(commands)
+    modules = (_COMMANDS[command],) if command in _COMMANDS else _COMMAND_MODULES
+    for name in modules:
+        importlib.import_module(f"tagrules.cli.{name}").register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tagrules`` command; return its exit status (0 ok, 1 failure, 2 usage)."""
-    parser = build_parser()
-    arguments = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words == ["--version"]:
+        # what argparse's version action prints, without building the parsers of every command
+        print(f"tagrules {__version__}")
+        return 0
+    parser = build_parser(_command_of(words))
+    arguments = parser.parse_args(words)
+
     try:
         status: int = arguments.run(arguments)
     except CommandError as error:

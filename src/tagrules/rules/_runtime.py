@@ -16,7 +16,7 @@ import datetime
 import decimal
 import operator
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from typing import Any, Final, NoReturn, final
 
 from rule_engine import errors
@@ -60,6 +60,7 @@ __all__ = [
     "get_object_attribute",
     "get_slice",
     "mapping_literal",
+    "native_item",
     "negate",
     "new_value",
     "nonnull_container",
@@ -69,6 +70,7 @@ __all__ = [
     "rule_context",
     "subtract",
     "tick",
+    "ticks",
     "unequal",
 ]
 
@@ -100,6 +102,17 @@ def tick() -> bool:
     state.steps += 1
     if state.steps > MAX_STEPS:
         raise BudgetExceeded()
+    return True
+
+
+def ticks(members: Sized) -> bool:
+    """Count the steps of a whole comprehension at once, if they fit the budget (then true); else
+    count nothing (false: the comprehension counts each step with :func:`tick`)."""
+    state = evaluation_state
+    steps = state.steps + len(members)
+    if steps > MAX_STEPS:
+        return False
+    state.steps = steps
     return True
 
 
@@ -306,6 +319,18 @@ def get_item(container: Any, item: Any, safe: bool) -> Any:
             return None
         raise errors.LookupError(container, item) from None
     return new_value(value)
+
+
+def native_item(container: Any, key: Any, safe: bool) -> Any:
+    """``GetItemExpression`` on a typed dict, a list or text read natively (the key of the dict's
+    key type, an index that is a literal integer): the native member, or for a missing one null
+    (``&[``) or rule-engine's error."""
+    try:
+        return container[key]
+    except (IndexError, KeyError):
+        if safe:
+            return None
+        raise errors.LookupError(coerce(container), key) from None
 
 
 def slice_container(container: Any) -> Any:

@@ -58,6 +58,8 @@ class Unsupported(Exception):
 
 
 _NO_LITERAL: Final = object()
+#: A literal member no native member can equal (``1.5 in`` a ``list[int]``).
+_NEVER: Final = object()
 _NATIVE_SCALARS = frozenset({"str", "bool", "datetime", "date", "timedelta"})
 _ORDER_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _ORDER_FUNCTIONS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
@@ -402,7 +404,8 @@ class _Compiler:
                     test=_is(bound, _constant(None), negated=True), body=bound, orelse=right_expr
                 )
 
-            return self.bind(left_expr, use, simple=left.simple)
+            # a conversion of a simple value is not simple: bind it rather than convert twice
+            return self.bind(left_expr, use, simple=left.simple and left_expr is left.expr)
 
         rule_form = coalesced(self.to_rule_engine(left), self.to_rule_engine(right))
         native_type = _coalesced_native_type(left, right)
@@ -452,11 +455,13 @@ class _Compiler:
     def ordering(self, node: Any) -> _Out:
         left, right = self.value(node.left), self.value(node.right)
         symbol = _ORDER_SYMBOLS[node.type]
-        native = self._numeric_against_literal(left, right, symbol)
-        if native is not None:
-            return _Out(native)
-        if _natively_comparable(left, right) and not _nullable(left) and not _nullable(right):
-            return _Out(_compare(left.expr, symbol, right.expr))
+        # ordering a null against anything but null is rule-engine's error, not Python's TypeError
+        if not _nullable(left) and not _nullable(right):
+            native = self._numeric_against_literal(left, right, symbol)
+            if native is not None:
+                return _Out(native)
+            if _natively_comparable(left, right):
+                return _Out(_compare(left.expr, symbol, right.expr))
         self.requirements.decimal_context = True
         function = self.pool.add(_ORDER_FUNCTIONS[node.type], node.type)
         return _Out(
@@ -507,6 +512,9 @@ class _Compiler:
                     self.helper(helper_name), self.to_rule_engine(left), self.to_rule_engine(right)
                 ),
             )
+        if node.type == "add" and _is_text(left) and _is_text(right):
+            concatenated = ast.BinOp(left=left.expr, op=ast.Add(), right=right.expr)
+            return _Out(concatenated, native=True, ftype=FieldType("str"))
         result_kind = _time_arithmetic(left, right, node.type)
         if result_kind is not None:
             result_type = _DATETIME if result_kind == "datetime" else _TIMEDELTA
@@ -522,10 +530,17 @@ class _Compiler:
     def bitwise(self, node: Any) -> _Out:
         if node.type not in _BITWISE:
             raise Unsupported(f"the {node.type} operator is not compiled")
+        left, right = self.value(node.left), self.value(node.right)
+        item = _native_set_operands(left, right)
+        if item is not None:
+            # two sets of one kind of member: Python's set operators are rule-engine's
+            python_operator = {"bwand": ast.BitAnd, "bwor": ast.BitOr, "bwxor": ast.BitXor}[node.type]()
+            operation = ast.BinOp(left=left.expr, op=python_operator, right=right.expr)
+            return _Out(operation, native=True, ftype=FieldType("set", item=item))
         self.requirements.decimal_context = True
-        left = _call(self.helper("bitwise_left"), self.rule_value(node.left))
+        checked_left = _call(self.helper("bitwise_left"), self.to_rule_engine(left))
         function = self.pool.add(_BITWISE[node.type], node.type)
-        return _Out(_call(self.helper("bitwise"), function, left, self.rule_value(node.right)))
+        return _Out(_call(self.helper("bitwise"), function, checked_left, self.to_rule_engine(right)))
 
     # -- text ----------------------------------------------------------------------------------------
 
@@ -563,29 +578,93 @@ class _Compiler:
             if members is None:
                 return None
             return ast.Compare(left=member.expr, ops=in_, comparators=[self.pool.add(members, "members")])
-        if container.native and member.native and container.ftype is not None and member.ftype is not None:
-            kind = container.ftype.kind
-            if container.ftype.nullable or member.ftype.nullable:
+        if not container.native or container.ftype is None or container.ftype.nullable:
+            return None
+        kind = container.ftype.kind
+        if kind == "str":
+            # rule-engine refuses a member that is not text (null included): the checked path raises
+            if _is_text(member):
+                return self._container_first(container.expr, member)
+            return None
+        if kind in ("list", "set"):
+            key_type = container.ftype.item
+        elif kind == "dict":
+            key_type = container.ftype.key
+            if key_type is None:
+                # an untyped dict's keys are of any type, but text only ever equals text
+                if not _is_text(member):
+                    return None
+                key_type = FieldType("str")
+        else:
+            return None
+        if key_type is None:
+            return None
+        # rule-engine leaves a set's members as they are (a float is not its decimal there)
+        native_member = self._member_as(member, key_type, raw_floats=kind == "set")
+        if native_member is None:
+            return None
+        if native_member is _NEVER:
+            return _then(container.expr, _constant(False))
+        return self._container_first(container.expr, replace(member, expr=native_member))
+
+    def _member_as(self, member: _Out, item: FieldType, raw_floats: bool = False) -> Any:
+        """``member`` as a value that equals a native member of type ``item`` exactly when
+        rule-engine's values are equal: the member's own expression, a literal in the native
+        representation, ``_NEVER`` for a literal no member can equal, or ``None`` (no native form).
+        ``raw_floats``: rule-engine compares the member with the floats themselves, not their
+        decimals (``0.1 in`` a set holding ``0.1`` is false there)."""
+        kind = _equality_kind(item)
+        if kind is None:
+            return None
+        if raw_floats and kind == "float":
+            literal = member.literal
+            if not isinstance(literal, decimal.Decimal):
                 return None
-            item = container.ftype.item
-            if (kind == "str" and member.ftype.kind == "str") or (
-                kind in ("list", "set") and item is not None and _plain_scalar_match(item, member.ftype)
-            ):
-                return self._container_first(container.expr, member.expr)
+            if literal.is_nan():
+                return _NEVER
+            exact = float(literal)
+            return _constant(exact) if literal.is_infinite() or decimal.Decimal(exact) == literal else _NEVER
+        if member.native and member.ftype is not None:
+            return member.expr if _equality_kind(member.ftype) == kind and member.rule_expr is None else None
+        literal = member.literal
+        if literal is _NO_LITERAL:
+            return None
+        if literal is None:
+            return _constant(None)
+        if isinstance(literal, decimal.Decimal):
+            native = _native_number(literal, kind)
+            if native is None:
+                return None
+            return _NEVER if native is _NEVER else _constant(native)
+        literal_kinds = {
+            bool: "bool",
+            str: "str",
+            datetime.datetime: "datetime",
+            datetime.timedelta: "timedelta",
+        }
+        if literal_kinds.get(type(literal)) == kind:
+            return self.pool.constant(literal)
         return None
 
-    def _container_first(self, container: ast.expr, member: ast.expr) -> ast.expr:
+    def _container_first(self, container: ast.expr, member: _Out) -> ast.expr:
         """``member in container`` evaluating the container first, as rule-engine does."""
+        if member.literal is not _NO_LITERAL or isinstance(member.expr, ast.Constant):
+            # a literal cannot fail: the order is not observable
+            return ast.Compare(left=member.expr, ops=[ast.In()], comparators=[container])
         if self._no_walrus:
-            return _call(self.helper("contains"), container, member)
+            return _call(self.helper("contains"), container, member.expr)
         name = self.temporary()
         bound = ast.NamedExpr(target=_store(name), value=container)
-        test = ast.Compare(left=member, ops=[ast.In()], comparators=[_name(name)])
+        test = ast.Compare(left=member.expr, ops=[ast.In()], comparators=[_name(name)])
         return _then(bound, test)
 
     def get_attribute(self, node: Any) -> _Out:
         target = self.value(node.object)
         nullable_type = DataType.is_type(node.object.result_type, DataType.NULLABLE)
+        guarded_target = node.safe or nullable_type
+        if guarded_target and target.native and target.ftype is not None:
+            # past the null test the value is of the base type: read it natively
+            target = replace(target, ftype=target.ftype.with_nullable(False))
         if node._object_type is not None:
             field_type = _object_field(target, node.name)
 
@@ -609,7 +688,7 @@ class _Compiler:
                     _call(helper, self.pool.add(self.context, "context"), value, _constant(node.name))
                 )
 
-        if not (node.safe or nullable_type):
+        if not guarded_target:
             return read(target.expr)
         holder: list[_Out] = []
 
@@ -617,10 +696,17 @@ class _Compiler:
             result = read(bound)
             holder.append(result)
             on_null: ast.expr = _constant(None) if node.safe else _call(self.helper("null_attribute"))
-            body = result.expr if not result.native else self.to_rule_engine(result)
+            body = result.expr if _stays_native(result) else self.to_rule_engine(result)
             return ast.IfExp(test=_is(bound, _constant(None)), body=on_null, orelse=body)
 
-        return _Out(self.bind(target.expr, use, simple=target.simple))
+        guarded = self.bind(target.expr, use, simple=target.simple)
+        result = holder[0]
+        if _stays_native(result):
+            assert result.ftype is not None
+            return _Out(
+                guarded, native=True, ftype=result.ftype.with_nullable(result.ftype.nullable or node.safe)
+            )
+        return _Out(guarded)
 
     def _native_attribute(self, target: _Out, value: ast.expr, name: str) -> _Out | None:
         if not target.native or target.ftype is None or target.ftype.nullable:
@@ -629,6 +715,8 @@ class _Compiler:
         integer = FieldType("int")
         if name == "length" and kind in ("str", "list", "set", "dict"):
             return _Out(_call("len", value), native=True, ftype=integer)
+        if name == "is_empty" and kind in ("str", "list", "set", "dict"):
+            return _Out(ast.UnaryOp(op=ast.Not(), operand=value), native=True, ftype=FieldType("bool"))
         if kind == "str" and name in ("as_lower", "as_upper"):
             method = "lower" if name == "as_lower" else "upper"
             return _Out(_call(_attribute(value, method)), native=True, ftype=FieldType("str"))
@@ -666,6 +754,9 @@ class _Compiler:
             return _Out(
                 self.bind(container.expr, lookup, simple=container.simple), native=True, ftype=item_type
             )
+        native = self._native_item(container, node)
+        if native is not None:
+            return native
         get_item = self.helper("get_item")
         container_expr = self.to_rule_engine(container)
         if not node.safe:
@@ -682,6 +773,32 @@ class _Compiler:
             )
 
         return _Out(self.bind(container_expr, use))
+
+    def _native_item(self, container: _Out, node: Any) -> _Out | None:
+        """``dict[key]`` on a typed dict and ``sequence[index]`` on a list or text, read natively
+        (a missing key or index raises rule-engine's error, or gives null with ``&[``)."""
+        if not container.native or container.ftype is None or container.ftype.nullable:
+            return None
+        kind, item_type = container.ftype.kind, container.ftype.item
+        if kind == "str":
+            item_type = container.ftype
+        if item_type is None or kind not in ("dict", "list", "str"):
+            return None
+        item = self.value(node.item)
+        if kind == "dict":
+            if container.ftype.key is None or _equality_kind(container.ftype.key) != "str":
+                return None
+            if not _is_text(item):
+                return None
+            key = item.expr
+        else:
+            literal = item.literal
+            if not isinstance(literal, decimal.Decimal) or _native_number(literal, "int") in (None, _NEVER):
+                return None
+            key = _constant(int(literal))
+        result_type = item_type.with_nullable(item_type.nullable or node.safe)
+        lookup = _call(self.helper("native_item"), container.expr, key, _constant(node.safe))
+        return _Out(lookup, native=True, ftype=result_type)
 
     def get_slice(self, node: Any) -> _Out:
         container = self.rule_value(node.container)
@@ -733,10 +850,24 @@ class _Compiler:
         # rule-engine's representation, so the list holds exactly what the interpreter's would
         native_members = result.native and result.rule_expr is None
         element = result.expr if native_members else self.to_rule_engine(result)
-        comprehension = ast.ListComp(
-            elt=element,
-            generators=[ast.comprehension(target=_store(variable), iter=source, ifs=[test], is_async=0)],
-        )
+
+        def list_of(members: ast.expr, ifs: list[ast.expr]) -> ast.ListComp:
+            generator = ast.comprehension(target=_store(variable), iter=members, ifs=ifs, is_async=0)
+            return ast.ListComp(elt=element, generators=[generator])
+
+        if _counts_no_steps(node.condition) and _counts_no_steps(node.result):
+            # only this comprehension counts steps: when all its members fit the budget, count them
+            # at once (the same total, and no member could have exceeded it) and test no tick each
+            def use(members: ast.expr) -> ast.expr:
+                return ast.IfExp(
+                    test=_call(self.helper("ticks"), members),
+                    body=list_of(members, [] if condition is None else [condition]),
+                    orelse=list_of(members, [test]),
+                )
+
+            comprehension: ast.expr = self.bind(source, use)
+        else:
+            comprehension = list_of(source, [test])
         if native_members and result.ftype is not None:
             # a native list stands for rule-engine's tuple (coerce turns it into one)
             return _Out(comprehension, native=True, ftype=FieldType("list", item=result.ftype))
@@ -787,6 +918,23 @@ class _Rebinder(ast.NodeTransformer):
         return node
 
 
+def _counts_no_steps(node: Any) -> bool:
+    """Whether evaluating ``node`` can count no step of the budget (no comprehension, no call)."""
+    if node is None:
+        return True
+    return not any(
+        isinstance(current, (re_ast.ComprehensionExpression, re_ast.FunctionCallExpression))
+        or (isinstance(current, re_ast.SymbolExpression) and current.scope is not None)
+        for current, _ in walk(node)
+    )
+
+
+def _stays_native(out: _Out) -> bool:
+    """Whether ``out`` can stay native through a null test: a native value whose rule-engine form
+    is not needed beside it."""
+    return out.native and out.ftype is not None and out.rule_expr is None
+
+
 def _holds_objects(field_type: FieldType) -> bool:
     if field_type.kind == "object":
         return True
@@ -813,10 +961,8 @@ def _is_plain(out: _Out, kind: str) -> bool:
     return out.native and out.ftype is not None and out.ftype.kind == kind and not out.ftype.nullable
 
 
-def _plain_scalar_match(item: FieldType, member: FieldType) -> bool:
-    if item.nullable or member.nullable:
-        return False
-    return item.kind in ("str", "int", "float", "bool", "datetime", "timedelta") and item.kind == member.kind
+def _is_text(out: _Out) -> bool:
+    return _is_plain(out, "str") or isinstance(out.literal, str)
 
 
 def _natively_comparable(left: _Out, right: _Out) -> bool:
@@ -866,6 +1012,13 @@ def _coalesced_native_type(left: _Out, right: _Out) -> FieldType | None:
         return None
     if base.kind == "str" and isinstance(literal, str):
         return base
+    # an empty collection, or text members beside text members, is the same natively
+    if (
+        (base.kind, type(literal)) in (("list", tuple), ("set", set))
+        and base.item is not None
+        and (not literal or (_equality_kind(base.item) == "str" and all(type(m) is str for m in literal)))
+    ):
+        return base
     if base.kind == "bool" and isinstance(literal, bool):
         return base
     if base.kind in ("datetime", "date") and isinstance(literal, datetime.datetime):
@@ -906,6 +1059,58 @@ _TIME_RESULTS = {
 def _time_arithmetic(left: _Out, right: _Out, operation: str) -> str | None:
     """The kind of a datetime/timedelta sum or difference Python computes exactly as rule-engine."""
     return _TIME_RESULTS.get((_time_kind(left) or "", operation, _time_kind(right) or ""))
+
+
+def _native_set_operands(left: _Out, right: _Out) -> FieldType | None:
+    """The member type of ``left OP right`` for two native sets (or a literal set of text) whose
+    members are of one kind, computed natively; ``None`` when that is not rule-engine's result.
+    Float members are left out: their decimals hash differently, so a set of them iterates in
+    another order."""
+    kinds = []
+    items = []
+    for side in (left, right):
+        if side.native and side.ftype is not None and side.ftype.kind == "set" and not side.ftype.nullable:
+            assert side.ftype.item is not None
+            kinds.append(_equality_kind(side.ftype.item))
+            items.append(side.ftype.item)
+        elif isinstance(side.literal, set) and all(type(member) is str for member in side.literal):
+            kinds.append("str")
+        else:
+            return None
+    if kinds[0] != kinds[1] or kinds[0] in (None, "float"):
+        return None
+    nullable = any(item.nullable for item in items)
+    return items[0].with_nullable(nullable)
+
+
+def _equality_kind(field_type: FieldType) -> str | None:
+    """The kind of native value whose Python ``==`` (and hash) gives rule-engine's equality among
+    values of that same kind: text, booleans, times, and ints or floats (never ints against floats:
+    ``2**60 == float(2**60)`` natively, not as rule-engine's decimals)."""
+    kind = field_type.kind
+    if kind == "enum":
+        return "int" if field_type.is_number else "str"
+    if kind == "date":
+        return "datetime"
+    if kind in ("str", "int", "float", "bool", "datetime", "timedelta"):
+        return kind
+    return None
+
+
+def _native_number(literal: decimal.Decimal, kind: str) -> Any:
+    """A number literal as a native ``int`` or ``float`` equal to it, ``_NEVER`` when no native value
+    of that kind equals it, ``None`` for any other kind."""
+    if literal.is_nan():
+        return _NEVER if kind in ("int", "float") else None
+    if kind == "int":
+        return int(literal) if literal.is_finite() and literal == literal.to_integral_value() else _NEVER
+    if kind == "float":
+        native = float(literal)
+        # rule-engine holds a float as the decimal of its repr: only such a decimal can equal it
+        if literal.is_infinite() or decimal.Decimal(repr(native)) == literal:
+            return native
+        return _NEVER
+    return None
 
 
 def _native_members(literal: Any, member: _Out) -> frozenset[Any] | None:
@@ -1094,12 +1299,64 @@ def field_reads(names: Sequence[str], schema: Any, pool: _Pool, source: str) -> 
             targets=[ast.Tuple(elts=[_store(local), _store("problems")], ctx=ast.Store())],
             value=_call(reader, _constant(name), normalize, _name(local), _name("problems")),
         )
-        fast = field_fast_check(schema.fields[name], _name(local), pool)
+        field_type = schema.fields[name]
+        fast = field_fast_check(field_type, _name(local), pool)
         if fast is None:
             statements.append(slow)
+            continue
+        if _holds_objects(field_type):
+            # nested pydantic models become the mappings the fast check knows, without a reader
+            flatten = pool.add(_model_flattener(field_type), "flatten")
+            flattened = ast.Assign(targets=[_store(local)], value=_call(flatten, _name(local)))
+            retry = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[slow], orelse=[])
+            statements.append(
+                ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[flattened, retry], orelse=[])
+            )
         else:
             statements.append(ast.If(test=ast.UnaryOp(op=ast.Not(), operand=fast), body=[slow], orelse=[]))
     return statements
+
+
+def _model_flattener(field_type: FieldType) -> Callable[[Any], Any]:
+    """A function turning the pydantic models in a value of ``field_type`` (nested objects, members
+    of lists and sets of them) into dicts of their field values, for the fast check to judge. A model
+    whose class does not declare every field of the object type is left as it is (the schema's reader
+    reads it); so is anything else."""
+    from pydantic import BaseModel
+
+    kind = field_type.kind
+    if kind == "object":
+        parts = tuple((name, _model_flattener(part)) for name, part in field_type.fields)
+        names = {name for name, _ in parts}
+        declared: dict[type, bool] = {}
+
+        def flatten_object(value: Any) -> Any:
+            if not isinstance(value, BaseModel):
+                return value
+            model = type(value)
+            plain = declared.get(model)
+            if plain is None:
+                plain = declared[model] = names <= model.model_fields.keys()
+            if not plain:
+                return value
+            values = value.__dict__
+            return {name: flatten(values[name]) for name, flatten in parts if name in values}
+
+        return flatten_object
+    if kind in ("list", "set") and field_type.item is not None and _holds_objects(field_type.item):
+        flatten_member = _model_flattener(field_type.item)
+
+        def flatten_members(value: Any) -> Any:
+            if type(value) is list or type(value) is tuple:
+                return [flatten_member(member) for member in value]
+            return value
+
+        return flatten_members
+    return _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 _NO_PROBLEMS: Mapping[str, str] = MappingProxyType({})

@@ -7,6 +7,9 @@ of a table prefix, and :func:`upgrade` creates or upgrades them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from tagrules._lazy import lazy_attributes
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     ChangeEvent,
@@ -18,11 +21,28 @@ from tagrules.stores._base import (
     Source,
     TagStore,
 )
-from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
 from tagrules.stores._runs import Every, RunRecord, TagCounts, TagSeries, TagStatistics, TierFlow
-from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
 from tagrules.stores.memory import MemoryStore
-from tagrules.stores.sql import SQLStore
+
+if TYPE_CHECKING:
+    from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
+    from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
+    from tagrules.stores.sql import SQLStore
+
+# the SQL stores' names -> their module, imported when first used (they import SQLAlchemy)
+_LAZY = {
+    "HEAD_REVISION": "tagrules.stores._database",
+    "current_revision": "tagrules.stores._database",
+    "upgrade": "tagrules.stores._database",
+    "DEFAULT_PREFIX": "tagrules.stores._tables",
+    "StoreTables": "tagrules.stores._tables",
+    "store_tables": "tagrules.stores._tables",
+    "SQLStore": "tagrules.stores.sql",
+}
+
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
 
 __all__ = [
     "DEFAULT_PREFIX",
