@@ -113,6 +113,7 @@ class TestRunSummary:
             "added": 3,
             "removed": 0,
             "errors": 0,
+            "stale": 0,
             "bad_lines": 1,
             "tags": {
                 "big": {"members": 1, "added": 1, "removed": 0, "errors": 0},

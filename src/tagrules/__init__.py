@@ -19,6 +19,7 @@ _install_parser_tables()
 
 if TYPE_CHECKING:
     from tagrules._flips import Flip
+    from tagrules._impact import ImpactReport, TagImpact, impact
     from tagrules.catalog import Catalog, EvaluationUnit
     from tagrules.definitions import TagDefinition, TagStatus
     from tagrules.errors import (
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
         TimeUnknown,
     )
     from tagrules.evaluation import Evaluation, Evaluator, TagDiff, TagExplanation, diff
-    from tagrules.impact import ImpactReport, TagImpact, impact
     from tagrules.rules._explain import Explanation
     from tagrules.schema import FieldType, Schema
     from tagrules.sources.retag import RetagReport, retag_from_table
@@ -71,7 +71,7 @@ _LAZY = {
     "FieldType": "tagrules.schema",
     "Flip": "tagrules._flips",
     "HistoryEntry": "tagrules.stores",
-    "ImpactReport": "tagrules.impact",
+    "ImpactReport": "tagrules._impact",
     "InvalidArgument": "tagrules.errors",
     "Membership": "tagrules.stores",
     "MemoryStore": "tagrules.stores",
@@ -90,7 +90,7 @@ _LAZY = {
     "TagDefinition": "tagrules.definitions",
     "TagDiff": "tagrules.evaluation",
     "TagExplanation": "tagrules.evaluation",
-    "TagImpact": "tagrules.impact",
+    "TagImpact": "tagrules._impact",
     "TagQuery": "tagrules.sources.tables",
     "TagSeries": "tagrules.stores",
     "TagStatistics": "tagrules.stores",
@@ -102,7 +102,7 @@ _LAZY = {
     "TimeUnknown": "tagrules.errors",
     "count_tags": "tagrules.sources.tables",
     "diff": "tagrules.evaluation",
-    "impact": "tagrules.impact",
+    "impact": "tagrules._impact",
     "retag_from_table": "tagrules.sources.retag",
     "tag_query": "tagrules.sources.tables",
 }

@@ -257,6 +257,7 @@ class Tagger:
         self._groups = dict(catalog.groups)
         self._day_lock = threading.Lock()
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
+        self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -291,7 +292,7 @@ class Tagger:
         diffs = self._apply_chunk(
             [(customer_id, snapshot)], moment, tally, strict=True, connection=connection
         )
-        self._count_day(_utc(moment), tally)
+        self._count_day(_utc(moment), tally, connection)
         return diffs[0]
 
     def apply_many(
@@ -352,20 +353,26 @@ class Tagger:
             if progress is not None:
                 progress(processed)
         report = tally.report(self._active)
-        self.record_run(report, moment, started)
+        self.record_run(report, moment, started, connection=connection)
         return report
 
     # -- run records -----------------------------------------------------------------------------------
 
     def record_run(
-        self, report: ApplyReport, now: datetime.datetime, started: datetime.datetime | None = None
+        self,
+        report: ApplyReport,
+        now: datetime.datetime,
+        started: datetime.datetime | None = None,
+        *,
+        connection: Connection | None = None,
     ) -> RunRecord:
-        """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store.
+        """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store
+        (with ``connection``, inside the caller's transaction, so that it commits with the run).
 
         :meth:`apply_many` records its own runs; writers that fill the store by other means (set-wise
         retagging in a database) call this with their report.
         """
-        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report)
+        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report, connection)
 
     def _record(
         self,
@@ -374,6 +381,7 @@ class Tagger:
         started: datetime.datetime | None,
         evaluated_at: datetime.datetime,
         report: ApplyReport,
+        connection: Connection | None = None,
     ) -> RunRecord:
         finished = _wall_clock()
         record = RunRecord(
@@ -387,7 +395,11 @@ class Tagger:
             report.tags,
             self._groups,
         )
-        self.store.record_run(record)
+        if connection is None:
+            self.store.record_run(record)
+        else:
+            assert isinstance(self.store, SQLStore)  # _check_connection refused the others
+            self.store.record_run(record, connection=connection)
         return record
 
     def flush(self) -> None:
@@ -395,32 +407,38 @@ class Tagger:
 
         ``apply`` holds them for up to :data:`RUN_FLUSH_SECONDS` (or until the evaluation day
         changes), so that a service's calls cost no extra write; call this before the process exits.
+        Counts of calls inside a caller's transaction (``connection=``) are written by the next call
+        without one, by :meth:`after_commit`, or by this.
         """
         with self._day_lock:
-            held, self._day = self._day, None
-        if held is not None:
-            self._write_day(*held[:3])
+            if self._day is not None:
+                self._due.append(self._day)
+                self._day = None
+        self._write_due()
 
-    def _count_day(self, at: datetime.datetime, tally: _Tally) -> None:
+    def _count_day(self, at: datetime.datetime, tally: _Tally, connection: Connection | None) -> None:
         day = at.date()
-        due: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         with self._day_lock:
             held = self._day
             if held is not None and held[0] != day:
-                due, held = held, None
+                self._due.append(held)
+                held = None
             if held is None:
                 held = self._day = (day, _Tally(), _wall_clock(), time.monotonic())
             held[1].add(tally)
-            if due is None and time.monotonic() - held[3] >= RUN_FLUSH_SECONDS:
-                due, self._day = held, None
-        if due is not None:
-            self._write_day(*due[:3])
+            if time.monotonic() - held[3] >= RUN_FLUSH_SECONDS:
+                self._due.append(held)
+                self._day = None
+        if connection is None:
+            self._write_due()
 
-    def _write_day(self, day: datetime.date, tally: _Tally, started: datetime.datetime) -> None:
-        midnight = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
-        self._record(
-            f"day:{day.isoformat()}:{self._version}", "day", started, midnight, tally.report(self._active)
-        )
+    def _write_due(self) -> None:
+        with self._day_lock:
+            due, self._due = self._due, []
+        for day, tally, started, _ in due:
+            midnight = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
+            report = tally.report(self._active)
+            self._record(f"day:{day.isoformat()}:{self._version}", "day", started, midnight, report)
 
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
         """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).
@@ -680,6 +698,7 @@ class Tagger:
         if connection.in_transaction():
             raise InvalidArgument("after_commit: the connection's transaction is still open; commit it first")
         events = self._held.pop(connection, [])
+        self._write_due()
         return self.notify(events) if self.listeners else 0
 
     def _hold(self, connection: Connection, events: list[ChangeEvent]) -> None:

@@ -17,8 +17,6 @@ from tagrules.cli._common import CommandError, open_output
 from tagrules.errors import SourceError
 from tagrules.evaluation import Evaluation, Evaluator
 from tagrules.schema import FieldType, Schema
-from tagrules.sources._duckdb import check_columns, file_source
-from tagrules.sources.tables import stream_snapshots
 
 __all__ = [
     "Writer",
@@ -146,6 +144,10 @@ def evaluate_file(
     Raises:
         CommandError: the file cannot be read, or lacks the id column or a column a rule reads.
     """
+    # DuckDB and SQLAlchemy only once a file is read: `evaluate` of JSON Lines imports neither
+    from tagrules.sources._duckdb import check_columns, file_source
+    from tagrules.sources.tables import stream_snapshots
+
     evaluator = Evaluator(catalog)
     schema = catalog.schema
     skipped = 0

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tagrules._impact import ImpactReport, impact
 from tagrules.catalog import Catalog
 from tagrules.cli._common import (
     CommandError,
@@ -18,7 +19,6 @@ from tagrules.cli._common import (
     read_snapshots,
 )
 from tagrules.errors import DefinitionError, SourceError
-from tagrules.impact import ImpactReport, impact
 
 __all__ = ["register"]
 

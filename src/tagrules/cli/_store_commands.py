@@ -365,7 +365,7 @@ def _summary_stream(arguments: argparse.Namespace) -> IO[str]:
 def _source_engine(url: str) -> Engine:
     """The engine of ``run --db``: the stores' timeouts (and URL parameters for them) apply to it too."""
     try:
-        return database_engine(url)
+        return database_engine(url, store=False)
     except StoreError as error:
         raise CommandError(str(error)) from None
 

@@ -161,9 +161,10 @@ def timeouts(url: URL) -> tuple[URL, dict[str, float]]:
     return url.set(query=query), values
 
 
-def create_engine(url: str | URL) -> Engine:
+def create_engine(url: str | URL, *, store: bool = True) -> Engine:
     """An engine for ``url`` with the settings the store relies on, and timeouts (:data:`DEFAULT_TIMEOUTS`,
-    changed by URL query parameters), so that no call waits forever.
+    changed by URL query parameters), so that no call waits forever. With ``store=False`` the engine
+    reads snapshots only, and DuckDB (in process: no connection to wait on) is accepted too.
 
     Raises:
         StoreError: ``url`` is not a database URL, or its driver is not installed.
@@ -177,12 +178,12 @@ def create_engine(url: str | URL) -> Engine:
         ) from error
     parsed, limits = timeouts(parsed)
     backend = parsed.get_backend_name()
-    if backend == "duckdb":
+    if backend == "duckdb" and store:
         raise StoreError(
             f"{describe(parsed)}: DuckDB is not a tag store (it evaluates catalogs: `tagrules count --db`, "
             "count_tags); keep tags in SQLite, PostgreSQL or MariaDB"
         )
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {} if backend == "duckdb" else {"pool_pre_ping": True}
     if backend == "sqlite":
         if "timeout" not in parsed.query:
             options["connect_args"] = {"timeout": limits["lock_timeout"]}

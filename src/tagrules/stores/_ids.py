@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from tagrules.stores._tables import ID_LENGTH
-
 __all__ = ["MAX_ID_LENGTH", "customer_id_problem"]
 
-#: The longest customer id a store holds, in characters (the width of the id columns).
-MAX_ID_LENGTH = ID_LENGTH
+#: The longest customer id a store holds, in characters (the width of the id columns, which
+#: ``_tables.ID_LENGTH`` takes from here: 191 keeps a utf8mb4 key within MySQL's oldest index limits).
+MAX_ID_LENGTH = 191
 
 
 def customer_id_problem(customer_id: str) -> str | None:

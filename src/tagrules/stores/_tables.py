@@ -16,6 +16,8 @@ import sqlalchemy
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
+from tagrules.stores._ids import MAX_ID_LENGTH
+
 __all__ = [
     "DEFAULT_PREFIX",
     "ExactText",
@@ -28,8 +30,7 @@ __all__ = [
 
 DEFAULT_PREFIX = "tagrules_"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
-#: Customer ids are text; 191 characters keeps a utf8mb4 key within MySQL's oldest index limits.
-ID_LENGTH = 191
+ID_LENGTH = MAX_ID_LENGTH
 TAG_LENGTH = 64
 RUN_ID_LENGTH = 64
 #: The counts a run keeps per tag.

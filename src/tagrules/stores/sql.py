@@ -706,9 +706,11 @@ class SQLStore:
 
     # -- runs and statistics --------------------------------------------------------------------------
 
-    def record_run(self, record: RunRecord) -> None:
-        with translated(self.url, "record a run"), self._engine.begin() as connection:
-            record_run(connection, self.tables, record)
+    def record_run(self, record: RunRecord, *, connection: Connection | None = None) -> None:
+        """Keep a run record; with ``connection``, inside that (the caller's) transaction, so that it
+        commits or rolls back with the run's changes."""
+        with translated(self.url, "record a run"), self._writing(connection) as writer:
+            record_run(writer, self.tables, record)
 
     def runs(
         self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
