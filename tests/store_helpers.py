@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -59,13 +60,14 @@ def sql_store(database_url: URL) -> Iterator[SQLStore]:
         drop_store(database_url, prefix)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "mysql"])
-def store(request: pytest.FixtureRequest) -> Iterator[TagStore]:
-    """Every TagStore implementation in turn: in memory, SQLite, PostgreSQL, MariaDB."""
-    if request.param == "memory":
+@contextmanager
+def fresh_store(kind: str, request: pytest.FixtureRequest) -> Iterator[TagStore]:
+    """A new, empty store of ``kind`` (memory, sqlite, postgresql, mysql), under its own table prefix;
+    its tables are dropped afterwards."""
+    if kind == "memory":
         yield MemoryStore()
         return
-    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[kind]
     url: URL = request.getfixturevalue(name)
     prefix = unique_prefix()
     sql = SQLStore(url, prefix=prefix, migrate=True)
@@ -74,3 +76,10 @@ def store(request: pytest.FixtureRequest) -> Iterator[TagStore]:
     finally:
         sql.close()
         drop_store(url, prefix)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "mysql"])
+def store(request: pytest.FixtureRequest) -> Iterator[TagStore]:
+    """Every TagStore implementation in turn: in memory, SQLite, PostgreSQL, MariaDB."""
+    with fresh_store(request.param, request) as made:
+        yield made

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import URL
 
-from store_helpers import catalog, drop_store, store, unique_prefix
-from tagrules import Catalog, MemoryStore, SQLStore, TagCounts, Tagger, TagStore
+from store_helpers import catalog, fresh_store, store
+from tagrules import Catalog, TagCounts, Tagger, TagStore
 from tagrules.stores import RunRecord
 
 __all__ = ["store"]
@@ -214,22 +211,6 @@ STEPS = st.lists(
 )
 
 
-@contextmanager
-def fresh(kind: str, request: pytest.FixtureRequest) -> Iterator[TagStore]:
-    if kind == "memory":
-        yield MemoryStore()
-        return
-    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[kind]
-    url: URL = request.getfixturevalue(name)
-    prefix = unique_prefix()
-    sql = SQLStore(url, prefix=prefix, migrate=True)
-    try:
-        yield sql
-    finally:
-        sql.close()
-        drop_store(url, prefix)
-
-
 class TestStatsAgainstHistory:
     @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgresql", "mysql"])
     @pytest.mark.parametrize("every", ["day", "week"])
@@ -245,7 +226,7 @@ class TestStatsAgainstHistory:
     ) -> None:
         """Members at each period's end are the members as of its last instant, added and removed the
         history periods that began and ended within it, the error rate errors over evaluations."""
-        with fresh(kind, request) as store:
+        with fresh_store(kind, request) as store:
             tagger = Tagger(catalog(), store)
             moment = MONDAY + datetime.timedelta(hours=first)
             for minutes, snapshots in steps:
