@@ -308,6 +308,23 @@ class TestIdsAndTimes:
                 call()
         assert [m.tag for m in store.memberships("7")] == ["spend_mid"]
 
+    def test_every_store_holds_the_same_ids(self, store: TagStore) -> None:
+        """An id of 191 characters is held by every store; one of 192, or holding NUL or a lone
+        surrogate, is refused alike by every store and by the tagger (as the command line refuses it)."""
+        tagger = Tagger(catalog(), store)
+        longest = "x" * 191
+        tagger.apply(longest, MID, now=T0)
+        assert [m.tag for m in store.memberships(longest)] == ["spend_mid"]
+        for bad, problem in (("x" * 192, "192 characters long"), ("a\x00b", "NUL"), ("a\ud800", "surrogate")):
+            calls: list[Callable[[str], object]] = [
+                lambda customer: tagger.apply(customer, MID, now=T0),
+                store.memberships,
+                store.forget,
+            ]
+            for call in calls:
+                with pytest.raises(InvalidArgument, match=problem):
+                    call(bad)
+
     def test_empty_ids_are_refused(self, store: TagStore) -> None:
         """An empty customer id is refused by apply, apply_many, include, exclude and forget."""
         tagger = Tagger(catalog(), store)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, final, runtime_checkable
 
 from tagrules.errors import InvalidArgument
+from tagrules.stores._ids import customer_id_problem
 from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
 
 __all__ = [
@@ -37,16 +38,21 @@ Change = Literal["added", "removed"]
 
 
 def check_customer_id(customer_id: object) -> str:
-    """``customer_id`` itself if it is a customer id (non-empty text), else :class:`InvalidArgument`.
+    """``customer_id`` itself if it is a customer id every store can hold, else :class:`InvalidArgument`.
 
-    Every store applies this one rule: ids are text, and ``7`` is not ``'7'``.
+    Every store applies this one rule: ids are text (``7`` is not ``'7'``), from 1 to 191 characters
+    of valid Unicode without NUL (:func:`~tagrules.stores._ids.customer_id_problem`, the rule the
+    command line's readers apply line by line).
     """
-    if type(customer_id) is str and customer_id:
-        return customer_id
     if isinstance(customer_id, str):
-        if customer_id:
+        problem = customer_id_problem(customer_id)
+        if problem is None:
             return customer_id
-        raise InvalidArgument("a customer id must not be empty")
+        raise InvalidArgument(
+            "a customer id must not be empty"
+            if not customer_id
+            else f"customer id {customer_id[:40]!r}: {problem}"
+        )
     raise InvalidArgument(
         f"a customer id must be text, not {type(customer_id).__name__} {customer_id!r} (convert it: str(id))"
     )
