@@ -103,6 +103,40 @@ class TestRunFromTable:
         assert "in the database: big" in result.stdout
         assert "in Python: noted: tag 'noted': " in result.stdout
 
+    def test_sqlite_dates_of_any_type(self, tmp_path: Path, write: Callable[[str, str], Path]) -> None:
+        """A SQLite DATETIME column holding text that is no date or a number: those rows' tags reading
+        it are errors, in the database and in Python alike, and the run goes on."""
+        catalog = write(
+            "dates.yaml",
+            "schema: {last: datetime | None, note: str | None}\n"
+            "tags:\n"
+            "  - {key: recent, rule: \"(last ?? d'1970-01-01') > d'2024-01-01'\"}\n"
+            "  - {key: noted, rule: \"(note ?? '') =~ 'x+' or (last ?? d'1970-01-01') > d'2024-01-01'\"}\n",
+        )
+        url = f"sqlite:///{tmp_path / 'source.db'}"
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("CREATE TABLE customers (id TEXT PRIMARY KEY, last DATETIME, note TEXT)")
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO customers VALUES ('a', '2025-01-01 00:00:00.000000', NULL), "
+                    "('b', 'not a date', NULL), ('c', 20250101, NULL), ('d', '2025-03-01 10:00:00', NULL)"
+                )
+            )
+        engine.dispose()
+        result = tagrules(
+            "run", str(catalog), "--db", url, "--table", "customers", "--now", NOW,
+            "--store", f"sqlite:///{tmp_path / 'tags.db'}", "--changes", str(tmp_path / "changes.jsonl"),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "4 customers: 4 added, 0 removed, 4 errors" in result.stdout
+        assert "in the database: recent" in result.stdout
+        assert {(c["id"], c["tag"]) for c in changes(tmp_path / "changes.jsonl")} == {
+            ("a", "recent"), ("a", "noted"), ("d", "recent"), ("d", "noted"),
+        }  # fmt: skip
+
     def test_snapshots_and_table_together(self, tmp_path: Path, catalog: Path) -> None:
         """SNAPSHOTS with --db is a one-line usage error."""
         (tmp_path / "rows.jsonl").write_text(jsonl(ROWS))

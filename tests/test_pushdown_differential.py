@@ -295,6 +295,49 @@ class TestWhatColumnsReallyHold:
             assert _compare(connection, catalog, table, "sqlite")
         engine.dispose()
 
+    @pytest.mark.parametrize(
+        ("moment", "day", "states"),
+        [
+            ("'2025-01-01 00:00:00.000000'", "'2025-01-02'", (1, 1)),
+            ("'2023-06-01 12:00:00'", "'2023-06-01'", (0, 0)),
+            ("'2024-01-01 00:00:00'", "'2024-01-01'", (0, 0)),
+            ("'not a date'", "'x'", (None, None)),
+            ("20250101", "5", (None, None)),
+            ("2025.5", "X'00'", (None, None)),
+            ("'2025-01-01T00:00:00Z'", "'2025-1-2'", (None, None)),
+            ("'2025-01-01 00:00:00.5'", "'2025-01-02 00:00:00'", (None, None)),
+            ("'2025-02-30 00:00:00'", "'2025-02-30'", (None, None)),
+            ("'2025-01-01 24:00:00'", "'0000-01-01'", (None, None)),
+            ("'0000-01-01 00:00:00'", "'\uff12\uff10\uff12\uff15-01-02'", (None, None)),
+            ("NULL", "NULL", (0, 0)),
+        ],
+    )
+    def test_sqlite_dates_and_times_of_any_type(
+        self, sqlite_url: URL, moment: str, day: str, states: tuple[int | None, int | None]
+    ) -> None:
+        """SQLite DATETIME and DATE columns holding text of another form, impossible days, numbers or
+        blobs: the row is unknown in SQL, as Python finds it on the row read back (no crash reading it);
+        text in the column's form (the fraction left out for whole seconds too) is compared as the date."""
+        catalog = Catalog(
+            [
+                {"key": "recent", "rule": "(last ?? d'1970-01-01') > d'2024-01-01'"},
+                {"key": "day", "rule": "(d ?? d'1970-01-01') > d'2024-01-01'"},
+            ],
+            {"last": "datetime | None", "d": "date | None"},
+        )
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as connection:
+            table = snapshot_table(f"moments_{next(_names)}", catalog.schema, "sqlite")
+            fill(connection, table, catalog.schema, [])
+            connection.execute(
+                sa.text(f"INSERT INTO {table.name} (id, last, d) VALUES ('0', {moment}, {day})")
+            )
+            query = tag_query(catalog, table, dialect="sqlite", now=NOW, id_columns=["id"], mode="database")
+            (row,) = connection.execute(query.select).all()
+            assert tuple(None if state is None else int(state) for state in row[1:]) == states
+            assert _compare(connection, catalog, table, "sqlite")
+        engine.dispose()
+
     def test_int64_minimum_is_refused_everywhere(self, database_url: URL) -> None:
         """-2**63 is outside the schema's ints in Python; in SQL the row is unknown too, on every database."""
         catalog = Catalog(HOSTILE_RULES, HOSTILE_SCHEMA)

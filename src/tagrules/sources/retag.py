@@ -15,6 +15,7 @@ SQL instead (:mod:`tagrules.sources._setwise`).
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,6 +38,7 @@ from tagrules.sources.tables import (
     query_settings,
     tag_query,
 )
+from tagrules.sql.dialects import read_sqlite_moment
 from tagrules.stores import SQLStore, TagStore
 from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, Listener, TagCounts, Tagger, TotalsOverTags
 
@@ -121,8 +123,21 @@ class _Rows:
             for page in pages
         ]
         self.query: TagQuery = queries[0]
+        moments = (
+            {
+                index: not isinstance(table.c[name].type, sa.DateTime)
+                for index, name in enumerate(passed)
+                if name in table.c and isinstance(table.c[name].type, (sa.Date, sa.DateTime))
+            }
+            if connection.dialect.name == "sqlite"
+            else {}
+        )
         # ordered by id in the database, so the last row's id starts the next page whatever the collation
-        self.statements = [query.select.order_by(query.select.selected_columns[0]) for query in queries]
+        selects = [_stored_moments(query.select, moments) for query in queries]
+        self.statements = [select.order_by(select.selected_columns[0]) for select in selects]
+        for position, index in enumerate(self.field_indexes):
+            if index in moments:
+                self.readers[position] = functools.partial(read_sqlite_moment, date=moments[index])
         self.state_indexes = {tag: len(passed) + index for index, tag in enumerate(self.query.tag_columns)}
 
     def snapshot(self, row: Sequence[Any]) -> dict[str, Any]:
@@ -151,6 +166,17 @@ class _Rows:
             last = rows[-1][0]
             if len(rows) < self.page_size:
                 return
+
+
+def _stored_moments(select: sa.Select[Any], moments: Mapping[int, bool]) -> sa.Select[Any]:
+    """``select`` with the columns at ``moments`` read as SQLite stores them (any type: a date or
+    datetime column can hold text of another form, or a number), for ``read_sqlite_moment``."""
+    if not moments:
+        return select
+    columns = list(select.selected_columns)
+    for index in moments:
+        columns[index] = sa.type_coerce(columns[index], sa.String())
+    return select.with_only_columns(*columns, maintain_column_froms=True)
 
 
 def _evaluate_rows(

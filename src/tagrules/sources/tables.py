@@ -14,6 +14,7 @@ evaluated in Python on the table's rows, streamed; ``database`` mode refuses the
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.schema import FieldType, Schema, SchemaError, parse_type
 from tagrules.sources._duckdb import duckdb_table, frame_source, is_frame
 from tagrules.sql.compiler import FieldColumn, RuleCompiler, SqlFunction
-from tagrules.sql.dialects import compiler_for
+from tagrules.sql.dialects import compiler_for, read_sqlite_moment
 
 __all__ = ["CountReport", "Mode", "TagQuery", "count_tags", "open_table", "stream_snapshots", "tag_query"]
 
@@ -514,8 +515,16 @@ def stream_snapshots(
         for name in (fields if fields is not None else schema.fields)
         if mapping.get(name, name) in table.c
     ]
-    selected = [table.c[mapping.get(name, name)] for name in names]
+    selected: list[sa.ColumnElement[Any]] = [table.c[mapping.get(name, name)] for name in names]
     readers = [_reader(schema.fields[name]) if name in schema.fields else None for name in names]
+    if connection.dialect.name == "sqlite":
+        # a SQLite column holds any type: dates and times are read as stored, then checked here
+        for position, column in enumerate(selected):
+            if isinstance(column.type, (sa.Date, sa.DateTime)):
+                selected[position] = sa.type_coerce(column, sa.String())
+                readers[position] = functools.partial(
+                    read_sqlite_moment, date=not isinstance(column.type, sa.DateTime)
+                )
     statement = sa.select(*selected) if selected else sa.select(sa.literal(1))
     result = connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
     plain = all(reader is None for reader in readers)

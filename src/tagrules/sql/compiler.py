@@ -339,6 +339,11 @@ class RuleCompiler:
         one the schema refuses; for databases whose columns hold only their declared type, as is."""
         return column, None
 
+    def stored_moment_problem(self, column: Expression, sql_type: Any) -> Expression | None:
+        """Where a date or datetime column holds a value the column's type cannot read; ``None`` for
+        databases whose columns hold only their declared type."""
+        return None
+
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         """A datetime or date column as a naive UTC timestamp."""
         return column
@@ -450,10 +455,12 @@ class RuleCompiler:
                 expression = sa.case((expression.is_(None), sa.null()), else_=self.boolean_column(expression))
         elif kind == "date":
             _require(name, sql_type, (sa.Date,), "a date column")
+            problems.append(self.stored_moment_problem(expression, sql_type))
             expression = self.datetime_column(expression, sql_type, field_type)
             kind = "datetime"
         elif kind == "datetime":
             _require(name, sql_type, (sa.DateTime, sa.Date), "a datetime or date column")
+            problems.append(self.stored_moment_problem(expression, sql_type))
             expression = self.datetime_column(expression, sql_type, field_type)
         else:
             raise NotPushable(f"the {field_type} field {name!r} (collections stay in Python)")

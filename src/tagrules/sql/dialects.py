@@ -29,7 +29,9 @@ __all__ = [
     "MySQLRuleCompiler",
     "PostgreSQLRuleCompiler",
     "SQLiteRuleCompiler",
+    "SQLiteText",
     "compiler_for",
+    "read_sqlite_moment",
 ]
 
 
@@ -299,6 +301,46 @@ class MySQLRuleCompiler(RuleCompiler):
         )
 
 
+#: what a SQLite DATETIME column is read as holding: text as SQLAlchemy writes it, the fraction left
+#: out for whole seconds as Python's sqlite3 adapter writes it; a DATE column holds 'YYYY-MM-DD'
+_SQLITE_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?")
+_SQLITE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class SQLiteText:
+    """Text in a SQLite date or datetime column that is not a date or time in the column's form.
+
+    Handed to the evaluator in place of the value, which refuses it as it refuses any value of the
+    wrong type: the tags reading the field are unknown on that row, as the SQL query finds them."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+def read_sqlite_moment(value: Any, *, date: bool) -> Any:
+    """A value of a SQLite DATE (``date=True``) or DATETIME column as the evaluator reads it.
+
+    SQLite lets any column hold any type. Text in the column's form is the date or the naive UTC
+    datetime it spells; other text becomes a :class:`SQLiteText`, and numbers and blobs stay as
+    they are, so the evaluator refuses them (the SQL compiler refuses the same values)."""
+    if not isinstance(value, str):
+        return value
+    shape = _SQLITE_DATE if date else _SQLITE_DATETIME
+    if shape.fullmatch(value):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed.date() if date else parsed
+    return SQLiteText(value)
+
+
 #: dict keys looked up on SQLite, compared with the keys ``json_each`` decodes: any text but NUL and
 #: lone surrogates (which no UTF-8 text holds)
 _SQLITE_KEY = re.compile(r"[^\x00\ud800-\udfff]*")
@@ -346,11 +388,32 @@ class SQLiteRuleCompiler(RuleCompiler):
         )
         return sa.case((real, sa.cast(column, sa.Integer())), else_=column), refused
 
+    def stored_moment_problem(self, column: Expression, sql_type: Any) -> Expression | None:
+        # the forms read_sqlite_moment reads, checked in SQL: a real calendar day and time of day
+        # (SQLite's own date functions carry an impossible one over), years 1 to 9999, text only
+        if isinstance(sql_type, sa.DateTime):
+            shape = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+            whole = sa.func.substr(column, 1, 19)
+            fraction = "." + "[0-9]" * 6
+            form = sa.or_(column.op("GLOB")(_text(shape)), column.op("GLOB")(_text(shape + fraction)))
+            real = sa.func.datetime(sa.func.julianday(whole)) == whole
+        else:
+            form = column.op("GLOB")(_text("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"))
+            real = sa.func.date(sa.func.julianday(column)) == column
+        readable = sa.and_(
+            sa.func.typeof(column) == _text("text"),
+            form,
+            sa.func.substr(column, 1, 4) != _text("0000"),
+            sa.func.coalesce(real, sa.false()),
+        )
+        return sa.case((column.is_(None), sa.false()), else_=sa.not_(readable))
+
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if not isinstance(sql_type, sa.DateTime):
-            # SQLAlchemy stores dates as 'YYYY-MM-DD' and datetimes with six fraction digits
             return sa.type_coerce(column.op("||")(sa.literal(" 00:00:00.000000")), sa.String())
-        return sa.type_coerce(column, sa.String())
+        # whole seconds may be written without a fraction (Python's sqlite3 adapter does)
+        full = sa.case((sa.func.length(column) == 19, column.op("||")(sa.literal(".000000"))), else_=column)
+        return sa.type_coerce(full, sa.String())
 
     def datetime_parameter(self, value: datetime.datetime) -> Expression:
         naive = value.astimezone(UTC).replace(tzinfo=None)
