@@ -42,14 +42,23 @@ from tagrules.rules.to_python import (
 )
 from tagrules.schema import Schema
 
-__all__ = ["CompiledCatalog", "compile_catalog"]
+__all__ = ["CompiledCatalog", "ResultType", "compile_catalog"]
 
 #: The most tiers of an exclusive group chosen by one ``if``/``elif`` chain (a loop chooses beyond).
 _LONGEST_CHAIN = 32
 
-EvaluateFunction = Callable[
-    [Any, datetime.datetime, Iterable[str], frozenset[str]], tuple[set[str], dict[str, str]]
-]
+EvaluateFunction = Callable[[Any, datetime.datetime, Iterable[str], frozenset[str]], Any]
+
+
+@final
+@dataclass(frozen=True)
+class ResultType:
+    """What the evaluation function returns instead of ``(assigned, errors)``: an instance of
+    ``cls``, a class with ``tags``, ``errors`` and ``now`` slots, made without calling ``__init__``
+    (``tags`` a frozenset, ``errors`` read-only or ``no_errors``), one call less per snapshot."""
+
+    cls: type
+    no_errors: Mapping[str, str]
 
 
 @final
@@ -58,7 +67,8 @@ class CompiledCatalog:
     """A catalog's evaluation function, and which rules run in the interpreter.
 
     Attributes:
-        function: ``(snapshot, now, manual_tags, suppressed) -> (assigned, errors)``.
+        function: ``(snapshot, now, manual_tags, suppressed) -> (assigned, errors)``, or an instance
+            of the :class:`ResultType` the catalog was compiled with.
         interpreted: tag key -> why its rule runs in rule-engine's interpreter instead.
         tree: the generated Python, as a syntax tree (``source`` prints it).
     """
@@ -120,8 +130,9 @@ def _interpret(statement: Any, context: Any, scope: Scope, now: datetime.datetim
 class _CatalogCompiler:
     """Writes the evaluation function of one catalog, unit by unit."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, result: ResultType | None = None) -> None:
         self.catalog = catalog
+        self.result = result
         self.pool = _Pool()
         self.compiler = _Compiler(catalog.language.context, catalog.schema.fields, self.pool, _field_local)
         self.interpreted: dict[str, str] = {}
@@ -258,6 +269,28 @@ class _CatalogCompiler:
             choice = [ast.If(test=test, body=self._additions(key), orelse=choice)]
         return choice
 
+    def result_statements(self) -> list[ast.stmt]:
+        if self.result is None:
+            pair = ast.Tuple(elts=[_name("assigned"), _name("errors")], ctx=ast.Load())
+            return [ast.Return(value=pair)]
+        cls = self.result.cls
+        result = self.pool.add(cls, "result")
+        errors = ast.IfExp(
+            test=_name("errors"),
+            body=_call(self.helper(MappingProxyType, "read_only"), _name("errors")),
+            orelse=self.pool.add(self.result.no_errors, "no_errors"),
+        )
+        frozen = _call(self.helper(frozenset, "frozenset"), _name("assigned"))
+        values = {"tags": frozen, "errors": errors, "now": _name("now")}
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[_store("_result")], value=_call(self.helper(object.__new__, "new"), result))
+        ]
+        for name, value in values.items():
+            setter = self.pool.add(cls.__dict__[name].__set__, f"set_{name}")
+            statements.append(ast.Expr(_call(setter, _name("_result"), value)))
+        statements.append(ast.Return(value=_name("_result")))
+        return statements
+
     def build(self) -> CompiledCatalog:
         units: list[ast.stmt] = []
         for index, unit in enumerate(self.catalog.evaluation_order):
@@ -277,7 +310,8 @@ class _CatalogCompiler:
             ),
         ]
         body.extend(field_reads(sorted(requirements.fields), self.catalog.schema, self.pool, "src"))
-        body.append(ast.Assign(targets=[_store("visible")], value=_call("set", _name("manual"))))
+        manual = ast.IfExp(test=_name("manual"), body=_call("set", _name("manual")), orelse=_call("set"))
+        body.append(ast.Assign(targets=[_store("visible")], value=manual))
         body.append(ast.Assign(targets=[_store("has_manual")], value=_call("bool", _name("visible"))))
         if requirements.today:
             body.append(ast.Assign(targets=[_store("today")], value=_today_expression(self.pool)))
@@ -292,7 +326,7 @@ class _CatalogCompiler:
         body.append(ast.Assign(targets=[_store("errors")], value=ast.Dict(keys=[], values=[])))
         needs_context = requirements.decimal_context or self.uses_scope
         body.extend(_with_decimal_context(self.pool, units or [ast.Pass()], needs_context))
-        body.append(ast.Return(value=ast.Tuple(elts=[_name("assigned"), _name("errors")], ctx=ast.Load())))
+        body.extend(self.result_statements())
         function = _function("_evaluate", ["snapshot", "now", "manual", "suppressed"], body)
         tree = ast.Module(body=[function], type_ignores=[])
         namespace = _compile(tree, f"<catalog {self.catalog.name or ''}>", self.pool)
@@ -305,6 +339,7 @@ def _needs_steps(node: Any) -> bool:
     return isinstance(node, re_ast.SymbolExpression) and node.scope is not None and node.name == "range"
 
 
-def compile_catalog(catalog: Catalog) -> CompiledCatalog:
-    """Compile every active rule of ``catalog`` into one evaluation function."""
-    return _CatalogCompiler(catalog).build()
+def compile_catalog(catalog: Catalog, result: ResultType | None = None) -> CompiledCatalog:
+    """Compile every active rule of ``catalog`` into one evaluation function, returning
+    ``(assigned, errors)`` or, given ``result``, an instance of its class."""
+    return _CatalogCompiler(catalog, result).build()

@@ -13,7 +13,7 @@ from typing import Any, final
 from pydantic import BaseModel
 
 from tagrules import _flips, _lapse
-from tagrules._compiled import compile_catalog
+from tagrules._compiled import ResultType, compile_catalog
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import InvalidArgument, SnapshotError
 from tagrules.rules._explain import Explanation, describe_failure, explain_statement
@@ -113,6 +113,8 @@ _set_tags = Evaluation.__dict__["tags"].__set__
 _set_errors = Evaluation.__dict__["errors"].__set__
 _set_now = Evaluation.__dict__["now"].__set__
 _set_valid_until = Evaluation.__dict__["_valid_until"].__set__
+#: compiled catalogs return Evaluations built in place, as the interpreted path builds them
+_RESULT = ResultType(Evaluation, _NO_ERRORS)
 
 
 @final
@@ -236,7 +238,7 @@ class Evaluator:
 
     def __init__(self, catalog: Catalog, *, compiled: bool = True) -> None:
         self.catalog = catalog
-        self._compiled = compile_catalog(catalog) if compiled else None
+        self._compiled = compile_catalog(catalog, _RESULT) if compiled else None
         self._function = self._compiled.function if self._compiled is not None else None
         self._context = catalog.language.context
         self._order = catalog.evaluation_order
@@ -299,17 +301,16 @@ class Evaluator:
         if function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
-            assigned, failures = function(snapshot, moment, tags, excluded)
+            # the compiled function builds the Evaluation in place (see _RESULT)
+            evaluation: Evaluation = function(snapshot, moment, tags, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
             run = _Run(Scope(values, bad, set(tags)), excluded)
             self._run(run, moment, self._order)
-            assigned, failures = run.assigned, run.errors
-        # the Evaluation built in place: one call less on the path every snapshot takes
-        evaluation = _new_evaluation(Evaluation)
-        _set_tags(evaluation, frozenset(assigned))
-        _set_errors(evaluation, types.MappingProxyType(failures) if failures else _NO_ERRORS)
-        _set_now(evaluation, moment)
+            evaluation = _new_evaluation(Evaluation)
+            _set_tags(evaluation, frozenset(run.assigned))
+            _set_errors(evaluation, types.MappingProxyType(run.errors) if run.errors else _NO_ERRORS)
+            _set_now(evaluation, moment)
         if valid_until:
             _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
         return evaluation
