@@ -122,7 +122,8 @@ class TestRunFromTable:
             connection.execute(
                 sa.text(
                     "INSERT INTO customers VALUES ('a', '2025-01-01 00:00:00.000000', NULL), "
-                    "('b', 'not a date', NULL), ('c', 20250101, NULL), ('d', '2025-03-01 10:00:00', NULL)"
+                    "('b', 'not a date', NULL), ('c', 20250101, NULL), "
+                    "('d', '2025-03-01 10:00:00.500000', NULL)"
                 )
             )
         engine.dispose()

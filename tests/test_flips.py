@@ -72,6 +72,16 @@ class TestFlips:
         catalog = Catalog([{"key": "always", "rule": "true"}], SCHEMA)
         assert Evaluator(catalog).flips(SNAPSHOT, "always", now=NOW) == []
 
+    def test_list_members_from_numbers_no_int_can_be(self) -> None:
+        """An int list compared with inf, 0.5 or a number beyond 64 bits: only the whole numbers
+        within range are suggested as members (the others name no int)."""
+        catalog = Catalog(
+            [{"key": "t", "rule": "items.length == 2 and items[1] in [2, inf, 0.5, 99999999999999999999]"}],
+            {"items": "list[int]"},
+        )
+        found = Evaluator(catalog).flips({"items": [1]}, "t", now=NOW)
+        assert [(flip.field, flip.after) for flip in found] == [("items", [1, 2])]
+
 
 class TestFlipsProperty:
     @settings(

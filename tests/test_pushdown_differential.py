@@ -299,8 +299,9 @@ class TestWhatColumnsReallyHold:
         ("moment", "day", "states"),
         [
             ("'2025-01-01 00:00:00.000000'", "'2025-01-02'", (1, 1)),
-            ("'2023-06-01 12:00:00'", "'2023-06-01'", (0, 0)),
-            ("'2024-01-01 00:00:00'", "'2024-01-01'", (0, 0)),
+            ("'2023-06-01 12:00:00.000000'", "'2023-06-01'", (0, 0)),
+            ("'2025-06-01 12:00:00'", "'2025-06-01'", (None, 1)),
+            ("'2024-01-01 00:00:00.000000'", "'2024-01-01'", (0, 0)),
             ("'not a date'", "'x'", (None, None)),
             ("20250101", "5", (None, None)),
             ("2025.5", "X'00'", (None, None)),
@@ -317,7 +318,7 @@ class TestWhatColumnsReallyHold:
     ) -> None:
         """SQLite DATETIME and DATE columns holding text of another form, impossible days, numbers or
         blobs: the row is unknown in SQL, as Python finds it on the row read back (no crash reading it);
-        text in the column's form (the fraction left out for whole seconds too) is compared as the date."""
+        text in the column's form is compared as the date it spells."""
         catalog = Catalog(
             [
                 {"key": "recent", "rule": "(last ?? d'1970-01-01') > d'2024-01-01'"},

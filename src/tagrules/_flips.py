@@ -151,11 +151,15 @@ def _candidates(
         and field.item is not None
         and isinstance(current, (list, tuple, set, frozenset))
     ):
-        members = (
-            texts
-            if field.item.kind == "str"
-            else [int(n) if field.item.kind == "int" else float(n) for n in numbers]
-        )
+        if field.item.kind == "str":
+            members: list[Any] = list(texts)
+        elif field.item.kind == "int":
+            # an int member equals only a whole literal within 64 bits (inf and 0.5 name no int)
+            members = [
+                int(n) for n in numbers if n.is_finite() and n == n.to_integral_value() and abs(n) < 2**63
+            ]
+        else:
+            members = [float(n) for n in numbers if n.is_finite()]
         for member in members:
             if member in current:
                 yield [item for item in current if item != member]

@@ -301,9 +301,9 @@ class MySQLRuleCompiler(RuleCompiler):
         )
 
 
-#: what a SQLite DATETIME column is read as holding: text as SQLAlchemy writes it, the fraction left
-#: out for whole seconds as Python's sqlite3 adapter writes it; a DATE column holds 'YYYY-MM-DD'
-_SQLITE_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?")
+#: what a SQLite DATETIME column is read as holding: text as SQLAlchemy's DateTime writes it, six
+#: fraction digits included; a DATE column holds 'YYYY-MM-DD'
+_SQLITE_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
 _SQLITE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -394,8 +394,7 @@ class SQLiteRuleCompiler(RuleCompiler):
         if isinstance(sql_type, sa.DateTime):
             shape = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
             whole = sa.func.substr(column, 1, 19)
-            fraction = "." + "[0-9]" * 6
-            form = sa.or_(column.op("GLOB")(_text(shape)), column.op("GLOB")(_text(shape + fraction)))
+            form = column.op("GLOB")(_text(shape + "." + "[0-9]" * 6))
             real = sa.func.datetime(sa.func.julianday(whole)) == whole
         else:
             form = column.op("GLOB")(_text("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"))
@@ -411,9 +410,8 @@ class SQLiteRuleCompiler(RuleCompiler):
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if not isinstance(sql_type, sa.DateTime):
             return sa.type_coerce(column.op("||")(sa.literal(" 00:00:00.000000")), sa.String())
-        # whole seconds may be written without a fraction (Python's sqlite3 adapter does)
-        full = sa.case((sa.func.length(column) == 19, column.op("||")(sa.literal(".000000"))), else_=column)
-        return sa.type_coerce(full, sa.String())
+        # one form only, so that text order is time order and the column is compared as it is
+        return sa.type_coerce(column, sa.String())
 
     def datetime_parameter(self, value: datetime.datetime) -> Expression:
         naive = value.astimezone(UTC).replace(tzinfo=None)
