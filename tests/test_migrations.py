@@ -194,3 +194,44 @@ class TestMigrations:
         finally:
             engine.dispose()
             drop_store(database_url, prefix)
+
+    def test_events_pending_before_the_feed_are_delivered_after_it(self, database_url: URL) -> None:
+        """Events in the outbox of a store at revision 0003 keep their ids as positions after the
+        upgrade: the default consumer (pending_events) and a new consumer both get them, in order,
+        before any new event, and nothing is purged until the default consumer acknowledges."""
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        store = None
+        try:
+            with engine.begin() as connection:
+                command.upgrade(_alembic_config(connection, prefix), "0003")
+            outbox = sqlalchemy.table(
+                f"{prefix}outbox",
+                *(sqlalchemy.column(name) for name in ("customer_id", "tag", "change", "at", "reason")),
+            )
+            with engine.begin() as connection:
+                connection.execute(
+                    sqlalchemy.insert(outbox),
+                    [
+                        {"customer_id": c, "tag": "vip", "change": "added", "at": T0, "reason": "rule"}
+                        for c in ("x", "y", "z")
+                    ],
+                )
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION
+            store = SQLStore(database_url, prefix=prefix)
+            Tagger(catalog(), store).apply("new", {"spend": 200.0, "orders": 1}, now=T1)
+            pending = store.pending_events()
+            assert [e.customer_id for e in pending] == ["x", "y", "z", "new"]
+            assert [e.customer_id for e in store.events("email")] == ["x", "y", "z", "new"]
+            assert [e.position for e in pending] == sorted({e.position for e in pending})
+            assert store.purge_events() == 0  # neither consumer has acknowledged
+            store.ack("email", pending[-1].position or 0)
+            assert store.purge_events() == 0  # the default consumer holds them
+            store.acknowledge(e.id for e in pending[:2] if e.id is not None)
+            assert [e.customer_id for e in store.pending_events()] == ["z", "new"]
+            assert [e.customer_id for e in store.events("late")] == ["z", "new"]
+        finally:
+            if store is not None:
+                store.close()
+            engine.dispose()
+            drop_store(database_url, prefix)
