@@ -37,7 +37,8 @@ class TestConsumers:
         events = store.events("email")
         assert who(events) == ["a", "b", "c"]
         positions = [e.position for e in events]
-        assert positions == sorted(positions) and len(set(positions)) == 3
+        assert positions == sorted(positions)
+        assert len(set(positions)) == 3
         assert all(e.id == e.position for e in events)
 
     def test_a_new_consumer_starts_at_the_beginning_of_the_retained_feed(self, store: TagStore) -> None:
@@ -159,7 +160,8 @@ class TestRunsWithoutEvents:
         report = tagger.apply_many([("a", {"spend": 2000.0, "orders": 4})], now=T0, emit_events=False)
         assert report.added == 4
         assert len(store.memberships("a")) == len(store.history("a")) == 4
-        assert store.pending_events() == [] and heard == []
+        assert store.pending_events() == []
+        assert heard == []
         [run] = store.runs()
         assert run.emit_events is False
         tagger.apply_many([("a", {"spend": 200.0, "orders": 1})], now=T0 + datetime.timedelta(days=1))
@@ -260,7 +262,8 @@ class TestLateCommits:
         consumer.join()
         assert failures == []
         positions = [position for position, _ in delivered]
-        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
         assert sorted(customer for _, customer in delivered) == sorted(
             f"w{n}-{i}" for n in range(writers) for i in range(each)
         )

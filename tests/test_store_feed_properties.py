@@ -71,7 +71,8 @@ class Model:
 
 def _clear(store: SQLStore) -> None:
     t = store.tables
-    with store._engine.begin() as connection:  # noqa: SLF001 - a test resets its store between examples
+    # a test resets its store between examples
+    with store._engine.begin() as connection:
         for table in (t.outbox, t.consumers, t.customers, t.memberships, t.history, t.runs, t.run_tags):
             connection.execute(sqlalchemy.delete(table))
 
@@ -122,7 +123,9 @@ class TestFeedAgainstModel:
                 model.write(first, second, at)
             elif kind_of_step in ("events", "pending"):
                 consumer, limit = (first, second) if kind_of_step == "events" else ("default", first)
-                got = store.events(consumer, limit) if kind_of_step == "events" else store.pending_events(limit)
+                got = (
+                    store.events(consumer, limit) if kind_of_step == "events" else store.pending_events(limit)
+                )
                 expected = model.events(consumer, limit)
                 assert [(e.customer_id, e.tag, e.change, e.at) for e in got] == [key for _, key in expected]
                 for event, (number, _) in zip(got, expected, strict=True):

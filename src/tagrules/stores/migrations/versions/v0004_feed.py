@@ -53,7 +53,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("head", sa.BigInteger, nullable=False),
     )
-    assert consumers is not None and feed is not None
+    assert consumers is not None
+    assert feed is not None
     outbox = sa.table(f"{prefix}outbox", sa.column("id"), sa.column("position"))
     bind = op.get_bind()
     bind.execute(sa.update(outbox).values(position=outbox.c.id))
@@ -70,9 +71,7 @@ def downgrade() -> None:
     outbox = sa.table(f"{prefix}outbox", sa.column("position"))
     consumers = sa.table(f"{prefix}consumers", sa.column("name"), sa.column("position"))
     # the outbox of revision 0003 has one consumer: what the default one acknowledged is gone
-    acknowledged = bind.execute(
-        sa.select(consumers.c.position).where(consumers.c.name == "default")
-    ).scalar()
+    acknowledged = bind.execute(sa.select(consumers.c.position).where(consumers.c.name == "default")).scalar()
     if acknowledged:
         bind.execute(sa.delete(outbox).where(outbox.c.position <= acknowledged))
     op.drop_table(f"{prefix}feed")
