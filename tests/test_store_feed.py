@@ -12,7 +12,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL
 
 from store_helpers import catalog, drop_store, store, unique_prefix
-from tagrules import Catalog, InvalidArgument, SQLStore, Tagger, TagStore
+from tagrules import Catalog, ChangeEvent, InvalidArgument, SQLStore, Tagger, TagStore
 
 __all__ = ["store"]
 
@@ -25,8 +25,8 @@ def write(store: TagStore, customers: list[str], at: datetime.datetime = T0, on:
     Tagger(BIG, store).apply_many([(c, {"spend": 150.0 if on else 1.0}) for c in customers], now=at)
 
 
-def who(events: list[object]) -> list[str]:
-    return [e.customer_id for e in events]  # type: ignore[attr-defined]
+def who(events: list[ChangeEvent]) -> list[str]:
+    return [e.customer_id for e in events]
 
 
 class TestConsumers:
@@ -36,7 +36,7 @@ class TestConsumers:
         write(store, ["c"])
         events = store.events("email")
         assert who(events) == ["a", "b", "c"]
-        positions = [e.position for e in events]
+        positions = [e.position or 0 for e in events]
         assert positions == sorted(positions)
         assert len(set(positions)) == 3
         assert all(e.id == e.position for e in events)
