@@ -235,3 +235,30 @@ class TestMigrations:
                 store.close()
             engine.dispose()
             drop_store(database_url, prefix)
+
+    def test_a_downgrade_keeps_what_the_default_consumer_has_not_acknowledged(
+        self, database_url: URL
+    ) -> None:
+        """Back at revision 0003 (one consumer), the outbox holds exactly the events the default
+        consumer had not acknowledged."""
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        try:
+            upgrade(database_url, prefix=prefix)
+            with SQLStore(database_url, prefix=prefix) as store:
+                tagger = Tagger(catalog(), store)
+                for customer in ("x", "y", "z"):
+                    tagger.apply(customer, {"spend": 200.0, "orders": 1}, now=T0)
+                pending = store.pending_events()
+                store.events("email")  # another consumer holds every event back from purging
+                store.acknowledge([pending[0].id or 0])
+            with engine.begin() as connection:
+                command.downgrade(_alembic_config(connection, prefix), "0003")
+            assert current_revision(engine, prefix) == "0003"
+            outbox = sqlalchemy.table(f"{prefix}outbox", sqlalchemy.column("customer_id"))
+            with engine.connect() as connection:
+                left = sorted(connection.execute(sqlalchemy.select(outbox.c.customer_id)).scalars())
+            assert left == ["y", "z"]
+        finally:
+            engine.dispose()
+            drop_store(database_url, prefix)
