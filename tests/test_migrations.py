@@ -25,7 +25,12 @@ def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
     t = store_tables(prefix)
     with engine.connect() as connection:
         return {
-            table.name: sorted(tuple(row) for row in connection.execute(sqlalchemy.select(table)))
+            table.name: sorted(
+                tuple(row)
+                for row in connection.execute(
+                    sqlalchemy.select(*[column for column in table.c if column.name != "position"])
+                )
+            )
             for table in (t.customers, t.memberships, t.history, t.overrides, t.outbox)
         }
 
@@ -93,7 +98,7 @@ class TestMigrations:
         try:
             _store_0001(engine, prefix)
             before = _rows(engine, prefix)
-            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0003"
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0004"
             assert _rows(engine, prefix) == before
             if engine.dialect.name == "mysql":
                 with engine.connect() as connection:
@@ -105,7 +110,8 @@ class TestMigrations:
                         ),
                         {"tables": f"{prefix}%", "version": f"{prefix}alembic_version"},
                     ).all()
-                assert len(collations) == 24  # 18 of revision 0001's tables, 6 of revision 0003's
+                # 18 of revision 0001's tables, 6 of revision 0003's, 1 of revision 0004's
+                assert len(collations) == 25
                 assert {row[2] for row in collations} == {"utf8mb4_nopad_bin"}
             store = SQLStore(database_url, prefix=prefix)
             assert [m.tag for m in store.memberships("Big")] == ["vip"]
@@ -133,7 +139,17 @@ class TestMigrations:
         try:
             assert set(store_tables(first).metadata.tables) == {
                 f"{first}{name}"
-                for name in ("customers", "memberships", "history", "overrides", "outbox", "runs", "run_tags")
+                for name in (
+                    "customers",
+                    "memberships",
+                    "history",
+                    "overrides",
+                    "outbox",
+                    "runs",
+                    "run_tags",
+                    "consumers",
+                    "feed",
+                )
             }
             assert stores[0].members("vip") == stores[1].members("vip") == []
         finally:
@@ -175,6 +191,74 @@ class TestMigrations:
                 assert [run.customers for run in store.runs()] == [1]
             finally:
                 store.close()
+        finally:
+            engine.dispose()
+            drop_store(database_url, prefix)
+
+    def test_events_pending_before_the_feed_are_delivered_after_it(self, database_url: URL) -> None:
+        """Events in the outbox of a store at revision 0003 keep their ids as positions after the
+        upgrade: the default consumer (pending_events) and a new consumer both get them, in order,
+        before any new event, and nothing is purged until the default consumer acknowledges."""
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        store = None
+        try:
+            with engine.begin() as connection:
+                command.upgrade(_alembic_config(connection, prefix), "0003")
+            outbox = sqlalchemy.table(
+                f"{prefix}outbox",
+                *(sqlalchemy.column(name) for name in ("customer_id", "tag", "change", "at", "reason")),
+            )
+            with engine.begin() as connection:
+                connection.execute(
+                    sqlalchemy.insert(outbox),
+                    [
+                        {"customer_id": c, "tag": "vip", "change": "added", "at": T0, "reason": "rule"}
+                        for c in ("x", "y", "z")
+                    ],
+                )
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION
+            store = SQLStore(database_url, prefix=prefix)
+            Tagger(catalog(), store).apply("new", {"spend": 200.0, "orders": 1}, now=T1)
+            pending = store.pending_events()
+            assert [e.customer_id for e in pending] == ["x", "y", "z", "new"]
+            assert [e.customer_id for e in store.events("email")] == ["x", "y", "z", "new"]
+            assert [e.position or 0 for e in pending] == sorted({e.position or 0 for e in pending})
+            assert store.purge_events() == 0  # neither consumer has acknowledged
+            store.ack("email", pending[-1].position or 0)
+            assert store.purge_events() == 0  # the default consumer holds them
+            store.acknowledge(e.id for e in pending[:2] if e.id is not None)
+            assert [e.customer_id for e in store.pending_events()] == ["z", "new"]
+            assert [e.customer_id for e in store.events("late")] == ["z", "new"]
+        finally:
+            if store is not None:
+                store.close()
+            engine.dispose()
+            drop_store(database_url, prefix)
+
+    def test_a_downgrade_keeps_what_the_default_consumer_has_not_acknowledged(
+        self, database_url: URL
+    ) -> None:
+        """Back at revision 0003 (one consumer), the outbox holds exactly the events the default
+        consumer had not acknowledged."""
+        prefix = unique_prefix()
+        engine = sqlalchemy.create_engine(database_url)
+        try:
+            upgrade(database_url, prefix=prefix)
+            with SQLStore(database_url, prefix=prefix) as store:
+                tagger = Tagger(catalog(), store)
+                for customer in ("x", "y", "z"):
+                    tagger.apply(customer, {"spend": 200.0, "orders": 1}, now=T0)
+                pending = store.pending_events()
+                store.events("email")  # another consumer holds every event back from purging
+                store.acknowledge([pending[0].id or 0])
+            with engine.begin() as connection:
+                command.downgrade(_alembic_config(connection, prefix), "0003")
+            assert current_revision(engine, prefix) == "0003"
+            outbox = sqlalchemy.table(f"{prefix}outbox", sqlalchemy.column("customer_id"))
+            with engine.connect() as connection:
+                left = sorted(connection.execute(sqlalchemy.select(outbox.c.customer_id)).scalars())
+            assert left == ["y", "z"]
         finally:
             engine.dispose()
             drop_store(database_url, prefix)

@@ -315,6 +315,42 @@ class TestSetWise:
         finally:
             engine.dispose()
 
+    @pytest.mark.parametrize("set_wise", [True, False], ids=["set-wise", "row-by-row"])
+    def test_a_run_without_events(
+        self, postgres_url: URL, pg_stores: tuple[SQLStore, SQLStore], set_wise: bool
+    ) -> None:
+        """emit_events=False: the retag writes the memberships and history of a snapshot run and no
+        change event (none for a retired tag either), the listeners hear nothing, and the run
+        records say so."""
+        by_snapshots, by_table = pg_stores
+        engine = sa.create_engine(postgres_url)
+        try:
+            rows = generate(21, 40)
+            ids = [row["id"] for row in rows]
+            table = make_table(engine, rows)
+            heard: list[Any] = []
+            for make, moment in ((pushable(), NOW), (pushable(per_order="retired"), LATER)):
+                Tagger(make, by_snapshots).apply_many(as_snapshots(rows), now=moment, emit_events=False)
+                found = retag_from_table(
+                    make,
+                    postgres_url,
+                    table.name,
+                    by_table,
+                    now=moment,
+                    listeners=[heard.append],
+                    set_wise=set_wise,
+                    emit_events=False,
+                )
+                assert found.set_wise is set_wise
+                assert contents(by_table, ids) == contents(by_snapshots, ids)
+            assert any(entry.reason == "retired" for c in ids for entry in by_table.history(c))
+            assert contents(by_table, ids)["events"] == []
+            assert heard == []
+            assert by_table.runs()
+            assert not any(run.emit_events for run in by_table.runs())
+        finally:
+            engine.dispose()
+
     def test_unchanged_customers_are_found_with_their_segment(
         self, pg_engine: Engine, pg_stores: tuple[SQLStore, SQLStore]
     ) -> None:

@@ -304,6 +304,7 @@ class Tagger:
         progress: Callable[[int], None] | None = None,
         evaluate: EvaluateItem | None = None,
         connection: Connection | None = None,
+        emit_events: bool = True,
     ) -> ApplyReport:
         """Evaluate and store a stream of ``(customer_id, snapshot)`` pairs, one transaction per chunk.
 
@@ -330,6 +331,10 @@ class Tagger:
                 :class:`~tagrules.SQLStore` only): nothing is committed, the caller commits or rolls
                 back, and listeners hear the events once the caller calls :meth:`after_commit`
                 (``listener_errors`` is then 0).
+            emit_events: ``False`` writes memberships and history but no change events (nothing in
+                the outbox, nothing for the listeners), also for the retired tags it closes: a first
+                load of customers who already hold their tags. The run record says so
+                (:attr:`~tagrules.RunRecord.emit_events`).
 
         Returns:
             The report: customers processed and, per tag, members, added, removed and errors.
@@ -345,15 +350,15 @@ class Tagger:
         moment = resolve_now(now)
         started = _wall_clock()
         tally = _Tally()
-        self._retire(moment, chunk_size, tally, connection)
+        self._retire(moment, chunk_size, tally, connection, emit_events=emit_events)
         processed = 0
         for chunk in _chunks(items, chunk_size):
-            self._apply_chunk(chunk, moment, tally, evaluate, connection=connection)
+            self._apply_chunk(chunk, moment, tally, evaluate, connection=connection, emit_events=emit_events)
             processed += len(chunk)
             if progress is not None:
                 progress(processed)
         report = tally.report(self._active)
-        self.record_run(report, moment, started, connection=connection)
+        self.record_run(report, moment, started, connection=connection, emit_events=emit_events)
         return report
 
     # -- run records -----------------------------------------------------------------------------------
@@ -365,14 +370,16 @@ class Tagger:
         started: datetime.datetime | None = None,
         *,
         connection: Connection | None = None,
+        emit_events: bool = True,
     ) -> RunRecord:
         """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store
-        (with ``connection``, inside the caller's transaction, so that it commits with the run).
+        (with ``connection``, inside the caller's transaction, so that it commits with the run);
+        ``emit_events=False`` records a run that wrote no change events.
 
         :meth:`apply_many` records its own runs; writers that fill the store by other means (set-wise
         retagging in a database) call this with their report.
         """
-        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report, connection)
+        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report, connection, emit_events)
 
     def _record(
         self,
@@ -382,6 +389,7 @@ class Tagger:
         evaluated_at: datetime.datetime,
         report: ApplyReport,
         connection: Connection | None = None,
+        emit_events: bool = True,
     ) -> RunRecord:
         finished = _wall_clock()
         record = RunRecord(
@@ -394,6 +402,7 @@ class Tagger:
             report.customers,
             report.tags,
             self._groups,
+            emit_events,
         )
         if connection is None:
             self.store.record_run(record)
@@ -440,15 +449,22 @@ class Tagger:
             report = tally.report(self._active)
             self._record(f"day:{day.isoformat()}:{self._version}", "day", started, midnight, report)
 
-    def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
-        """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).
+    def retire(
+        self,
+        now: datetime.datetime | None = None,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        emit_events: bool = True,
+    ) -> int:
+        """Close every computed membership of a tag that is not active in the catalog (reason ``retired``;
+        ``emit_events=False``: without change events).
 
         :meth:`apply_many` does this before its first chunk.
 
         Returns:
             How many customers were changed.
         """
-        return self._retire(resolve_now(now), chunk_size, None)
+        return self._retire(resolve_now(now), chunk_size, None, emit_events=emit_events)
 
     def _retire(
         self,
@@ -456,6 +472,8 @@ class Tagger:
         chunk_size: int,
         tally: _Tally | None,
         connection: Connection | None = None,
+        *,
+        emit_events: bool = True,
     ) -> int:
         moment = _utc(now)
         stale = self.store.held_tags("computed") - self._active
@@ -475,7 +493,9 @@ class Tagger:
                     state = states.get(customer_id, NEW_CUSTOMER)
                     gone = sorted(state.computed & stale)
                     if gone and not _is_stale(state, moment):
-                        changes.append(self._change(customer_id, state, moment, (), gone, ()))
+                        changes.append(
+                            self._change(customer_id, state, moment, (), gone, (), emit=emit_events)
+                        )
                 return changes
 
             changes = self._commit(batch, work, tally, connection)
@@ -635,6 +655,7 @@ class Tagger:
         *,
         drop: tuple[str, ...] = (),
         removed_manual: tuple[str, ...] = (),
+        emit: bool = True,
     ) -> CustomerChange:
         versions = self._rule_versions
         memberships = tuple(Membership(customer_id, tag, "computed", at, versions.get(tag)) for tag in added)
@@ -643,8 +664,11 @@ class Tagger:
             + [(tag, "retired") for tag in retired]
             + [(tag, "manual") for tag in removed_manual]
         )
-        events = tuple(ChangeEvent(customer_id, m.tag, "added", at, "rule") for m in memberships) + tuple(
-            ChangeEvent(customer_id, tag, "removed", at, reason) for tag, reason in gone
+        events = (
+            tuple(ChangeEvent(customer_id, m.tag, "added", at, "rule") for m in memberships)
+            + tuple(ChangeEvent(customer_id, tag, "removed", at, reason) for tag, reason in gone)
+            if emit
+            else ()
         )
         return CustomerChange(customer_id, state.version, at, memberships, tuple(gone), (), drop, events)
 
@@ -757,6 +781,7 @@ class Tagger:
         *,
         strict: bool = False,
         connection: Connection | None = None,
+        emit_events: bool = True,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
         active = self._active
@@ -796,7 +821,15 @@ class Tagger:
                     removed = removed.difference(errors)
                 if added or removed or retired:
                     changes.append(
-                        self._change(customer_id, state, at, sorted(added), sorted(retired), sorted(removed))
+                        self._change(
+                            customer_id,
+                            state,
+                            at,
+                            sorted(added),
+                            sorted(retired),
+                            sorted(removed),
+                            emit=emit_events,
+                        )
                     )
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))

@@ -93,6 +93,12 @@ def register(commands: Any) -> None:
         help="also hand the changes to this installed plugin's listener (repeatable; the catalog's "
         "'listeners:' always run)",
     )
+    run.add_argument(
+        "--no-events",
+        action="store_true",
+        help="write memberships and history but no change events (a first load of customers who "
+        "already hold their tags)",
+    )
     run.set_defaults(run=run_run)
 
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
@@ -262,10 +268,15 @@ def _print_summary(
     print(_summary(report, catalog, every_tag=arguments.all), file=stream)
     if isinstance(report, RetagReport):
         print(_where(report), file=stream)
+    if arguments.no_events:
+        print("no change events written (--no-events)", file=stream)
 
 
 def run_run(arguments: argparse.Namespace) -> int:
     """``tagrules run``: evaluate, store, print the summary table; 1 if some lines were bad."""
+    if arguments.no_events and (arguments.changes is not None or arguments.listener):
+        given = "--changes" if arguments.changes is not None else "--listener"
+        raise CommandError(f"run: {given} hands on the change events, which --no-events does not write")
     if arguments.snapshots is not None and arguments.db is not None:
         raise CommandError("run: give either SNAPSHOTS.jsonl or --db URL --table NAME, not both")
     if arguments.db is not None or arguments.table is not None:
@@ -298,6 +309,7 @@ def run_run(arguments: argparse.Namespace) -> int:
                 ((str(identifier), value) for _, identifier, value in snapshots),
                 now=resolve_now(arguments.now),
                 progress=_after_chunk(progress, changes, stops),
+                emit_events=not arguments.no_events,
             )
     except StoreError as error:
         raise CommandError(str(error)) from None
@@ -341,6 +353,7 @@ def _run_table(arguments: argparse.Namespace) -> int:
                 now=resolve_now(arguments.now),
                 listeners=listeners,
                 progress=_after_chunk(progress, changes, stops),
+                emit_events=not arguments.no_events,
             )
     except StoreError as error:
         raise CommandError(str(error)) from None

@@ -162,6 +162,7 @@ class _SetWise:
         id_column: str,
         now: datetime.datetime,
         chunk: int,
+        emit_events: bool = True,
     ) -> None:
         catalog = tagger.catalog
         self.tagger = tagger
@@ -174,6 +175,7 @@ class _SetWise:
         self.at = now.astimezone(datetime.timezone.utc)
         self.now = now
         self.chunk = chunk
+        self.emit_events = emit_events
         self.segment_rows = max(SEGMENT_ROWS, chunk)
         self.tables = store_tables(store.prefix)
         # the catalog query over one segment of the table: ids from ``lower`` (inclusive) to ``upto``
@@ -529,6 +531,8 @@ class _SetWise:
             sa.case((changes.c.change == "added", 0), else_=1),
             changes.c.tag,
         )
+        if not self.emit_events:
+            return []
         insert = sa.insert(o).from_select(["customer_id", "tag", "change", "at", "reason"], ordered)
         if not self.tagger.listeners:
             connection.execute(insert)
@@ -539,7 +543,8 @@ class _SetWise:
             )
         )
         rows.sort(key=lambda row: row[0])
-        return [ChangeEvent(row[1], row[2], row[3], row[4], row[5], row[0]) for row in rows]
+        # in outbox order, without a position: the feed gives positions when the events are read
+        return [ChangeEvent(row[1], row[2], row[3], row[4], row[5]) for row in rows]
 
     def _count(self) -> None:
         """Added and removed per tag from the changes; members and errors per tag from the states:
@@ -688,8 +693,10 @@ def setwise_retag(
     now: datetime.datetime,
     chunk: int,
     progress: Callable[[int], None] | None,
+    emit_events: bool = True,
 ) -> ApplyReport:
-    """Retag every row of ``table`` set-wise; customers with overrides through ``tagger.apply_many``.
+    """Retag every row of ``table`` set-wise; customers with overrides through ``tagger.apply_many``
+    (``emit_events=False``: no change events, as for ``apply_many``).
 
     Raises:
         StoreError: a chunk failed; chunks committed before stay committed.
@@ -707,11 +714,11 @@ def setwise_retag(
             ):
                 retired[tag] += number
             connection.rollback()
-        tagger.retire(now)
-    work = _SetWise(tagger, store, connection, table, id_column, now, chunk)
+        tagger.retire(now, emit_events=emit_events)
+    work = _SetWise(tagger, store, connection, table, id_column, now, chunk, emit_events)
     for _ in work.chunks(progress):
         pass
-    python = tagger.apply_many(work.overridden_items(), now=now)
+    python = tagger.apply_many(work.overridden_items(), now=now, emit_events=emit_events)
     every = sorted(
         active
         | set(retired)

@@ -230,6 +230,7 @@ def retag_from_table(
     page_size: int = PAGE_SIZE,
     set_wise: bool | None = None,
     progress: Callable[[int], None] | None = None,
+    emit_events: bool = True,
 ) -> RetagReport:
     """Retag every row of ``table`` into ``store``: pushable tags in the database, the rest in Python.
 
@@ -255,6 +256,8 @@ def retag_from_table(
             database's). ``True`` raises :class:`SourceError` where that is not possible; ``False``
             never does it.
         progress: called with the number of customers processed so far.
+        emit_events: ``False`` writes memberships and history but no change events, as for
+            :meth:`Tagger.apply_many` (a first load); the run record says so.
 
     Returns:
         The counts per tag, and where each tag was evaluated.
@@ -303,13 +306,20 @@ def retag_from_table(
         if set_wise or (set_wise is None and possible):
             assert isinstance(store, SQLStore)
             started = datetime.datetime.now(datetime.timezone.utc)
-            report = setwise_retag(tagger, store, connection, source, id_column, moment, page_size, progress)
-            tagger.record_run(report, moment, started)
+            report = setwise_retag(
+                tagger, store, connection, source, id_column, moment, page_size, progress, emit_events
+            )
+            tagger.record_run(report, moment, started, emit_events=emit_events)
             return _report(report, where, in_python, True, moment)
         evaluate = _evaluate_rows(rows, catalog, in_python)
         try:
             report = tagger.apply_many(
-                rows, now=moment, chunk_size=chunk_size, progress=progress, evaluate=evaluate
+                rows,
+                now=moment,
+                chunk_size=chunk_size,
+                progress=progress,
+                evaluate=evaluate,
+                emit_events=emit_events,
             )
         except sa.exc.DBAPIError as error:
             raise SourceError(f"the database refused the query: {error.orig}") from None

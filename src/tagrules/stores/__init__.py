@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tagrules._lazy import lazy_attributes
 from tagrules.stores._base import (
+    DEFAULT_CONSUMER,
     NEW_CUSTOMER,
     ChangeEvent,
     CustomerChange,
@@ -45,6 +46,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
+    "DEFAULT_CONSUMER",
     "DEFAULT_PREFIX",
     "HEAD_REVISION",
     "NEW_CUSTOMER",

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, final, runtime_checkable
 
 from tagrules.errors import InvalidArgument
-from tagrules.stores._ids import customer_id_problem
+from tagrules.stores._ids import MAX_CONSUMER_LENGTH, customer_id_problem
 from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
 
 __all__ = [
+    "DEFAULT_CONSUMER",
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",
@@ -56,6 +57,36 @@ def check_customer_id(customer_id: object) -> str:
     raise InvalidArgument(
         f"a customer id must be text, not {type(customer_id).__name__} {customer_id!r} (convert it: str(id))"
     )
+
+
+#: The consumer of :meth:`TagStore.pending_events` and :meth:`TagStore.acknowledge`.
+DEFAULT_CONSUMER = "default"
+
+
+def check_consumer(consumer: object) -> str:
+    """``consumer`` itself if it is a consumer name (1 to 64 characters of text), else
+    :class:`InvalidArgument`."""
+    if not isinstance(consumer, str) or not 0 < len(consumer) <= MAX_CONSUMER_LENGTH:
+        raise InvalidArgument(
+            f"consumer {consumer!r}: a consumer name is text of 1 to {MAX_CONSUMER_LENGTH} characters"
+        )
+    if customer_id_problem(consumer) is not None:
+        raise InvalidArgument(f"consumer {consumer!r}: {customer_id_problem(consumer)}")
+    return consumer
+
+
+def check_limit(limit: object) -> int:
+    """``limit`` itself if it is a whole number of events of at least 1, else :class:`InvalidArgument`."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgument(f"limit {limit!r}: give a number of events of at least 1")
+    return limit
+
+
+def check_position(position: object) -> int:
+    """``position`` itself if it is a whole number of at least 0, else :class:`InvalidArgument`."""
+    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        raise InvalidArgument(f"position {position!r}: give the position of an event (a number >= 0)")
+    return position
 
 
 def as_utc(moment: datetime.datetime) -> datetime.datetime:
@@ -150,7 +181,9 @@ class ChangeEvent:
         at: when (the evaluation time, or the time of the override).
         reason: ``rule`` (a rule's result changed), ``retired`` (the tag left the catalog or was
             retired), or ``manual`` (an override was set or cleared).
-        id: the event's position in the outbox; ``None`` until it is read back from the store.
+        id: the event's position in the change feed (also :attr:`position`); ``None`` until it is
+            read back from the store. Positions only grow: an event committed later is read at a
+            higher position than every event read before it.
     """
 
     customer_id: str
@@ -159,6 +192,11 @@ class ChangeEvent:
     at: datetime.datetime
     reason: str
     id: int | None = None
+
+    @property
+    def position(self) -> int | None:
+        """The event's position in the change feed: what :meth:`TagStore.ack` takes (``id``)."""
+        return self.id
 
     def to_data(self) -> dict[str, object]:
         """Plain data: ``{"id": customer, "tag": ..., "change": ..., "at": ISO 8601, "reason": ...}``."""
@@ -293,7 +331,40 @@ class TagStore(Protocol):
         ...
 
     def acknowledge(self, event_ids: Iterable[int]) -> None:
-        """Remove delivered events from the outbox; unknown ids are ignored."""
+        """Acknowledge events of :meth:`pending_events` for the default consumer, then purge.
+
+        The default consumer's position moves past the leading pending events whose ids are given;
+        an event after one not given is delivered again (at least once). Events that every
+        registered consumer has acknowledged then leave the outbox. Unknown ids are ignored.
+        """
+        ...
+
+    def events(self, consumer: str, limit: int = 1000) -> list[ChangeEvent]:
+        """The next events of the change feed for ``consumer``: at most ``limit``, by position,
+        after the position it acknowledged last.
+
+        A consumer is registered the first time it reads or acknowledges, and then starts at the
+        beginning of the retained feed. The same events come again until they are acknowledged.
+
+        Raises:
+            InvalidArgument: a consumer name that is not 1 to 64 characters of text, or a ``limit``
+                below 1.
+        """
+        ...
+
+    def ack(self, consumer: str, position: int) -> None:
+        """Acknowledge every event up to ``position`` for ``consumer`` (a position of an event it
+        read); an older position than the one it acknowledged already changes nothing.
+
+        Raises:
+            InvalidArgument: a bad consumer name, or a position the feed has not reached.
+        """
+        ...
+
+    def purge_events(self, before: datetime.datetime | None = None) -> int:
+        """Delete the events every registered consumer has acknowledged (with ``before``, only those
+        that happened before it; a naive time is UTC); with no consumer registered, every event (before
+        ``before``). Returns how many were deleted."""
         ...
 
     def forget(self, customer_id: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["MAX_ID_LENGTH", "customer_id_problem"]
+__all__ = ["MAX_CONSUMER_LENGTH", "MAX_ID_LENGTH", "customer_id_problem"]
 
 #: The longest customer id a store holds, in characters (the width of the id columns, which
 #: ``_tables.ID_LENGTH`` takes from here: 191 keeps a utf8mb4 key within MySQL's oldest index limits).
 MAX_ID_LENGTH = 191
+#: The longest name of a change feed consumer, in characters.
+MAX_CONSUMER_LENGTH = 64
 
 
 def customer_id_problem(customer_id: str) -> str | None:

@@ -81,6 +81,8 @@ class RunRecord:
         customers: customers evaluated (each one evaluation of every active tag).
         tags: tag key -> its counts, for every tag active in the run and every tag that changed.
         groups: exclusive group -> its tiers in the run, highest priority first.
+        emit_events: whether the run wrote change events for its changes (``False``: a run with
+            ``emit_events=False``, such as a first load, wrote memberships and history only).
     """
 
     id: str
@@ -92,6 +94,7 @@ class RunRecord:
     customers: int
     tags: Mapping[str, TagCounts] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    emit_events: bool = True
 
     def merged(self, other: RunRecord) -> RunRecord:
         """This record with ``other``'s counts added (both ``day`` records of one id)."""
@@ -108,6 +111,7 @@ class RunRecord:
             self.customers + other.customers,
             tags,
             {**self.groups, **other.groups},
+            self.emit_events and other.emit_events,
         )
 
 

@@ -209,6 +209,7 @@ def _run_row(record: RunRecord) -> dict[str, Any]:
         "evaluated_at": record.evaluated_at,
         "catalog_version": record.catalog_version,
         "customers": record.customers,
+        "emit_events": record.emit_events,
     }
 
 
@@ -313,6 +314,7 @@ def run_records(
             int(row["customers"]),
             tags[row["id"]],
             {group: tuple(key for _, key in sorted(tiers)) for group, tiers in ranked[row["id"]].items()},
+            bool(row["emit_events"]),
         )
         for row in found
     ]

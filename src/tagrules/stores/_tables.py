@@ -16,7 +16,7 @@ import sqlalchemy
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
-from tagrules.stores._ids import MAX_ID_LENGTH
+from tagrules.stores._ids import MAX_CONSUMER_LENGTH, MAX_ID_LENGTH
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -33,6 +33,7 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 ID_LENGTH = MAX_ID_LENGTH
 TAG_LENGTH = 64
 RUN_ID_LENGTH = 64
+CONSUMER_LENGTH = MAX_CONSUMER_LENGTH
 #: The counts a run keeps per tag.
 RUN_COUNTS = ("members", "added", "removed", "errors")
 
@@ -85,13 +86,18 @@ class StoreTables(NamedTuple):
             ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed).
         overrides: people's decisions: ``customer_id``, ``tag``, ``kind`` (include/exclude), ``by``,
             ``reason``, ``at``.
-        outbox: change events until acknowledged: ``id`` (outbox order), ``customer_id``, ``tag``,
-            ``change`` (added/removed), ``at``, ``reason``.
+        outbox: the change feed's events until purged: ``id`` (insertion order), ``customer_id``,
+            ``tag``, ``change`` (added/removed), ``at``, ``reason``, ``position`` (the event's place in
+            the feed, given when it is first read; ``NULL`` until then).
         runs: one row per run: ``id``, ``kind`` (run/day), ``started_at``, ``finished_at``,
-            ``evaluated_at``, ``catalog_version``, ``customers``.
+            ``evaluated_at``, ``catalog_version``, ``customers``, ``emit_events`` (false for a run that
+            wrote no change events).
         run_tags: one row per run and tag: ``run_id``, ``tag``, ``tag_group`` (its exclusive group),
             ``tier_rank`` (0 for the group's highest priority), ``members``, ``added``, ``removed``,
             ``errors``.
+        consumers: one row per consumer of the change feed: ``name``, ``position`` (the last it
+            acknowledged), ``registered_at``.
+        feed: one row, ``id`` 1: ``head``, the last position given to an event.
     """
 
     metadata: sqlalchemy.MetaData
@@ -102,6 +108,8 @@ class StoreTables(NamedTuple):
     outbox: sqlalchemy.Table
     runs: sqlalchemy.Table
     run_tags: sqlalchemy.Table
+    consumers: sqlalchemy.Table
+    feed: sqlalchemy.Table
 
 
 def exact_collation(dialect: Dialect) -> str:
@@ -203,7 +211,10 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("change", _exact(16), nullable=False),
         column("at", UTCDateTime(), nullable=False),
         column("reason", _exact(32), nullable=False),
+        column("position", _BIGINT),
         sqlalchemy.Index(f"{prefix}outbox_customer", "customer_id"),
+        # the feed read by position, and the events not positioned yet (NULL) found in id order
+        sqlalchemy.Index(f"{prefix}outbox_position", "position", "id"),
         # SQLite: ids never reused, not even those of acknowledged (deleted) events
         sqlite_autoincrement=True,
     )
@@ -217,6 +228,7 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("evaluated_at", UTCDateTime(), nullable=False),
         column("catalog_version", _exact(32), nullable=False),
         column("customers", sqlalchemy.BigInteger, nullable=False),
+        column("emit_events", sqlalchemy.Boolean, nullable=False, server_default=sqlalchemy.true()),
         sqlalchemy.Index(f"{prefix}runs_evaluated", "evaluated_at"),
     )
     counts = [column(name, sqlalchemy.BigInteger, nullable=False) for name in RUN_COUNTS]
@@ -229,4 +241,19 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("tier_rank", sqlalchemy.Integer),
         *counts,
     )
-    return StoreTables(metadata, customers, memberships, history, overrides, outbox, runs, run_tags)
+    consumers = sqlalchemy.Table(
+        f"{prefix}consumers",
+        metadata,
+        column("name", _exact(CONSUMER_LENGTH), primary_key=True),
+        column("position", sqlalchemy.BigInteger, nullable=False),
+        column("registered_at", UTCDateTime(), nullable=False),
+    )
+    feed = sqlalchemy.Table(
+        f"{prefix}feed",
+        metadata,
+        column("id", sqlalchemy.Integer, primary_key=True, autoincrement=False),
+        column("head", sqlalchemy.BigInteger, nullable=False),
+    )
+    return StoreTables(
+        metadata, customers, memberships, history, overrides, outbox, runs, run_tags, consumers, feed
+    )

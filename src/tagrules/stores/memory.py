@@ -10,8 +10,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import final
 
-from tagrules.errors import ConcurrentUpdate
+from tagrules.errors import ConcurrentUpdate, InvalidArgument
 from tagrules.stores._base import (
+    DEFAULT_CONSUMER,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -20,7 +21,10 @@ from tagrules.stores._base import (
     Override,
     Source,
     as_utc,
+    check_consumer,
     check_customer_id,
+    check_limit,
+    check_position,
 )
 from tagrules.stores._runs import (
     Every,
@@ -65,6 +69,8 @@ class MemoryStore:
         self._customers: dict[str, _Customer] = {}
         self._outbox: dict[int, ChangeEvent] = {}
         self._positions = itertools.count(1)
+        self._head = 0
+        self._consumers: dict[str, int] = {}
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
 
@@ -138,7 +144,7 @@ class MemoryStore:
         for override in change.overrides:
             customer.overrides[override.tag] = override
         for event in change.events:
-            position = next(self._positions)
+            position = self._head = next(self._positions)
             self._outbox[position] = ChangeEvent(
                 event.customer_id, event.tag, event.change, event.at, event.reason, position
             )
@@ -208,13 +214,53 @@ class MemoryStore:
             )
 
     def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
-        with self._lock:
-            return [self._outbox[position] for position in sorted(self._outbox)[:limit]]
+        return self.events(DEFAULT_CONSUMER, limit)
 
     def acknowledge(self, event_ids: Iterable[int]) -> None:
+        given = set(event_ids)
         with self._lock:
-            for position in event_ids:
-                self._outbox.pop(position, None)
+            after = self._consumers.setdefault(DEFAULT_CONSUMER, 0)
+            for position in sorted(p for p in self._outbox if p > after):
+                if position not in given:
+                    break
+                after = position
+            self._consumers[DEFAULT_CONSUMER] = after
+            self._purge(None)
+
+    # -- the change feed ------------------------------------------------------------------------------
+
+    def events(self, consumer: str, limit: int = 1000) -> list[ChangeEvent]:
+        check_consumer(consumer)
+        check_limit(limit)
+        with self._lock:
+            after = self._consumers.setdefault(consumer, 0)
+            return [self._outbox[p] for p in sorted(p for p in self._outbox if p > after)[:limit]]
+
+    def ack(self, consumer: str, position: int) -> None:
+        check_consumer(consumer)
+        check_position(position)
+        with self._lock:
+            if position > self._head:
+                raise InvalidArgument(
+                    f"consumer {consumer!r}: position {position} is beyond the feed's last event "
+                    f"({self._head}); acknowledge the position of an event you read"
+                )
+            self._consumers[consumer] = max(self._consumers.get(consumer, 0), position)
+
+    def purge_events(self, before: datetime.datetime | None = None) -> int:
+        with self._lock:
+            return self._purge(None if before is None else as_utc(before))
+
+    def _purge(self, before: datetime.datetime | None) -> int:
+        upto = min(self._consumers.values(), default=None)
+        gone = [
+            position
+            for position, event in self._outbox.items()
+            if (upto is None or position <= upto) and (before is None or event.at < before)
+        ]
+        for position in gone:
+            del self._outbox[position]
+        return len(gone)
 
     def forget(self, customer_id: str) -> None:
         check_customer_id(customer_id)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
+    DEFAULT_CONSUMER,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -25,7 +26,10 @@ from tagrules.stores._base import (
     Override,
     Source,
     as_utc,
+    check_consumer,
     check_customer_id,
+    check_limit,
+    check_position,
 )
 from tagrules.stores._database import (
     HEAD_REVISION,
@@ -37,6 +41,7 @@ from tagrules.stores._database import (
     translated,
     upgrade,
 )
+from tagrules.stores._feed import acknowledge_leading, acknowledge_position, next_events, purge
 from tagrules.stores._runs import (
     Every,
     RunRecord,
@@ -636,20 +641,29 @@ class SQLStore:
         return frozenset(found)
 
     def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
-        o = self.tables.outbox
-        statement = (
-            select(o.c.customer_id, o.c.tag, o.c.change, o.c.at, o.c.reason, o.c.id)
-            .order_by(o.c.id)
-            .limit(limit)
-        )
-        return [ChangeEvent(*row) for row in self._rows(statement, "read the outbox")]
+        return self.events(DEFAULT_CONSUMER, limit)
 
     def acknowledge(self, event_ids: Iterable[int]) -> None:
-        ids = list(event_ids)
-        o = self.tables.outbox
+        positions = set(event_ids)
         with translated(self.url, "acknowledge events"), self._engine.begin() as connection:
-            for start in range(0, len(ids), _LOAD_BATCH):
-                connection.execute(delete(o).where(o.c.id.in_(ids[start : start + _LOAD_BATCH])))
+            acknowledge_leading(connection, self.tables, DEFAULT_CONSUMER, positions)
+
+    def events(self, consumer: str, limit: int = 1000) -> list[ChangeEvent]:
+        check_consumer(consumer)
+        check_limit(limit)
+        with translated(self.url, "read the change feed"), self._engine.begin() as connection:
+            return next_events(connection, self.tables, consumer, limit)
+
+    def ack(self, consumer: str, position: int) -> None:
+        check_consumer(consumer)
+        check_position(position)
+        with translated(self.url, "acknowledge events"), self._engine.begin() as connection:
+            acknowledge_position(connection, self.tables, consumer, position)
+
+    def purge_events(self, before: datetime.datetime | None = None) -> int:
+        moment = None if before is None else as_utc(before)
+        with translated(self.url, "purge events"), self._engine.begin() as connection:
+            return purge(connection, self.tables, moment)
 
     def forget(self, customer_id: str) -> None:
         """Erase the customer: pending events, overrides, history, memberships and its row.
