@@ -1,0 +1,273 @@
+"""A tag store in a SQL database through SQLAlchemy's asyncio extension.
+
+:class:`AsyncSQLStore` is :class:`~tagrules.SQLStore` on an asyncio engine (``sqlite+aiosqlite``,
+``postgresql+asyncpg``, ``mysql+asyncmy``, ``mysql+aiomysql``). Each call runs the SQL store's own
+code, with its statements, its error translation and its timeouts, in a greenlet, the bridge
+SQLAlchemy's ``AsyncConnection.run_sync`` is built on: every wait on the database is an ``await``
+on the event loop, and the store's SQL exists once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, final
+
+import sqlalchemy.util
+from sqlalchemy.engine import URL, Connection, Engine
+
+from tagrules.errors import StoreError
+from tagrules.stores._base import (
+    ChangeEvent,
+    CustomerChange,
+    CustomerState,
+    HistoryEntry,
+    Membership,
+    Override,
+    Source,
+)
+from tagrules.stores._database import create_async_engine, describe
+from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
+from tagrules.stores._tables import DEFAULT_PREFIX, check_prefix
+from tagrules.stores.sql import SQLStore
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["AsyncSQLStore", "in_greenlet", "pause", "pulled", "settle", "sync_connection", "wait"]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+async def in_greenlet(function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run the synchronous ``function`` so that each wait of its database calls awaits on the loop."""
+    result: _T = await sqlalchemy.util.greenlet_spawn(function, *args, **kwargs)
+    return result
+
+
+def wait(awaitable: Awaitable[_T]) -> _T:
+    """Inside :func:`in_greenlet`: the result of ``awaitable``, awaited on the event loop."""
+    result: _T = sqlalchemy.util.await_only(awaitable)
+    return result
+
+
+def pause(seconds: float) -> None:
+    """Inside :func:`in_greenlet`: sleep without holding up the event loop's other tasks."""
+    wait(asyncio.sleep(seconds))
+
+
+def settle(result: object) -> None:
+    """Inside :func:`in_greenlet`: await a listener's result when it is awaitable (an ``async def``)."""
+    if inspect.isawaitable(result):
+        wait(result)
+
+
+def pulled(items: AsyncIterable[_T]) -> Iterator[_T]:
+    """Inside :func:`in_greenlet`: the items of an async iterable, pulled one by one."""
+    iterator = aiter(items)
+    while True:
+        try:
+            yield wait(anext(iterator))
+        except StopAsyncIteration:
+            return
+
+
+def sync_connection(connection: AsyncConnection | None) -> Connection | None:
+    """The synchronous face of a caller's connection, for the synchronous store's ``connection=``."""
+    return None if connection is None else connection.sync_connection
+
+
+@final
+class AsyncSQLStore:
+    """A tag store in a SQL database, for asyncio: every method of :class:`~tagrules.SQLStore`, awaited.
+
+    Args:
+        url: a SQLAlchemy URL with an asyncio driver: ``sqlite+aiosqlite:///tagrules.db``,
+            ``postgresql+asyncpg://user@host/db``, ``mysql+asyncmy://user@host/db``; or an
+            application's own :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, which the store uses and
+            never disposes of. The timeouts of :class:`~tagrules.SQLStore` apply, set alike by URL
+            query parameters (``?lock_timeout=5``).
+        prefix: the start of every table name.
+        migrate: create or upgrade the tables when they are missing or old (by default SQLite only).
+
+    Raises:
+        StoreError: a bad URL, a driver that is not an asyncio one or is not installed. The database
+            is first reached when the store is entered (``async with``) or first used; an unreachable
+            database or missing tables raise :class:`~tagrules.StoreError` then.
+
+    The store is an async context manager: ``async with AsyncSQLStore(url) as store:`` checks the
+    tables on entering and closes what the store opened at the end (``await store.close()``).
+    Evaluation stays synchronous: see :class:`~tagrules.AsyncTagger`.
+
+    Examples:
+        >>> import asyncio, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tags.db"
+        >>> async def main() -> list[str]:
+        ...     async with AsyncSQLStore(f"sqlite+aiosqlite:///{path}") as store:
+        ...         return await store.members("vip")
+        >>> asyncio.run(main())
+        []
+    """
+
+    def __init__(
+        self,
+        url: str | URL | AsyncEngine,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        migrate: bool | None = None,
+    ) -> None:
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        self.prefix = check_prefix(prefix)
+        if isinstance(url, Engine):
+            raise StoreError(
+                f"{describe(url.url)}: AsyncSQLStore needs an AsyncEngine (create_async_engine); "
+                "give this Engine to SQLStore"
+            )
+        self._owns_engine = not isinstance(url, AsyncEngine)
+        self.engine: AsyncEngine = url if isinstance(url, AsyncEngine) else create_async_engine(url)
+        self.url = self.engine.url
+        self._migrate = migrate
+        self._store: SQLStore | None = None
+        self._opening: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLStore({describe(self.url)!r}, prefix={self.prefix!r})"
+
+    async def sql_store(self) -> SQLStore:
+        """The synchronous store this one drives, its tables checked (and migrated) on the first call.
+
+        Its methods are for :func:`in_greenlet` only (called directly they fail: the engine is an
+        asyncio one)."""
+        if self._store is None:
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                if self._store is None:
+                    self._store = await in_greenlet(self._open)
+        return self._store
+
+    def _open(self) -> SQLStore:
+        store = SQLStore(self.engine.sync_engine, prefix=self.prefix, migrate=self._migrate)
+        store._pause = pause
+        return store
+
+    async def _call(
+        self, method: Callable[Concatenate[SQLStore, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        store = await self.sql_store()
+        return await in_greenlet(method, store, *args, **kwargs)
+
+    # -- the TagStore methods, awaited -------------------------------------------------------------
+
+    async def load(
+        self, customer_ids: Collection[str], *, connection: AsyncConnection | None = None
+    ) -> dict[str, CustomerState]:
+        """The state of each known customer of ``customer_ids``; with ``connection``, read inside that
+        (the caller's) transaction."""
+        return await self._call(SQLStore.load, customer_ids, connection=sync_connection(connection))
+
+    async def commit(
+        self, changes: Sequence[CustomerChange], *, connection: AsyncConnection | None = None
+    ) -> None:
+        """Write every change in one transaction (with ``connection``, inside the caller's).
+
+        Raises:
+            ConcurrentUpdate: as :meth:`~tagrules.TagStore.commit` says; nothing was written.
+        """
+        await self._call(SQLStore.commit, changes, connection=sync_connection(connection))
+
+    async def memberships(self, customer_id: str) -> list[Membership]:
+        """The customer's current memberships, sorted by tag."""
+        return await self._call(SQLStore.memberships, customer_id)
+
+    async def tags(self, customer_id: str) -> frozenset[str]:
+        """The keys of the tags the customer holds now (computed and manual)."""
+        return await self._call(SQLStore.tags, customer_id)
+
+    async def overrides(self, customer_id: str) -> list[Override]:
+        """The customer's overrides, sorted by tag."""
+        return await self._call(SQLStore.overrides, customer_id)
+
+    async def members(self, tag: str, as_of: datetime.datetime | None = None) -> list[str]:
+        """The sorted ids of the customers holding ``tag`` now, or at ``as_of``."""
+        return await self._call(SQLStore.members, tag, as_of)
+
+    async def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
+        """The tags the customer held at ``as_of``."""
+        return await self._call(SQLStore.tags_as_of, customer_id, as_of)
+
+    async def history(self, customer_id: str) -> list[HistoryEntry]:
+        """Every membership period of the customer, by since, then tag."""
+        return await self._call(SQLStore.history, customer_id)
+
+    async def customers_holding(self, tags: Collection[str], source: Source = "computed") -> list[str]:
+        """The sorted ids of the customers holding any of ``tags`` from ``source``."""
+        return list(await self._call(SQLStore.customers_holding, tags, source))
+
+    async def held_tags(self, source: Source = "computed") -> frozenset[str]:
+        """Every tag some customer holds from ``source``."""
+        return await self._call(SQLStore.held_tags, source)
+
+    async def pending_events(self, limit: int = 1000) -> list[ChangeEvent]:
+        """The oldest unacknowledged change events (with their ``id``), in outbox order."""
+        return await self._call(SQLStore.pending_events, limit)
+
+    async def acknowledge(self, event_ids: Iterable[int]) -> None:
+        """Remove delivered events from the outbox; unknown ids are ignored."""
+        await self._call(SQLStore.acknowledge, list(event_ids))
+
+    async def forget(self, customer_id: str) -> None:
+        """Erase the customer: memberships, history, overrides and pending events (as
+        :meth:`~tagrules.SQLStore.forget` does)."""
+        await self._call(SQLStore.forget, customer_id)
+
+    async def record_run(self, record: RunRecord, *, connection: AsyncConnection | None = None) -> None:
+        """Keep a run record; with ``connection``, inside that (the caller's) transaction."""
+        await self._call(SQLStore.record_run, record, connection=sync_connection(connection))
+
+    async def runs(
+        self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
+    ) -> list[RunRecord]:
+        """The run records evaluated in ``[since, until)``, oldest first."""
+        return await self._call(SQLStore.runs, since, until)
+
+    async def stats(
+        self,
+        tags: Collection[str] | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        every: Every = "week",
+    ) -> TagStatistics:
+        """Tags over time, as :meth:`~tagrules.TagStore.stats` says."""
+        return await self._call(SQLStore.stats, tags, since, until, every)
+
+    async def overlap(
+        self, tags: Collection[str], as_of: datetime.datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Customers holding both tags of each pair of ``tags``, now or at ``as_of``."""
+        return await self._call(SQLStore.overlap, tags, as_of)
+
+    async def flow(self, group: str, start: datetime.datetime, end: datetime.datetime) -> TierFlow:
+        """Customers moving between the tiers of an exclusive group from ``start`` to ``end``."""
+        return await self._call(SQLStore.flow, group, start, end)
+
+    async def close(self) -> None:
+        """Close the store's connections: dispose of the engine it made from a URL (an engine it was
+        given stays the caller's)."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def __aenter__(self) -> AsyncSQLStore:
+        try:
+            await self.sql_store()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
