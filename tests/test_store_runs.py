@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store_helpers import catalog, fresh_store, store
-from tagrules import Catalog, TagCounts, Tagger, TagStore
+from store_helpers import Tagger, catalog, fresh_store, store
+from tagrules import Catalog, TagCounts, TagStore
 from tagrules.stores import RunRecord
 
 __all__ = ["store"]
