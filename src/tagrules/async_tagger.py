@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, final
 
 from tagrules.catalog import Catalog
+from tagrules.errors import InvalidArgument
 from tagrules.evaluation import Evaluator, TagDiff
 from tagrules.stores.async_sql import AsyncSQLStore, in_greenlet, pause, pulled, settle, sync_connection
 from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, EvaluateItem, Listener, Tagger
@@ -185,8 +186,11 @@ class AsyncTagger:
         Raises:
             InvalidArgument: the connection's transaction is still open (commit it first).
         """
+        synchronous = connection.sync_connection
+        if synchronous is None:
+            raise InvalidArgument("after_commit: the connection was never started (use it first)")
         tagger = await self._sync()
-        return await in_greenlet(tagger.after_commit, connection.sync_connection)
+        return await in_greenlet(tagger.after_commit, synchronous)
 
     async def flush(self) -> None:
         """Add the held counts of single-customer :meth:`apply` calls to the day's run record now

@@ -7,6 +7,7 @@ Every database error is translated here into a :class:`~tagrules.StoreError` tha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import errno
@@ -457,6 +458,13 @@ def translated(url: URL, doing: str) -> Iterator[None]:
         raise StoreError(f"{describe(url)}: cannot {doing}: {_first_line(error)}") from error
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StoreError(f"{describe(url)}: cannot {doing}: {error}") from error
+    except (OSError, asyncio.TimeoutError) as error:
+        # the asyncio drivers' own errors, which SQLAlchemy passes on as they are: a connection
+        # refused or lost, and asyncpg's command timeout (the read timeout)
+        what = str(error) or type(error).__name__
+        raise StoreError(
+            f"{describe(url)}: cannot {doing}: {what}; is the database running and reachable?"
+        ) from error
 
 
 def _alembic_config(connection: Connection, prefix: str) -> Any:

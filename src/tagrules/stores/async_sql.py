@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import inspect
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, final
@@ -44,7 +45,7 @@ _P = ParamSpec("_P")
 
 async def in_greenlet(function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """Run the synchronous ``function`` so that each wait of its database calls awaits on the loop."""
-    result: _T = await sqlalchemy.util.greenlet_spawn(function, *args, **kwargs)
+    result: _T = await sqlalchemy.util.greenlet_spawn(functools.partial(function, *args, **kwargs))
     return result
 
 

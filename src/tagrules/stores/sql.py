@@ -287,7 +287,7 @@ class SQLStore:
             # inside the caller's transaction, in a savepoint: a refused change undoes only itself
             if given.dialect.name == "sqlite":
                 # pysqlite opens no transaction before a SAVEPOINT, whose RELEASE would then commit
-                raw = given.connection.dbapi_connection
+                raw = given.connection.driver_connection  # sqlite3's, or aiosqlite's over it
                 if raw is not None and not getattr(raw, "in_transaction", True):
                     given.exec_driver_sql("BEGIN")
             with given.begin_nested():
