@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -28,11 +29,13 @@ from tagrules import (
     StoreError,
 )
 from tagrules.stores import CustomerChange
+from tcp_proxy import PausableProxy, proxy_to
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 T1 = T0 + datetime.timedelta(days=1)
 MID = {"spend": 200.0, "orders": 1}
 RICH = {"spend": 2000.0, "orders": 4}
+FAST = {"connect_timeout": "2", "statement_timeout": "1", "read_timeout": "3", "lock_timeout": "1"}
 
 
 @pytest.fixture
@@ -237,3 +240,24 @@ class TestTimeouts:
                         asyncio.run(main())
             finally:
                 engine.dispose()
+
+    def test_a_server_that_stops_answering_ends_in_one_line(self, async_url: URL, database_url: URL) -> None:
+        """With the server's answers held back (a paused proxy), a read fails within ?read_timeout=
+        with one StoreError line, and once the server answers again the store works."""
+        url, prefix = prefix_of(async_url)
+
+        async def main(proxy: PausableProxy) -> None:
+            async with AsyncSQLStore(proxy.url(url, **FAST), prefix=prefix) as store:
+                tagger = AsyncTagger(catalog(), store)
+                await tagger.apply("c", MID, now=T0)
+                proxy.pause()
+                started = time.monotonic()
+                with pytest.raises(StoreError, match="reachable") as raised:
+                    await store.memberships("c")
+                assert time.monotonic() - started < 30
+                assert "\n" not in str(raised.value)
+                proxy.resume()
+                assert await store.tags("c") == {"spend_mid"}
+
+        with proxy_to(database_url) as proxy:
+            asyncio.run(main(proxy))
