@@ -264,7 +264,7 @@ def fresh_store(kind: str, request: pytest.FixtureRequest) -> Iterator[TagStore]
         async_url = url.set(drivername=ASYNC_DRIVERS[database])
         driven = DrivenStore(AsyncSQLStore(async_url, prefix=prefix, migrate=True))
         try:
-            driven.run(driven.async_store.sql_store())
+            driven.run(driven.async_store._sql_store())
             yield driven
         finally:
             driven.close()

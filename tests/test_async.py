@@ -29,6 +29,7 @@ from tagrules import (
     StoreError,
 )
 from tagrules.stores import CustomerChange
+from tagrules.stores.async_sql import Turns
 from tcp_proxy import PausableProxy, proxy_to
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
@@ -149,6 +150,53 @@ class TestListenersAndItems:
                 return report.customers, await store.members("vip"), done
 
         assert asyncio.run(main()) == (25, ["c0", "c10", "c15", "c20", "c5"], [10, 20, 25])
+
+
+class TestTurns:
+    def test_waiters_get_turns_in_order_and_a_holder_goes_on(self) -> None:
+        """Turns go to the waiting tasks in the order they came, never back to the task that just
+        gave one up; a task holding a turn takes another without waiting."""
+        order: list[str] = []
+
+        async def main() -> None:
+            turns = Turns(1)
+
+            async def calls(name: str) -> None:
+                for _ in range(2):
+                    async with turns.turn(), turns.turn():
+                        order.append(name)
+                        await asyncio.sleep(0)
+
+            await asyncio.gather(calls("a"), calls("b"), calls("c"))
+
+        asyncio.run(main())
+        assert order == ["a", "b", "c", "a", "b", "c"]
+
+    def test_a_cancelled_waiter_passes_its_turn_on(self) -> None:
+        """A task cancelled while it waits leaves the queue; the turn goes to the next task."""
+
+        async def main() -> tuple[list[str], bool]:
+            turns = Turns(1)
+            got: list[str] = []
+
+            async def hold() -> None:
+                async with turns.turn():
+                    await asyncio.sleep(0.05)
+
+            async def take(name: str) -> None:
+                async with turns.turn():
+                    got.append(name)
+
+            holder = asyncio.create_task(hold())
+            await asyncio.sleep(0)
+            doomed = asyncio.create_task(take("doomed"))
+            later = asyncio.create_task(take("later"))
+            await asyncio.sleep(0)
+            doomed.cancel()
+            await asyncio.gather(holder, later)
+            return got, doomed.cancelled()
+
+        assert asyncio.run(main()) == (["later"], True)
 
 
 class TestCallersTransaction:

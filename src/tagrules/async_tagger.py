@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, final
 from tagrules.catalog import Catalog
 from tagrules.errors import InvalidArgument
 from tagrules.evaluation import Evaluator, TagDiff
-from tagrules.stores.async_sql import AsyncSQLStore, in_greenlet, pause, pulled, settle, sync_connection
+from tagrules.stores.async_sql import AsyncSQLStore, pause, pulled, settle, sync_connection
 from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, EvaluateItem, Listener, Tagger
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class AsyncTagger:
 
     async def _sync(self) -> Tagger:
         if self._tagger is None:
-            sql = await self.store.sql_store()
+            sql = await self.store._sql_store()
             if self._tagger is None:  # another task may have made it while this one awaited
                 tagger = Tagger(self.catalog, sql, evaluator=self.evaluator)
                 tagger.listeners = self.listeners  # one list: a listener added later is heard
@@ -93,7 +93,7 @@ class AsyncTagger:
         <tagrules.Tagger.apply>`); with ``connection``, inside that open transaction of the caller's,
         whose events the listeners hear after :meth:`after_commit`."""
         tagger = await self._sync()
-        return await in_greenlet(
+        return await self.store._run(
             tagger.apply, customer_id, snapshot, now, connection=sync_connection(connection)
         )
 
@@ -113,7 +113,7 @@ class AsyncTagger:
         too (an async generator reading a queue or a cursor)."""
         tagger = await self._sync()
         stream = pulled(items) if isinstance(items, AsyncIterable) else items
-        return await in_greenlet(
+        return await self.store._run(
             tagger.apply_many,
             stream,
             now,
@@ -136,7 +136,7 @@ class AsyncTagger:
         """Give the customer ``tag`` by a person's decision (:meth:`Tagger.include
         <tagrules.Tagger.include>`)."""
         tagger = await self._sync()
-        await in_greenlet(
+        await self.store._run(
             tagger.include, customer_id, tag, by=by, reason=reason, now=now, allow_unknown=allow_unknown
         )
 
@@ -153,7 +153,7 @@ class AsyncTagger:
         """Keep ``tag`` away from the customer by a person's decision (:meth:`Tagger.exclude
         <tagrules.Tagger.exclude>`)."""
         tagger = await self._sync()
-        await in_greenlet(
+        await self.store._run(
             tagger.exclude, customer_id, tag, by=by, reason=reason, now=now, allow_unknown=allow_unknown
         )
 
@@ -163,7 +163,7 @@ class AsyncTagger:
         """Remove a person's decision about ``tag`` (:meth:`Tagger.clear_override
         <tagrules.Tagger.clear_override>`)."""
         tagger = await self._sync()
-        await in_greenlet(tagger.clear_override, customer_id, tag, now=now)
+        await self.store._run(tagger.clear_override, customer_id, tag, now=now)
 
     async def forget(self, customer_id: str) -> None:
         """Erase the customer from the store: memberships, history, overrides and pending events
@@ -176,7 +176,7 @@ class AsyncTagger:
         """Close every computed membership of a tag that is not active in the catalog; return how many
         customers changed (:meth:`Tagger.retire <tagrules.Tagger.retire>`)."""
         tagger = await self._sync()
-        return await in_greenlet(tagger.retire, now, chunk_size=chunk_size)
+        return await self.store._run(tagger.retire, now, chunk_size=chunk_size)
 
     async def after_commit(self, connection: AsyncConnection) -> int:
         """Hand the events written through ``connection`` to the listeners once the caller committed
@@ -190,10 +190,10 @@ class AsyncTagger:
         if synchronous is None:
             raise InvalidArgument("after_commit: the connection was never started (use it first)")
         tagger = await self._sync()
-        return await in_greenlet(tagger.after_commit, synchronous)
+        return await self.store._run(tagger.after_commit, synchronous)
 
     async def flush(self) -> None:
         """Add the held counts of single-customer :meth:`apply` calls to the day's run record now
         (:meth:`Tagger.flush <tagrules.Tagger.flush>`): call it before the service stops."""
         if self._tagger is not None:
-            await in_greenlet(self._tagger.flush)
+            await self.store._run(self._tagger.flush)

@@ -10,11 +10,22 @@ on the event loop, and the store's SQL exists once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import inspect
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, final
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, final
 
 import sqlalchemy.util
 from sqlalchemy.engine import URL, Connection, Engine
@@ -37,7 +48,7 @@ from tagrules.stores.sql import SQLStore
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["AsyncSQLStore", "in_greenlet", "pause", "pulled", "settle", "sync_connection", "wait"]
+__all__ = ["AsyncSQLStore", "Turns", "in_greenlet", "pause", "pulled", "settle", "sync_connection", "wait"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -79,6 +90,72 @@ def pulled(items: AsyncIterable[_T]) -> Iterator[_T]:
 def sync_connection(connection: AsyncConnection | None) -> Connection | None:
     """The synchronous face of a caller's connection, for the synchronous store's ``connection=``."""
     return None if connection is None else connection.sync_connection
+
+
+class Turns:
+    """Fair turns at a connection pool: calls of at most ``slots`` tasks at once, the others waiting
+    in the order they came.
+
+    The pool's own queue lets a task that has just given a connection back take it again at once,
+    ahead of the tasks waiting for one, so that under more tasks than connections the first waiters
+    waited for seconds. A task that holds a turn already (a listener reading the store during an
+    apply) goes on without waiting for a second one.
+    """
+
+    def __init__(self, slots: int | None) -> None:
+        self._free = slots
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._holders: set[asyncio.Task[Any]] = set()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if self._free is None or task is None or task in self._holders:
+            yield
+            return
+        await self._acquire()
+        self._holders.add(task)
+        try:
+            yield
+        finally:
+            self._holders.discard(task)
+            self._release()
+
+    async def _acquire(self) -> None:
+        assert self._free is not None
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release()  # the turn came with the cancellation: hand it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(future)
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(None)  # straight to the next waiter: nobody can barge in
+                return
+        assert self._free is not None
+        self._free += 1
+
+
+def _pool_slots(engine: AsyncEngine) -> int | None:
+    """How many connections the engine's pool opens at most; ``None`` where it sets no limit."""
+    pool = engine.sync_engine.pool
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "_max_overflow", 0)
+    if not callable(size) or not isinstance(overflow, int) or overflow < 0:
+        return None
+    return max(1, int(size()) + overflow)
 
 
 @final
@@ -134,11 +211,12 @@ class AsyncSQLStore:
         self._migrate = migrate
         self._store: SQLStore | None = None
         self._opening: asyncio.Lock | None = None
+        self._turns = Turns(_pool_slots(self.engine))
 
     def __repr__(self) -> str:
         return f"AsyncSQLStore({describe(self.url)!r}, prefix={self.prefix!r})"
 
-    async def sql_store(self) -> SQLStore:
+    async def _sql_store(self) -> SQLStore:
         """The synchronous store this one drives, its tables checked (and migrated) on the first call.
 
         Its methods are for :func:`in_greenlet` only (called directly they fail: the engine is an
@@ -156,11 +234,16 @@ class AsyncSQLStore:
         store._pause = pause
         return store
 
+    async def _run(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``function`` in :func:`in_greenlet`, in the calling task's turn at the connection pool."""
+        async with self._turns.turn():
+            return await in_greenlet(function, *args, **kwargs)
+
     async def _call(
         self, method: Callable[Concatenate[SQLStore, _P], _T], *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
-        store = await self.sql_store()
-        return await in_greenlet(method, store, *args, **kwargs)
+        store = await self._sql_store()
+        return await self._run(method, store, *args, **kwargs)
 
     # -- the TagStore methods, awaited -------------------------------------------------------------
 
@@ -264,7 +347,7 @@ class AsyncSQLStore:
 
     async def __aenter__(self) -> AsyncSQLStore:
         try:
-            await self.sql_store()
+            await self._sql_store()
         except BaseException:
             await self.close()
             raise
