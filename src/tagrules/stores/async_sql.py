@@ -178,7 +178,8 @@ class AsyncSQLStore:
 
     The store is an async context manager: ``async with AsyncSQLStore(url) as store:`` checks the
     tables on entering and closes what the store opened at the end (``await store.close()``).
-    Evaluation stays synchronous: see :class:`~tagrules.AsyncTagger`.
+    Calls of many tasks take turns at the engine's pool in the order they came, as many at once as
+    it opens connections. Evaluation stays synchronous: see :class:`~tagrules.AsyncTagger`.
 
     Examples:
         >>> import asyncio, tempfile, pathlib
