@@ -10,6 +10,8 @@ class TestPublicApi:
         """The package exports exactly the documented names, sorted."""
         assert tagrules.__all__ == [
             "ApplyReport",
+            "AsyncSQLStore",
+            "AsyncTagger",
             "Catalog",
             "ChangeEvent",
             "ConcurrentUpdate",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store_helpers import catalog, fresh_store, store
-from tagrules import Catalog, TagCounts, Tagger, TagStore
+from store_helpers import AnyTagger, Tagger, catalog, fresh_store, store
+from tagrules import Catalog, TagCounts, TagStore
 from tagrules.stores import RunRecord
 
 __all__ = ["store"]
@@ -22,7 +22,7 @@ MID = {"spend": 200.0, "orders": 1}
 BROKE = {"spend": 10.0, "orders": 0}
 
 
-def weekly(tagger: Tagger, weeks: list[dict[str, dict[str, Any]]]) -> None:
+def weekly(tagger: AnyTagger, weeks: list[dict[str, dict[str, Any]]]) -> None:
     for number, snapshots in enumerate(weeks):
         tagger.apply_many(snapshots.items(), now=MONDAY + datetime.timedelta(days=7 * number, hours=3))
 

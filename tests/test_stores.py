@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store_helpers import catalog, store
+from store_helpers import Tagger, catalog, store
 from tagrules import (
     ChangeEvent,
     ConcurrentUpdate,
@@ -19,7 +19,6 @@ from tagrules import (
     InvalidArgument,
     Membership,
     StaleSnapshot,
-    Tagger,
     TagStore,
 )
 from tagrules.stores import CustomerChange, CustomerState

@@ -3,7 +3,8 @@
 Tags are declarative definitions whose boolean rules, written in rule-engine's expression language,
 run against a typed customer snapshot. An :class:`Evaluator` computes a customer's tags and
 :func:`diff` tells what changed against the tags held before. A :class:`Tagger` keeps customers'
-tags, their history and change events in a :class:`TagStore` (:class:`MemoryStore`, :class:`SQLStore`).
+tags, their history and change events in a :class:`TagStore` (:class:`MemoryStore`, :class:`SQLStore`);
+:class:`AsyncTagger` and :class:`AsyncSQLStore` do the same for asyncio services.
 :func:`count_tags` and :func:`tag_query` evaluate a catalog inside a database, on a table of snapshots;
 :func:`retag_from_table` retags a table's rows into a store.
 """
@@ -20,6 +21,7 @@ _install_parser_tables()
 if TYPE_CHECKING:
     from tagrules._flips import Flip
     from tagrules._impact import ImpactReport, TagImpact, impact
+    from tagrules.async_tagger import AsyncTagger
     from tagrules.catalog import Catalog, EvaluationUnit
     from tagrules.definitions import TagDefinition, TagStatus
     from tagrules.errors import (
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from tagrules.sources.retag import RetagReport, retag_from_table
     from tagrules.sources.tables import CountReport, TagQuery, count_tags, tag_query
     from tagrules.stores import (
+        AsyncSQLStore,
         ChangeEvent,
         HistoryEntry,
         Membership,
@@ -59,6 +62,8 @@ if TYPE_CHECKING:
 # so that ``import tagrules`` costs almost nothing (no SQLAlchemy, pydantic or rule-engine yet)
 _LAZY = {
     "ApplyReport": "tagrules.tagger",
+    "AsyncSQLStore": "tagrules.stores",
+    "AsyncTagger": "tagrules.async_tagger",
     "Catalog": "tagrules.catalog",
     "ChangeEvent": "tagrules.stores",
     "ConcurrentUpdate": "tagrules.errors",
@@ -119,6 +124,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplyReport",
+    "AsyncSQLStore",
+    "AsyncTagger",
     "Catalog",
     "ChangeEvent",
     "ConcurrentUpdate",

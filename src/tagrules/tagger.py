@@ -256,6 +256,10 @@ class Tagger:
         self._version = catalog.version
         self._groups = dict(catalog.groups)
         self._day_lock = threading.Lock()
+        # how the tagger waits before trying again, and what becomes of a listener's result:
+        # AsyncTagger waits on its event loop and awaits the listeners that are coroutine functions
+        self._pause: Callable[[float], object] = time.sleep
+        self._settle: Callable[[object], object] | None = None
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
 
@@ -692,7 +696,7 @@ class Tagger:
             except ConcurrentUpdate:
                 if tally is not None:
                     tally.retries += 1
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                self._pause(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             if connection is not None:
                 self._hold(connection, [event for change in changes for event in change.events])
@@ -755,10 +759,13 @@ class Tagger:
         """
         failures = 0
         listeners = self.listeners
+        settle = self._settle
         for event in events:
             for listener in listeners:
                 try:
-                    listener(event)
+                    result = listener(event)
+                    if settle is not None:
+                        settle(result)
                 except Exception:
                     # the change is committed and its event stays in the outbox: a listener that
                     # fails must not stop the other listeners, the other events or the run

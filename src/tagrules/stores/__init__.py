@@ -1,8 +1,9 @@
 """Tag stores: where memberships, history, overrides and change events are kept.
 
 :class:`TagStore` is the interface; :class:`MemoryStore` keeps everything in memory and
-:class:`SQLStore` in SQLite, PostgreSQL or MariaDB/MySQL. :func:`store_tables` gives the SQL tables
-of a table prefix, and :func:`upgrade` creates or upgrades them.
+:class:`SQLStore` in SQLite, PostgreSQL or MariaDB/MySQL, :class:`AsyncSQLStore` there too for
+asyncio. :func:`store_tables` gives the SQL tables of a table prefix, and :func:`upgrade` creates or
+upgrades them.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from tagrules.stores.memory import MemoryStore
 if TYPE_CHECKING:
     from tagrules.stores._database import HEAD_REVISION, current_revision, upgrade
     from tagrules.stores._tables import DEFAULT_PREFIX, StoreTables, store_tables
+    from tagrules.stores.async_sql import AsyncSQLStore
     from tagrules.stores.sql import SQLStore
 
 # the SQL stores' names -> their module, imported when first used (they import SQLAlchemy)
 _LAZY = {
+    "AsyncSQLStore": "tagrules.stores.async_sql",
     "HEAD_REVISION": "tagrules.stores._database",
     "current_revision": "tagrules.stores._database",
     "upgrade": "tagrules.stores._database",
@@ -50,6 +53,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "HEAD_REVISION",
     "NEW_CUSTOMER",
+    "AsyncSQLStore",
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",

@@ -7,6 +7,7 @@ Every database error is translated here into a :class:`~tagrules.StoreError` tha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import errno
@@ -22,10 +23,13 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._tables import DEFAULT_PREFIX, check_prefix
@@ -35,6 +39,7 @@ __all__ = [
     "FIRST_ANALYZE",
     "HEAD_REVISION",
     "analyze_threshold",
+    "create_async_engine",
     "create_engine",
     "current_revision",
     "describe",
@@ -161,32 +166,40 @@ def timeouts(url: URL) -> tuple[URL, dict[str, float]]:
     return url.set(query=query), values
 
 
-def create_engine(url: str | URL, *, store: bool = True) -> Engine:
-    """An engine for ``url`` with the settings the store relies on, and timeouts (:data:`DEFAULT_TIMEOUTS`,
-    changed by URL query parameters), so that no call waits forever. With ``store=False`` the engine
-    reads snapshots only, and DuckDB (in process: no connection to wait on) is accepted too.
-
-    Raises:
-        StoreError: ``url`` is not a database URL, or its driver is not installed.
-    """
+def _parsed(url: str | URL) -> URL:
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except sqlalchemy.exc.ArgumentError as error:
         raise StoreError(
             f"{url!s}: not a database URL (examples: sqlite:///tagrules.db, "
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db)"
         ) from error
-    parsed, limits = timeouts(parsed)
-    backend = parsed.get_backend_name()
-    if backend == "duckdb" and store:
-        raise StoreError(
-            f"{describe(parsed)}: DuckDB is not a tag store (it evaluates catalogs: `tagrules count --db`, "
-            "count_tags); keep tags in SQLite, PostgreSQL or MariaDB"
-        )
+
+
+def _is_async(url: URL) -> bool:
+    try:
+        return bool(url.get_dialect().is_async)
+    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError):
+        return False
+
+
+def _engine_options(parsed: URL, limits: dict[str, float]) -> dict[str, Any]:
+    """The engine arguments of the store's settings and timeouts, for ``parsed``'s driver."""
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     options: dict[str, Any] = {} if backend == "duckdb" else {"pool_pre_ping": True}
     if backend == "sqlite":
         if "timeout" not in parsed.query:
             options["connect_args"] = {"timeout": limits["lock_timeout"]}
+    elif backend == "postgresql" and driver == "asyncpg":
+        options["connect_args"] = {
+            "timeout": limits["connect_timeout"],
+            # asyncpg's own client-side limit on each command: the read timeout
+            "command_timeout": limits["read_timeout"],
+            "server_settings": {
+                "statement_timeout": _ms(limits["statement_timeout"]),
+                "lock_timeout": _ms(limits["lock_timeout"]),
+            },
+        }
     elif backend == "postgresql":
         settings = (
             f"-c statement_timeout={_ms(limits['statement_timeout'])} "
@@ -201,32 +214,108 @@ def create_engine(url: str | URL, *, store: bool = True) -> Engine:
     elif backend in ("mysql", "mariadb"):
         options["isolation_level"] = "READ COMMITTED"
         read = max(1, math.ceil(limits["read_timeout"]))
-        options["connect_args"] = {
-            "connect_timeout": max(1, math.ceil(limits["connect_timeout"])),
-            "read_timeout": read,
-            "write_timeout": read,
-        }
-    try:
-        engine = sqlalchemy.create_engine(parsed, **options)
-    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
-        extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
-        hint = extra.get(backend, "")
-        if parsed.drivername in _SCHEME_HINTS and backend not in extra:
-            hint = f"; did you mean {_SCHEME_HINTS[parsed.drivername]}://...?"
-        raise StoreError(f"{describe(parsed)}: no database driver for {parsed.drivername!r}{hint}") from error
-    except (sqlalchemy.exc.ArgumentError, TypeError) as error:
-        if backend == "sqlite":
-            raise StoreError(
-                f"{url!s}: not a SQLite URL; a file is sqlite:///relative/path.db or "
-                "sqlite:////absolute/path.db (three or four slashes), memory is sqlite://"
-            ) from error
-        raise StoreError(f"{describe(parsed)}: {_first_line(error)}") from error
+        options["connect_args"] = {"connect_timeout": max(1, math.ceil(limits["connect_timeout"]))}
+        if driver != "aiomysql":  # aiomysql has no read timeout: the statement timeout still holds
+            options["connect_args"]["read_timeout"] = read
+        if driver not in ("asyncmy", "aiomysql"):
+            options["connect_args"]["write_timeout"] = read
+    return options
+
+
+def _driver_missing(parsed: URL) -> StoreError:
+    backend = parsed.get_backend_name()
+    extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
+    if _ASYNC_DRIVERS.get(backend) == parsed.get_driver_name():
+        extra = {backend: " (install tagrules[async])"}
+    hint = extra.get(backend, "")
+    if parsed.drivername in _SCHEME_HINTS and backend not in extra:
+        hint = f"; did you mean {_SCHEME_HINTS[parsed.drivername]}://...?"
+    return StoreError(f"{describe(parsed)}: no database driver for {parsed.drivername!r}{hint}")
+
+
+def _bad_url(url: str | URL, parsed: URL, error: Exception) -> StoreError:
+    if parsed.get_backend_name() == "sqlite":
+        return StoreError(
+            f"{url!s}: not a SQLite URL; a file is sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db (three or four slashes), memory is sqlite://"
+        )
+    return StoreError(f"{describe(parsed)}: {_first_line(error)}")
+
+
+def _listen(engine: Engine, limits: dict[str, float]) -> None:
+    backend = engine.url.get_backend_name()
     if backend == "sqlite":
         sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
-    elif backend == "postgresql":
+    elif backend == "postgresql" and engine.url.get_driver_name() != "asyncpg":
         sqlalchemy.event.listen(engine, "connect", ReadWatchdog(limits["read_timeout"]).watch)
     elif backend in ("mysql", "mariadb"):
         sqlalchemy.event.listen(engine, "connect", functools.partial(_mysql_limits, limits=limits))
+
+
+def create_engine(url: str | URL, *, store: bool = True) -> Engine:
+    """An engine for ``url`` with the settings the store relies on, and timeouts (:data:`DEFAULT_TIMEOUTS`,
+    changed by URL query parameters), so that no call waits forever. With ``store=False`` the engine
+    reads snapshots only, and DuckDB (in process: no connection to wait on) is accepted too.
+
+    Raises:
+        StoreError: ``url`` is not a database URL, or its driver is not installed.
+    """
+    parsed, limits = timeouts(_parsed(url))
+    backend = parsed.get_backend_name()
+    if backend == "duckdb" and store:
+        raise StoreError(
+            f"{describe(parsed)}: DuckDB is not a tag store (it evaluates catalogs: `tagrules count --db`, "
+            "count_tags); keep tags in SQLite, PostgreSQL or MariaDB"
+        )
+    if _is_async(parsed):
+        raise StoreError(
+            f"{describe(parsed)}: {parsed.get_driver_name()} is an asyncio driver; use AsyncSQLStore, "
+            f"or a driver of SQLStore's ({_SCHEME_HINTS.get(backend, 'sqlite')}://...)"
+        )
+    try:
+        engine = sqlalchemy.create_engine(parsed, **_engine_options(parsed, limits))
+    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
+        raise _driver_missing(parsed) from error
+    except (sqlalchemy.exc.ArgumentError, TypeError) as error:
+        raise _bad_url(url, parsed, error) from error
+    _listen(engine, limits)
+    return engine
+
+
+#: each database's asyncio driver, as :class:`~tagrules.AsyncSQLStore` names it in its errors
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy"}
+
+
+def create_async_engine(url: str | URL) -> AsyncEngine:
+    """An asyncio engine for ``url`` (``sqlite+aiosqlite``, ``postgresql+asyncpg``, ``mysql+asyncmy``,
+    ``mysql+aiomysql``) with the settings and timeouts of :func:`create_engine`.
+
+    Raises:
+        StoreError: ``url`` is not a database URL, names no asyncio driver, or its driver is not
+            installed.
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine as create
+
+    parsed, limits = timeouts(_parsed(url))
+    backend = parsed.get_backend_name()
+    if backend not in _ASYNC_DRIVERS:
+        raise StoreError(f"{describe(parsed)}: not a tag store database (SQLite, PostgreSQL or MariaDB)")
+    try:
+        asynchronous = bool(parsed.get_dialect().is_async)
+    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
+        raise _driver_missing(parsed) from error
+    if not asynchronous:
+        raise StoreError(
+            f"{describe(parsed)}: {parsed.get_driver_name()} is not an asyncio driver; use "
+            f"{backend}+{_ASYNC_DRIVERS[backend]}://... (or SQLStore for this URL)"
+        )
+    try:
+        engine = create(parsed, **_engine_options(parsed, limits))
+    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as error:
+        raise _driver_missing(parsed) from error
+    except (sqlalchemy.exc.ArgumentError, TypeError) as error:
+        raise _bad_url(url, parsed, error) from error
+    _listen(engine.sync_engine, limits)
     return engine
 
 
@@ -244,7 +333,13 @@ def _ms(seconds: float) -> str:
 def _mysql_limits(connection: Any, record: Any, *, limits: dict[str, float]) -> None:
     cursor = connection.cursor()
     lock = max(1, math.ceil(limits["lock_timeout"]))
-    if "mariadb" in connection.get_server_info().lower():
+    server_info = getattr(connection, "get_server_info", None)
+    if server_info is None:  # the asyncio drivers' adapted connections: ask the server
+        cursor.execute("SELECT VERSION()")
+        version = str(cursor.fetchone()[0])
+    else:
+        version = server_info()
+    if "mariadb" in version.lower():
         cursor.execute(
             f"SET SESSION max_statement_time = {limits['statement_timeout']:.3f}, "
             f"innodb_lock_wait_timeout = {lock}"
@@ -363,6 +458,13 @@ def translated(url: URL, doing: str) -> Iterator[None]:
         raise StoreError(f"{describe(url)}: cannot {doing}: {_first_line(error)}") from error
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StoreError(f"{describe(url)}: cannot {doing}: {error}") from error
+    except (OSError, asyncio.TimeoutError) as error:
+        # the asyncio drivers' own errors, which SQLAlchemy passes on as they are: a connection
+        # refused or lost, and asyncpg's command timeout (the read timeout)
+        what = str(error) or type(error).__name__
+        raise StoreError(
+            f"{describe(url)}: cannot {doing}: {what}; is the database running and reachable?"
+        ) from error
 
 
 def _alembic_config(connection: Connection, prefix: str) -> Any:

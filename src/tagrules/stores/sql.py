@@ -85,6 +85,12 @@ def _list(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
+def _numbered(sql: str) -> str:
+    """``sql`` with its ``%s`` placeholders as ``$1``, ``$2``, ...: asyncpg's parameter style."""
+    parts = sql.split("%s")
+    return "".join(part + (f"${index}" if index < len(parts) else "") for index, part in enumerate(parts, 1))
+
+
 @final
 class SQLStore:
     """A :class:`~tagrules.TagStore` in a SQL database.
@@ -133,6 +139,8 @@ class SQLStore:
         self._mysql = self.url.get_backend_name() in ("mysql", "mariadb")
         self._inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
+        # how the store waits before trying again: AsyncSQLStore waits on its event loop instead
+        self._pause: Callable[[float], object] = time.sleep
         self._inserted = 0
         self._analyze_at: int | None = None
         try:
@@ -170,7 +178,7 @@ class SQLStore:
         """``customer_id`` among ``values``, in the driver's own parameter style."""
         if self._postgres:
             # one array parameter instead of a thousand: the driver parses a short query
-            return "= ANY(%s)", (values,)
+            return self._pg["among"], (values,)
         placeholder = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
         return f"IN ({', '.join([placeholder] * len(values))})", tuple(values)
 
@@ -223,7 +231,8 @@ class SQLStore:
     def _prepare_postgres(self) -> dict[str, str]:
         # Set-wise forms of the per-row statements: one statement per batch, arrays unnested
         t = self.tables
-        return {
+        statements = {
+            "among": "= ANY(%s)",
             "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
             "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
             "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
@@ -234,6 +243,9 @@ class SQLStore:
             "AS r(customer_id, tag, at, reason) "
             "WHERE h.customer_id = r.customer_id AND h.tag = r.tag AND h.until IS NULL",
         }
+        if self._engine.dialect.paramstyle == "numeric_dollar":
+            return {name: _numbered(sql) for name, sql in statements.items()}
+        return statements
 
     def _prepare(self) -> dict[str, Any]:
         t = self.tables
@@ -280,7 +292,7 @@ class SQLStore:
             # inside the caller's transaction, in a savepoint: a refused change undoes only itself
             if given.dialect.name == "sqlite":
                 # pysqlite opens no transaction before a SAVEPOINT, whose RELEASE would then commit
-                raw = given.connection.dbapi_connection
+                raw = given.connection.driver_connection  # sqlite3's, or aiosqlite's over it
                 if raw is not None and not getattr(raw, "in_transaction", True):
                     given.exec_driver_sql("BEGIN")
             with given.begin_nested():
@@ -687,7 +699,7 @@ class SQLStore:
                 if self._sqlite:
                     self._checkpoint()
                 return
-            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+            self._pause(random.uniform(0, 0.01 * (attempt + 1)))
         raise ConcurrentUpdate(
             f"{describe(self.url)}: customer {customer_id!r} kept changing while it was being forgotten; "
             f"gave up after {_FORGET_ATTEMPTS} attempts"
