@@ -137,6 +137,15 @@ class DrivenStore:
     def acknowledge(self, event_ids: Iterable[int]) -> None:
         self.run(self.async_store.acknowledge(event_ids))
 
+    def events(self, consumer: str, limit: int = 1000) -> list[ChangeEvent]:
+        return self.run(self.async_store.events(consumer, limit))
+
+    def ack(self, consumer: str, position: int) -> None:
+        self.run(self.async_store.ack(consumer, position))
+
+    def purge_events(self, before: datetime.datetime | None = None) -> int:
+        return self.run(self.async_store.purge_events(before))
+
     def forget(self, customer_id: str) -> None:
         self.run(self.async_store.forget(customer_id))
 

@@ -107,6 +107,7 @@ class AsyncTagger:
         progress: Callable[[int], None] | None = None,
         evaluate: EvaluateItem | None = None,
         connection: AsyncConnection | None = None,
+        emit_events: bool = True,
     ) -> ApplyReport:
         """Evaluate and store a stream of ``(customer_id, snapshot)`` pairs, one transaction per chunk
         (:meth:`Tagger.apply_many <tagrules.Tagger.apply_many>`); ``items`` may be an async iterable
@@ -121,6 +122,7 @@ class AsyncTagger:
             progress=progress,
             evaluate=evaluate,
             connection=sync_connection(connection),
+            emit_events=emit_events,
         )
 
     async def include(

@@ -305,6 +305,20 @@ class AsyncSQLStore:
         """Remove delivered events from the outbox; unknown ids are ignored."""
         await self._call(SQLStore.acknowledge, list(event_ids))
 
+    async def events(self, consumer: str, limit: int = 1000) -> list[ChangeEvent]:
+        """The next change events after ``consumer``'s acknowledged position, in feed order
+        (:meth:`~tagrules.SQLStore.events`)."""
+        return await self._call(SQLStore.events, consumer, limit)
+
+    async def ack(self, consumer: str, position: int) -> None:
+        """Move ``consumer``'s cursor to ``position`` (:meth:`~tagrules.SQLStore.ack`)."""
+        await self._call(SQLStore.ack, consumer, position)
+
+    async def purge_events(self, before: datetime.datetime | None = None) -> int:
+        """Delete the events every registered consumer has acknowledged (older than ``before``, when
+        given); the number deleted (:meth:`~tagrules.SQLStore.purge_events`)."""
+        return await self._call(SQLStore.purge_events, before)
+
     async def forget(self, customer_id: str) -> None:
         """Erase the customer: memberships, history, overrides and pending events (as
         :meth:`~tagrules.SQLStore.forget` does)."""
