@@ -16,7 +16,8 @@ The instruments:
 * ``tagrules.chunk.duration`` (histogram, seconds per chunk; attribute ``operation``).
 
 ``operation`` is ``apply`` (:meth:`Tagger.apply`), ``apply_many`` (a chunk of
-:meth:`Tagger.apply_many`) or ``retag`` (a chunk of a set-wise retag in the database).
+:meth:`Tagger.apply_many`) or ``retag`` (in a set-wise retag in the database: a chunk, or the
+customers of a segment found unchanged as it is filled).
 """
 
 from __future__ import annotations

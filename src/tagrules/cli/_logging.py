@@ -56,7 +56,7 @@ class _TextFormatter(logging.Formatter):
 class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to the ``sys.stderr`` of the moment (the one a test captures, too)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

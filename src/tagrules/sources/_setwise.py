@@ -246,6 +246,7 @@ class _SetWise:
         workers (``INSERT ... SELECT`` runs on one process); the id where the next segment starts,
         or ``None`` if this one runs to the end of the table."""
         connection = self.connection
+        clock = time.perf_counter()
         key = self.key
         ids = sa.select(key).order_by(key).offset(self.segment_rows).limit(1)
         if lower is not None:
@@ -281,6 +282,9 @@ class _SetWise:
         connection.commit()
         self.customers += int(unchanged)
         self.tallies.members.update(dict(zip(self.keys, map(int, assigned), strict=True)))
+        metrics = instruments()
+        if metrics.enabled:  # the segment's unchanged customers are evaluated and done
+            metrics.chunk("retag", int(unchanged), {}, time.perf_counter() - clock)
         return upto
 
     def _unchanged(
