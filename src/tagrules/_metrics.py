@@ -100,6 +100,8 @@ def instruments() -> Metrics:
         from opentelemetry import metrics
     except ImportError:
         return NO_METRICS
-    from tagrules import __version__
+    import sys
 
-    return _Instruments(metrics.get_meter("tagrules", __version__))
+    # the package's version, read where it is kept without importing the package from below it
+    version = getattr(sys.modules.get("tagrules"), "__version__", None)
+    return _Instruments(metrics.get_meter("tagrules", version))
