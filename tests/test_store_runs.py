@@ -159,6 +159,38 @@ class TestOverlapAndFlow:
         earlier = store.overlap(["spend_high", "vip"], as_of=MONDAY + datetime.timedelta(days=1))
         assert earlier == {("spend_high", "spend_high"): 2, ("spend_high", "vip"): 2, ("vip", "vip"): 2}
 
+    def test_overlap_of_more_tags_than_one_mask_holds(self, store: TagStore) -> None:
+        """Over 70 tags (two masks of 62 in a SQL store), every pair's count is the customers whose tags
+        hold both, now and as of the first run; pairs nobody holds are left out."""
+        keys = [f"t{k:02d}" for k in range(70)]
+        divisible = Catalog(
+            [{"key": key, "rule": f"n % {k + 2} == 0"} for k, key in enumerate(keys)], {"n": "int"}
+        )
+        tagger = Tagger(divisible, store)
+        first = {f"c{n:02d}": {"n": n} for n in range(1, 80)}
+        second = {customer: {"n": snapshot["n"] + 1} for customer, snapshot in first.items()}
+        weekly(tagger, [first, second])
+
+        def expected(holdings: list[set[str]], asked: list[str]) -> dict[tuple[str, str], int]:
+            counts: dict[tuple[str, str], int] = {}
+            for held in holdings:
+                mine = sorted(held & set(asked))
+                for index, a in enumerate(mine):
+                    for b in mine[index:]:
+                        counts[a, b] = counts.get((a, b), 0) + 1
+            return counts
+
+        now = [set(store.tags(customer)) for customer in first]
+        assert store.overlap(keys) == expected(now, keys)
+        assert store.overlap(keys)[("t00", "t01")] == len([n for n in range(2, 81) if n % 6 == 0])
+        then = [
+            {key for k, key in enumerate(keys) if snapshot["n"] % (k + 2) == 0} for snapshot in first.values()
+        ]
+        as_of = MONDAY + datetime.timedelta(days=1)
+        assert store.overlap(keys, as_of=as_of) == expected(then, keys)
+        assert store.overlap(keys[60:66]) == expected(now, keys[60:66])
+        assert store.overlap([]) == {}
+
     def test_flow_between_tiers(self, store: TagStore) -> None:
         """Customers by their tier at each instant, 'none' for no tier; no tier at both is not counted."""
         tagger = Tagger(catalog(), store)

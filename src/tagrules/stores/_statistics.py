@@ -129,18 +129,54 @@ def _held(tables: StoreTables, as_of: datetime.datetime | None) -> Any:
     )
 
 
+#: tags per bit mask of :func:`overlap_counts`: a mask stays a positive 64-bit integer everywhere
+_MASK_BITS = 62
+
+
 def overlap_counts(
     connection: Connection, tables: StoreTables, tags: Sequence[str], as_of: datetime.datetime | None
 ) -> dict[tuple[str, str], int]:
-    """``(a, b) -> customers holding both``, each pair of ``tags`` with ``a <= b`` (``a == b``: members)."""
-    first, second = _held(tables, as_of).alias("a"), _held(tables, as_of).alias("b")
-    statement = (
-        select(first.c.tag, second.c.tag, func.count(sqlalchemy.distinct(first.c.customer_id)))
-        .join(second, and_(first.c.customer_id == second.c.customer_id, first.c.tag <= second.c.tag))
-        .where(first.c.tag.in_(list(tags)), second.c.tag.in_(list(tags)))
-        .group_by(first.c.tag, second.c.tag)
+    """``(a, b) -> customers holding both``, each pair of ``tags`` with ``a <= b`` (``a == b``: members).
+
+    One pass over the held pairs: each customer's tags among ``tags`` become bit masks (62 tags to a
+    mask), the customers are counted per distinct combination of masks, and the pairs are counted
+    from those few rows here, instead of joining the held pairs with themselves (a customer holding
+    ``k`` of the tags makes ``k * k`` rows of a join).
+    """
+    if not tags:
+        return {}
+    held = _held(tables, as_of)
+    blocks = [list(tags[start : start + _MASK_BITS]) for start in range(0, len(tags), _MASK_BITS)]
+    # a customer holds a tag once in the memberships (their key); at an instant of the history, the
+    # periods of one tag do not overlap either, but DISTINCT keeps a mask right whatever the rows
+    total = func.sum if as_of is None else (lambda value: func.sum(sqlalchemy.distinct(value)))
+    masks = [
+        total(
+            sqlalchemy.case(
+                {tag: literal_column(str(1 << bit)) for bit, tag in enumerate(block)},
+                value=held.c.tag,
+                else_=literal_column("0"),
+            )
+        ).label(f"mask_{number}")
+        for number, block in enumerate(blocks)
+    ]
+    per_customer = (
+        select(*masks).where(held.c.tag.in_(list(tags))).group_by(held.c.customer_id).subquery("per_customer")
     )
-    return {(a, b): int(n) for a, b, n in connection.execute(statement)}
+    columns = [per_customer.c[f"mask_{number}"] for number in range(len(blocks))]
+    statement = select(*columns, func.count()).group_by(*columns)
+    counts: dict[tuple[str, str], int] = {}
+    for *found, number in connection.execute(statement):
+        holding = sorted(
+            tag
+            for block, mask in zip(blocks, found, strict=True)
+            for bit, tag in enumerate(block)
+            if int(mask or 0) >> bit & 1
+        )
+        for index, first in enumerate(holding):
+            for second in holding[index:]:
+                counts[first, second] = counts.get((first, second), 0) + int(number)
+    return counts
 
 
 def group_tiers(connection: Connection, tables: StoreTables, group: str) -> tuple[list[str], list[str]]:
