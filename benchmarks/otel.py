@@ -8,7 +8,8 @@ customer changed. Two taggers take turns, round after round, in one process: one
 instruments of OpenTelemetry's API as installed (no SDK configured: the API's no-op meter, which is
 what a service gets until it sets a meter provider), one with the instruments of a process without
 the package (``tagrules._metrics.NO_METRICS``, what ``instruments()`` gives when the import fails).
-Medians of the rounds, customers per second, and the ratio.
+Medians of the rounds (the order of the two flips from one round to the next), customers per
+second, and the ratio.
 
 Run with ``python -m benchmarks otel``.
 """
@@ -16,21 +17,39 @@ Run with ``python -m benchmarks otel``.
 from __future__ import annotations
 
 import datetime
+import gc
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tagrules import MemoryStore, Tagger
 from tagrules._metrics import NO_METRICS, Metrics, instruments
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 
-from ._timing import interleaved
-
 __all__ = ["run", "table"]
 
-ROUNDS = 9
+ROUNDS = 15
 
 
 def _changed(customer: dict[str, Any]) -> dict[str, Any]:
     return {**customer, "spend_365d": customer["spend_365d"] * 3 + 1000.0, "orders_30d": 9}
+
+
+def _alternating(candidates: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median nanoseconds of each candidate's call; the order of the candidates flips from one round
+    to the next, so that neither always runs first (after a collection) or second."""
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for name in names:
+        candidates[name]()
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            gc.collect()
+            started = time.perf_counter_ns()
+            candidates[name]()
+            samples[name].append(time.perf_counter_ns() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -74,9 +93,26 @@ def run(quick: bool = False) -> dict[str, Any]:
 
         return go
 
-    firsts = interleaved({"without": first_run(NO_METRICS), "otel": first_run(api)}, 1, rounds)
-    seconds = interleaved({"without": second_run(NO_METRICS), "otel": second_run(api)}, 1, rounds)
-    report: dict[str, Any] = {"customers": count, "rounds": rounds, "meter_provider": provider, "runs": {}}
+    firsts = _alternating({"without": first_run(NO_METRICS), "otel": first_run(api)}, rounds)
+    seconds = _alternating({"without": second_run(NO_METRICS), "otel": second_run(api)}, rounds)
+    # the instruments' own cost, without the noise of whole runs: one chunk of a first run's diffs
+    measuring = tagger_with(api)
+    diffs = [
+        measuring.apply(customer_id, snapshot, now=REFERENCE_NOW) for customer_id, snapshot in first[:1000]
+    ]
+    calls = 200
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        measuring._measure("apply_many", diffs, 0.01)
+    per_chunk_us = (time.perf_counter_ns() - started) / calls / 1000
+    report: dict[str, Any] = {
+        "customers": count,
+        "rounds": rounds,
+        "meter_provider": provider,
+        "instruments_per_chunk_us": per_chunk_us,
+        "changes_per_chunk": sum(len(diff.added) + len(diff.removed) for diff in diffs),
+        "runs": {},
+    }
     for name, medians in (("first run", firsts), ("second run (5% changed)", seconds)):
         report["runs"][name] = {
             "without_per_second": count / (medians["without"] / 1e9),
@@ -98,4 +134,8 @@ def table(report: dict[str, Any]) -> str:
             f"| {name} | {figures['without_per_second']:,.0f}/s | {figures['otel_per_second']:,.0f}/s | "
             f"{figures['ratio']:.3f} |"
         )
+    lines.append(
+        f"instruments per chunk of 1,000 first-run customers ({report['changes_per_chunk']:,} changes): "
+        f"{report['instruments_per_chunk_us']:,.0f} µs"
+    )
     return "\n".join(lines)
