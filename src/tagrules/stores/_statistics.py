@@ -224,7 +224,13 @@ def flow_rows(
             func.max(sqlalchemy.case((held_at(first), h.c.tag))).label("source"),
             func.max(sqlalchemy.case((held_at(second), h.c.tag))).label("target"),
         )
-        .where(h.c.tag.in_(list(tiers)), h.c.since <= latest, or_(h.c.until.is_(None), h.c.until > earliest))
+        .where(
+            h.c.tag.in_(list(tiers)),
+            h.c.since <= latest,
+            or_(h.c.until.is_(None), h.c.until > earliest),
+            # a period held at neither instant adds nothing: it is not grouped at all
+            or_(held_at(first), held_at(second)),
+        )
         .group_by(h.c.customer_id)
         .subquery()
     )
