@@ -103,5 +103,5 @@ def instruments() -> Metrics:
     import sys
 
     # the package's version, read where it is kept without importing the package from below it
-    version = getattr(sys.modules.get("tagrules"), "__version__", None)
-    return _Instruments(metrics.get_meter("tagrules", version))
+    version = getattr(sys.modules.get("tagrules"), "__version__", "")
+    return _Instruments(metrics.get_meter("tagrules", str(version)))
