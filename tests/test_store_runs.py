@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store_helpers import catalog, fresh_store, store
-from tagrules import Catalog, TagCounts, Tagger, TagStore
+from tagrules import Catalog, SQLStore, TagCounts, Tagger, TagStore
 from tagrules.stores import RunRecord
 
 __all__ = ["store"]
@@ -190,6 +190,39 @@ class TestOverlapAndFlow:
         assert store.overlap(keys, as_of=as_of) == expected(then, keys)
         assert store.overlap(keys[60:66]) == expected(now, keys[60:66])
         assert store.overlap([]) == {}
+
+    @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
+    def test_flows_of_many_groups_are_each_groups_flow(
+        self, kind: str, request: pytest.FixtureRequest
+    ) -> None:
+        """``SQLStore.flows`` gives each group's :meth:`flow`, in the order asked, whether it counts the
+        groups in one pass (PostgreSQL) or one by one; a group never recorded has no moves."""
+        tiered = Catalog(
+            [
+                {"key": "spend_high", "rule": "spend >= 1000", "group": "spend", "priority": 2},
+                {"key": "spend_mid", "rule": "spend >= 100", "group": "spend", "priority": 1},
+                {"key": "many", "rule": "orders >= 3", "group": "orders", "priority": 2},
+                {"key": "some", "rule": "orders >= 1", "group": "orders", "priority": 1},
+                {"key": "frequent", "rule": "orders >= 2"},
+            ],
+            {"spend": "float", "orders": "int"},
+        )
+        with fresh_store(kind, request) as store:
+            assert isinstance(store, SQLStore)
+            weekly(
+                Tagger(tiered, store),
+                [{"a": RICH, "b": MID, "c": BROKE, "d": BROKE}, {"a": MID, "b": RICH, "c": MID, "d": RICH}],
+            )
+            start, end = MONDAY + datetime.timedelta(days=1), MONDAY + datetime.timedelta(days=8)
+            found = store.flows(["spend", "orders", "nothing"], start, end)
+            assert found == [store.flow(name, start, end) for name in ["spend", "orders", "nothing"]]
+            assert found[0].moves == {
+                "spend_high": {"spend_mid": 1},
+                "spend_mid": {"spend_high": 1},
+                "none": {"spend_mid": 1, "spend_high": 1},
+            }
+            assert found[1].moves["many"] == {"some": 1}
+            assert found[2].moves == {}
 
     def test_flow_between_tiers(self, store: TagStore) -> None:
         """Customers by their tier at each instant, 'none' for no tier; no tier at both is not counted."""

@@ -24,6 +24,7 @@ __all__ = [
     "change_totals",
     "error_totals",
     "flow_rows",
+    "group_flow_rows",
     "group_tiers",
     "overlap_counts",
     "record_run",
@@ -240,6 +241,54 @@ def flow_rows(
         .group_by(per_customer.c.source, per_customer.c.target)
     )
     return flow_labels(((s, t, int(n)) for s, t, n in connection.execute(statement)), current)
+
+
+def group_flow_rows(
+    connection: Connection,
+    tables: StoreTables,
+    groups: dict[str, tuple[Sequence[str], Sequence[str]]],
+    start: datetime.datetime,
+    end: datetime.datetime,
+) -> dict[str, dict[str, int]]:
+    """:func:`flow_rows` of several groups (group -> (every tier ever, current tiers)) in one pass
+    over the history: each period of a tier is grouped by its customer and its group, instead of one
+    query reading the history per group. The groups must not share a tag."""
+    h = tables.history
+    first, second = _moment(start), _moment(end)
+
+    def held_at(moment: Any) -> Any:
+        return and_(h.c.since <= moment, or_(h.c.until.is_(None), h.c.until > moment))
+
+    earliest = _moment(min(start, end))
+    latest = _moment(max(start, end))
+    group_of = {tag: group for group, (tiers, _) in groups.items() for tag in tiers}
+    group = sqlalchemy.case(
+        {tag: sqlalchemy.literal(name) for tag, name in group_of.items()}, value=h.c.tag
+    ).label("tier_group")
+    per_customer = (
+        select(
+            group,
+            func.max(sqlalchemy.case((held_at(first), h.c.tag))).label("source"),
+            func.max(sqlalchemy.case((held_at(second), h.c.tag))).label("target"),
+        )
+        .where(
+            h.c.tag.in_(sorted(group_of)),
+            h.c.since <= latest,
+            or_(h.c.until.is_(None), h.c.until > earliest),
+            or_(held_at(first), held_at(second)),
+        )
+        .group_by(h.c.customer_id, group)
+        .subquery()
+    )
+    statement = (
+        select(per_customer.c.tier_group, per_customer.c.source, per_customer.c.target, func.count())
+        .where(or_(per_customer.c.source.is_not(None), per_customer.c.target.is_not(None)))
+        .group_by(per_customer.c.tier_group, per_customer.c.source, per_customer.c.target)
+    )
+    rows: dict[str, list[tuple[str | None, str | None, int]]] = {name: [] for name in groups}
+    for name, source, target, count in connection.execute(statement):
+        rows[name].append((source, target, int(count)))
+    return {name: flow_labels(rows[name], groups[name][1]) for name in groups}
 
 
 def _run_row(record: RunRecord) -> dict[str, Any]:
