@@ -9,7 +9,7 @@ months are all exact in UTC.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy
@@ -246,10 +246,10 @@ def flow_rows(
 def group_flow_rows(
     connection: Connection,
     tables: StoreTables,
-    groups: dict[str, tuple[Sequence[str], Sequence[str]]],
+    groups: Mapping[str, tuple[Sequence[str], Sequence[str]]],
     start: datetime.datetime,
     end: datetime.datetime,
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, dict[str, int]]]:
     """:func:`flow_rows` of several groups (group -> (every tier ever, current tiers)) in one pass
     over the history: each period of a tier is grouped by its customer and its group, instead of one
     query reading the history per group. The groups must not share a tag."""
