@@ -24,6 +24,7 @@ BENCHMARKS = {
     "lapse": "benchmarks.lapse",
     "limits": "benchmarks.limits",
     "watch": "benchmarks.watch",
+    "otel": "benchmarks.otel",
     "startup": "benchmarks.startup",
     "service": "benchmarks.service",
 }

@@ -16,7 +16,8 @@ between are allowed), and says why; nothing is skipped silently:
   PostgreSQL, installs packages, runs for minutes ...): the reason is required;
 * ``<!-- example: synopsis -->`` — lines ``tagrules COMMAND [OPTIONS]``: the options a command's
   lines show together are exactly those its parser takes (so are those of the
-  ``## `tagrules COMMAND ...``` headings of docs/cli.md).
+  ``## `tagrules COMMAND ...``` headings of docs/cli.md); a line ``tagrules [OPTIONS] COMMAND``
+  shows the options of the ``tagrules`` command itself (those before the command).
 
 Blocks that run differently:
 
@@ -285,7 +286,10 @@ def command_options(command: str) -> frozenset[str]:
 
 
 def _command_words(words: list[str]) -> str:
-    """The command of a synopsis's words after ``tagrules``: one word, or two for ``db upgrade``."""
+    """The command of a synopsis's words after ``tagrules``: one word, or two for ``db upgrade``;
+    none (the ``tagrules`` command's own options) when they start with an option."""
+    if words[0].startswith(("-", "[")):
+        return ""
     if len(words) > 1 and words[0] == "db":
         return " ".join(words[:2])
     return words[0]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store_helpers import AnyTagger, Tagger, catalog, fresh_store, store
-from tagrules import Catalog, TagCounts, TagStore
+from tagrules import Catalog, SQLStore, TagCounts, TagStore
 from tagrules.stores import RunRecord
 
 __all__ = ["store"]
@@ -158,6 +158,71 @@ class TestOverlapAndFlow:
         }
         earlier = store.overlap(["spend_high", "vip"], as_of=MONDAY + datetime.timedelta(days=1))
         assert earlier == {("spend_high", "spend_high"): 2, ("spend_high", "vip"): 2, ("vip", "vip"): 2}
+
+    def test_overlap_of_more_tags_than_one_mask_holds(self, store: TagStore) -> None:
+        """Over 70 tags (two masks of 62 in a SQL store), every pair's count is the customers whose tags
+        hold both, now and as of the first run; pairs nobody holds are left out."""
+        keys = [f"t{k:02d}" for k in range(70)]
+        divisible = Catalog(
+            [{"key": key, "rule": f"n % {k + 2} == 0"} for k, key in enumerate(keys)], {"n": "int"}
+        )
+        tagger = Tagger(divisible, store)
+        first = {f"c{n:02d}": {"n": n} for n in range(1, 80)}
+        second = {customer: {"n": snapshot["n"] + 1} for customer, snapshot in first.items()}
+        weekly(tagger, [first, second])
+
+        def expected(holdings: list[set[str]], asked: list[str]) -> dict[tuple[str, str], int]:
+            counts: dict[tuple[str, str], int] = {}
+            for held in holdings:
+                mine = sorted(held & set(asked))
+                for index, a in enumerate(mine):
+                    for b in mine[index:]:
+                        counts[a, b] = counts.get((a, b), 0) + 1
+            return counts
+
+        now = [set(store.tags(customer)) for customer in first]
+        assert store.overlap(keys) == expected(now, keys)
+        assert store.overlap(keys)[("t00", "t01")] == len([n for n in range(2, 81) if n % 6 == 0])
+        then = [
+            {key for k, key in enumerate(keys) if snapshot["n"] % (k + 2) == 0} for snapshot in first.values()
+        ]
+        as_of = MONDAY + datetime.timedelta(days=1)
+        assert store.overlap(keys, as_of=as_of) == expected(then, keys)
+        assert store.overlap(keys[60:66]) == expected(now, keys[60:66])
+        assert store.overlap([]) == {}
+
+    @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
+    def test_flows_of_many_groups_are_each_groups_flow(
+        self, kind: str, request: pytest.FixtureRequest
+    ) -> None:
+        """``SQLStore.flows`` gives each group's :meth:`flow`, in the order asked, whether it counts the
+        groups in one pass (PostgreSQL) or one by one; a group never recorded has no moves."""
+        tiered = Catalog(
+            [
+                {"key": "spend_high", "rule": "spend >= 1000", "group": "spend", "priority": 2},
+                {"key": "spend_mid", "rule": "spend >= 100", "group": "spend", "priority": 1},
+                {"key": "many", "rule": "orders >= 3", "group": "orders", "priority": 2},
+                {"key": "some", "rule": "orders >= 1", "group": "orders", "priority": 1},
+                {"key": "frequent", "rule": "orders >= 2"},
+            ],
+            {"spend": "float", "orders": "int"},
+        )
+        with fresh_store(kind, request) as store:
+            assert isinstance(store, SQLStore)
+            weekly(
+                Tagger(tiered, store),
+                [{"a": RICH, "b": MID, "c": BROKE, "d": BROKE}, {"a": MID, "b": RICH, "c": MID, "d": RICH}],
+            )
+            start, end = MONDAY + datetime.timedelta(days=1), MONDAY + datetime.timedelta(days=8)
+            found = store.flows(["spend", "orders", "nothing"], start, end)
+            assert found == [store.flow(name, start, end) for name in ["spend", "orders", "nothing"]]
+            assert found[0].moves == {
+                "spend_high": {"spend_mid": 1},
+                "spend_mid": {"spend_high": 1},
+                "none": {"spend_mid": 1, "spend_high": 1},
+            }
+            assert found[1].moves["many"] == {"some": 1}
+            assert found[2].moves == {}
 
     def test_flow_between_tiers(self, store: TagStore) -> None:
         """Customers by their tier at each instant, 'none' for no tier; no tier at both is not counted."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import final
 
+from tagrules._log import PLUGINS
 from tagrules.catalog import Catalog
 from tagrules.errors import TagrulesError
 from tagrules.extensions import DerivedField, RuleFunction
@@ -190,6 +191,12 @@ class PluginRegistry:
                 owners["listener", listener_name(listener)] = plugin.name
         self.plugins: tuple[Plugin, ...] = tuple(accepted)
         self.failures: tuple[PluginFailure, ...] = tuple(problems)
+        for failure in problems:
+            PLUGINS.warning(
+                "%s; it is not used",
+                failure,
+                extra={"plugin": failure.name, "target": failure.target, "problem": failure.message},
+            )
         self._packs = packs
         self.functions: tuple[RuleFunction, ...] = tuple(functions.values())
         self.derived_fields: tuple[DerivedField, ...] = tuple(derived.values())

@@ -150,6 +150,17 @@ def _overlap_chart(store: TagStore, held: Sequence[str]) -> str:
     return _figure_html(figure, "overlap")
 
 
+def _flows(
+    store: TagStore, groups: Sequence[str], start: datetime.datetime, end: datetime.datetime
+) -> list[TierFlow]:
+    """Every group's flow: a SQL store counts them together where its database does that faster."""
+    from tagrules.stores.sql import SQLStore
+
+    if isinstance(store, SQLStore):
+        return store.flows(groups, start, end)
+    return [store.flow(group, start, end) for group in groups]
+
+
 def _trend(members: Sequence[int]) -> str:
     if not members:
         return ""
@@ -219,7 +230,7 @@ def render_report(
         sections.append("<h2>Error rate</h2>")
         sections.append(_errors_chart(stats))
         start, end = stats.periods[0], stats.periods[-1]
-        flows = [store.flow(group, start, end) for group in sorted(groups)]
+        flows = _flows(store, sorted(groups), start, end)
         if flows:
             sections.append("<h2>Tier flows</h2>")
             sections.extend(_flow_chart(flow, number) for number, flow in enumerate(flows) if flow.moves)

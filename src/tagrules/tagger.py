@@ -25,6 +25,8 @@ from typing import Any, final
 import sqlalchemy
 from sqlalchemy.engine import Connection
 
+from tagrules._log import LISTENERS, RUNS
+from tagrules._metrics import Metrics, Operation, instruments
 from tagrules.catalog import Catalog
 from tagrules.errors import ConcurrentUpdate, InvalidArgument, StaleSnapshot, StoreError
 from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
@@ -44,7 +46,15 @@ from tagrules.stores._base import (
 from tagrules.stores._runs import RunKind, RunRecord, TagCounts
 from tagrules.stores.sql import SQLStore
 
-__all__ = ["ApplyReport", "EvaluateItem", "Listener", "TagCounts", "Tagger"]
+__all__ = [
+    "ApplyReport",
+    "EvaluateItem",
+    "Listener",
+    "TagCounts",
+    "Tagger",
+    "log_run_finished",
+    "log_run_started",
+]
 
 #: Called with each change event once the change is committed.
 Listener = Callable[[ChangeEvent], object]
@@ -59,7 +69,7 @@ _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
 MAX_ATTEMPTS = 50
 #: Where a listener that raised is reported (with its traceback); the run goes on.
-LISTENER_LOGGER = logging.getLogger("tagrules.listeners")
+LISTENER_LOGGER = LISTENERS
 
 #: Seconds the counts of single-customer applies are held before they are added to the day's record.
 RUN_FLUSH_SECONDS = 60.0
@@ -210,6 +220,45 @@ def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
+def log_run_started(run_id: str, now: datetime.datetime, catalog_version: str, **details: object) -> None:
+    """Log on ``tagrules.runs`` that the run ``run_id`` started, evaluating at ``now``."""
+    if RUNS.isEnabledFor(logging.INFO):
+        at = _utc(now).isoformat()
+        RUNS.info(
+            "run %s started: evaluating at %s, catalog %s",
+            run_id,
+            at,
+            catalog_version,
+            extra={"run_id": run_id, "now": at, "catalog_version": catalog_version, **details},
+        )
+
+
+def log_run_finished(run_id: str, report: ApplyReport, seconds: float, **details: object) -> None:
+    """Log on ``tagrules.runs`` that the run ``run_id`` finished, with its counts."""
+    if RUNS.isEnabledFor(logging.INFO):
+        RUNS.info(
+            "run %s finished in %.2f s: %d customers, %d added, %d removed, %d errors",
+            run_id,
+            seconds,
+            report.customers,
+            report.added,
+            report.removed,
+            report.errors,
+            extra={
+                "run_id": run_id,
+                "seconds": round(seconds, 6),
+                "customers": report.customers,
+                "added": report.added,
+                "removed": report.removed,
+                "errors": report.errors,
+                "retries": report.retries,
+                "stale": report.stale,
+                "listener_errors": report.listener_errors,
+                **details,
+            },
+        )
+
+
 @final
 class Tagger:
     """Evaluates a catalog on customers and keeps their tags in a store.
@@ -262,6 +311,7 @@ class Tagger:
         self._settle: Callable[[object], object] | None = None
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
+        self._metrics: Metrics = instruments()
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -294,7 +344,7 @@ class Tagger:
         moment = resolve_now(now)
         tally = _Tally()
         diffs = self._apply_chunk(
-            [(customer_id, snapshot)], moment, tally, strict=True, connection=connection
+            [(customer_id, snapshot)], moment, tally, strict=True, connection=connection, operation="apply"
         )
         self._count_day(_utc(moment), tally, connection)
         return diffs[0]
@@ -353,16 +403,30 @@ class Tagger:
         self._check_connection(connection)
         moment = resolve_now(now)
         started = _wall_clock()
+        clock = time.perf_counter()
+        run_id = uuid.uuid4().hex
+        log_run_started(run_id, moment, self._version, chunk_size=chunk_size)
         tally = _Tally()
         self._retire(moment, chunk_size, tally, connection, emit_events=emit_events)
         processed = 0
         for chunk in _chunks(items, chunk_size):
             self._apply_chunk(chunk, moment, tally, evaluate, connection=connection, emit_events=emit_events)
             processed += len(chunk)
+            if RUNS.isEnabledFor(logging.DEBUG):
+                RUNS.debug(
+                    "run %s: a chunk of %d customers is stored, %d so far",
+                    run_id,
+                    len(chunk),
+                    processed,
+                    extra={"run_id": run_id, "chunk": len(chunk), "processed": processed},
+                )
             if progress is not None:
                 progress(processed)
         report = tally.report(self._active)
-        self.record_run(report, moment, started, connection=connection, emit_events=emit_events)
+        self.record_run(
+            report, moment, started, connection=connection, emit_events=emit_events, run_id=run_id
+        )
+        log_run_finished(run_id, report, time.perf_counter() - clock)
         return report
 
     # -- run records -----------------------------------------------------------------------------------
@@ -375,15 +439,19 @@ class Tagger:
         *,
         connection: Connection | None = None,
         emit_events: bool = True,
+        run_id: str | None = None,
     ) -> RunRecord:
         """Keep the record of a run that evaluated this tagger's catalog at ``now`` in the store
         (with ``connection``, inside the caller's transaction, so that it commits with the run);
         ``emit_events=False`` records a run that wrote no change events.
 
         :meth:`apply_many` records its own runs; writers that fill the store by other means (set-wise
-        retagging in a database) call this with their report.
+        retagging in a database) call this with their report, and with the ``run_id`` they logged the
+        run's start under (default: a new id).
         """
-        return self._record(uuid.uuid4().hex, "run", started, _utc(now), report, connection, emit_events)
+        return self._record(
+            run_id or uuid.uuid4().hex, "run", started, _utc(now), report, connection, emit_events
+        )
 
     def _record(
         self,
@@ -682,6 +750,8 @@ class Tagger:
         work: Callable[[Mapping[str, CustomerState]], list[CustomerChange]],
         tally: _Tally | None,
         connection: Connection | None = None,
+        *,
+        measure_changes: bool = True,
     ) -> list[CustomerChange]:
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -696,8 +766,21 @@ class Tagger:
             except ConcurrentUpdate:
                 if tally is not None:
                     tally.retries += 1
+                RUNS.info(
+                    "a chunk of %d customers is read again: another writer changed one of them first "
+                    "(attempt %d of %d)",
+                    len(customer_ids),
+                    attempt + 1,
+                    MAX_ATTEMPTS,
+                    extra={"customers": len(customer_ids), "attempt": attempt + 1},
+                )
                 self._pause(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
+            metrics = self._metrics
+            if measure_changes and metrics.enabled:
+                metrics.changes(
+                    Counter((event.tag, event.change) for change in changes for event in change.events)
+                )
             if connection is not None:
                 self._hold(connection, [event for change in changes for event in change.events])
             elif self.listeners:
@@ -770,12 +853,19 @@ class Tagger:
                     # the change is committed and its event stays in the outbox: a listener that
                     # fails must not stop the other listeners, the other events or the run
                     failures += 1
+                    name = getattr(listener, "__qualname__", repr(listener))
                     LISTENER_LOGGER.exception(
                         "listener %s failed on the event %s %s %r (it stays in the outbox)",
-                        getattr(listener, "__qualname__", repr(listener)),
+                        name,
                         event.customer_id,
                         event.change,
                         event.tag,
+                        extra={
+                            "listener": name,
+                            "customer_id": event.customer_id,
+                            "tag": event.tag,
+                            "change": event.change,
+                        },
                     )
         return failures
 
@@ -789,7 +879,10 @@ class Tagger:
         strict: bool = False,
         connection: Connection | None = None,
         emit_events: bool = True,
+        operation: Operation = "apply_many",
     ) -> list[TagDiff]:
+        metrics = self._metrics
+        clock = time.perf_counter() if metrics.enabled else 0.0
         evaluate = self.evaluator.evaluate
         active = self._active
         keys = self._keys
@@ -842,7 +935,29 @@ class Tagger:
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes
 
-        self._commit(ids, work, tally, connection)
+        self._commit(ids, work, tally, connection, measure_changes=False)
         for customer_id, tag_diff in zip(ids, diffs, strict=True):
             tally.count(customer_id, tag_diff)
-        return [tag_diff for tag_diff in diffs if tag_diff is not None]
+        done = [tag_diff for tag_diff in diffs if tag_diff is not None]
+        if metrics.enabled:
+            self._measure(operation, done, time.perf_counter() - clock)
+        return done
+
+    def _measure(self, operation: Operation, done: Sequence[TagDiff], seconds: float) -> None:
+        """Hand a chunk's figures to the metrics, counted from its diffs (sets counted in C)."""
+        added: Counter[str] = Counter()
+        removed: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        for tag_diff in done:
+            if tag_diff.added:
+                added.update(tag_diff.added)
+            if tag_diff.removed:
+                removed.update(tag_diff.removed)
+            if tag_diff.errors:
+                errors.update(tag_diff.errors.keys())
+        metrics = self._metrics
+        metrics.chunk(operation, len(done), errors, seconds)
+        if added or removed:
+            changes = {(tag, "added"): count for tag, count in added.items()}
+            changes.update(((tag, "removed"), count) for tag, count in removed.items())
+            metrics.changes(changes)

@@ -48,10 +48,20 @@ _COMMANDS = {
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
-    """The subcommand ``argv`` names, when its first word is one (options come after it)."""
-    if argv and argv[0] in _COMMANDS:
-        return argv[0]
+    """The subcommand ``argv`` names, when its first word after the global options is one (its own
+    options come after it)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-format":
+            next(words, None)
+        elif not (word.startswith("--log-format=") or _is_verbose(word)):
+            return word if word in _COMMANDS else None
     return None
+
+
+def _is_verbose(word: str) -> bool:
+    """``-v``, ``-vv``, ... or ``--verbose``."""
+    return word == "--verbose" or (len(word) > 1 and word[0] == "-" and set(word[1:]) == {"v"})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -65,6 +75,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"tagrules {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="log_verbosity",
+        help="log what tagrules does to standard error: -v runs and decisions, -vv details too",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="the log's format: text (default), or json: one JSON object per line",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = (_COMMANDS[command],) if command in _COMMANDS else _COMMAND_MODULES
     for name in modules:
@@ -83,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(words)
 
     try:
-        status: int = arguments.run(arguments)
+        if arguments.log_verbosity or arguments.log_format != "text":
+            from tagrules.cli._logging import command_log
+
+            with command_log(arguments.log_verbosity, arguments.log_format):
+                status: int = arguments.run(arguments)
+        else:
+            status = arguments.run(arguments)
     except CommandError as error:
         print(f"tagrules: {error}", file=sys.stderr)
         return 1

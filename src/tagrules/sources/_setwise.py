@@ -42,6 +42,8 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from tagrules._log import RUNS
+from tagrules._metrics import instruments
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.evaluation import Evaluator
 from tagrules.sources.tables import (
@@ -246,6 +248,7 @@ class _SetWise:
         workers (``INSERT ... SELECT`` runs on one process); the id where the next segment starts,
         or ``None`` if this one runs to the end of the table."""
         connection = self.connection
+        clock = time.perf_counter()
         key = self.key
         ids = sa.select(key).order_by(key).offset(self.segment_rows).limit(1)
         if lower is not None:
@@ -281,6 +284,9 @@ class _SetWise:
         connection.commit()
         self.customers += int(unchanged)
         self.tallies.members.update(dict(zip(self.keys, map(int, assigned), strict=True)))
+        metrics = instruments()
+        if metrics.enabled:  # the segment's unchanged customers are evaluated and done
+            metrics.chunk("retag", int(unchanged), {}, time.perf_counter() - clock)
         return upto
 
     def _unchanged(
@@ -604,7 +610,9 @@ class _SetWise:
         connection = self.connection
         after: Any = None
         first = True
+        metrics = instruments()
         while True:
+            clock = time.perf_counter()
             for attempt in range(_MAX_ATTEMPTS):
                 try:
                     with translated(self.store.url, "retag set-wise"):
@@ -618,6 +626,14 @@ class _SetWise:
                     if not retryable or attempt == _MAX_ATTEMPTS - 1:
                         raise
                     self.retries += 1
+                    RUNS.info(
+                        "a set-wise chunk after %r is read again: another writer changed one of its "
+                        "customers first (attempt %d of %d)",
+                        after,
+                        attempt + 1,
+                        _MAX_ATTEMPTS,
+                        extra={"after": str(after), "attempt": attempt + 1},
+                    )
                     time.sleep(0.002 * (attempt + 1))
                     continue
                 break
@@ -625,6 +641,16 @@ class _SetWise:
                 return
             self.customers += count - len(self.pending_overridden)
             self.tallies.add(self.pending)
+            if metrics.enabled:
+                evaluated = count - len(self.pending_overridden)
+                metrics.chunk("retag", evaluated, self.pending.errors, time.perf_counter() - clock)
+                pending = self.pending
+                metrics.changes(
+                    {
+                        **{(tag, "added"): number for tag, number in pending.added.items()},
+                        **{(tag, "removed"): number for tag, number in pending.removed.items()},
+                    }
+                )
             self._keep_statistics()
             self.with_overrides.extend(self.pending_overridden)
             self.tallies.listener_errors += self.tagger.notify(events)

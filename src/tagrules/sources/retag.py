@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime
 import functools
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +26,7 @@ from typing import Any, final
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tagrules._log import log_in_python
 from tagrules.catalog import Catalog
 from tagrules.errors import SourceError
 from tagrules.evaluation import Evaluation, Evaluator, resolve_now
@@ -40,7 +43,16 @@ from tagrules.sources.tables import (
 )
 from tagrules.sql.dialects import read_sqlite_moment
 from tagrules.stores import SQLStore, TagStore
-from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, Listener, TagCounts, Tagger, TotalsOverTags
+from tagrules.tagger import (
+    DEFAULT_CHUNK_SIZE,
+    ApplyReport,
+    Listener,
+    TagCounts,
+    Tagger,
+    TotalsOverTags,
+    log_run_finished,
+    log_run_started,
+)
 
 __all__ = ["RetagReport", "retag_from_table"]
 
@@ -302,14 +314,19 @@ def retag_from_table(
                 "a set-wise retag needs a SQL store in the table's database, on "
                 f"{', '.join(sorted(SET_WISE_DIALECTS))}, and a tag pushed down"
             )
+        log_in_python(in_python, table)
         tagger = Tagger(catalog, store, listeners=listeners)
         if set_wise or (set_wise is None and possible):
             assert isinstance(store, SQLStore)
             started = datetime.datetime.now(datetime.timezone.utc)
+            clock = time.perf_counter()
+            run_id = uuid.uuid4().hex
+            log_run_started(run_id, moment, catalog.version, set_wise=True, table=table)
             report = setwise_retag(
                 tagger, store, connection, source, id_column, moment, page_size, progress, emit_events
             )
-            tagger.record_run(report, moment, started, emit_events=emit_events)
+            tagger.record_run(report, moment, started, emit_events=emit_events, run_id=run_id)
+            log_run_finished(run_id, report, time.perf_counter() - clock, set_wise=True, table=table)
             return _report(report, where, in_python, True, moment)
         evaluate = _evaluate_rows(rows, catalog, in_python)
         try:

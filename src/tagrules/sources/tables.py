@@ -26,6 +26,7 @@ from typing import Any, Literal, final
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tagrules._log import log_in_python
 from tagrules.catalog import Catalog, EvaluationUnit
 from tagrules.errors import NotPushable, SourceError
 from tagrules.evaluation import Evaluator, resolve_now
@@ -681,6 +682,7 @@ def _count(
             mode="auto" if mode == "auto" else "database",
         )
         in_python = dict(query.in_python)
+        log_in_python(in_python, str(getattr(source, "name", source)))
     python_keys = [key for key in active if key in in_python]
 
     def in_database() -> int:

@@ -9,7 +9,7 @@ months are all exact in UTC.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy
@@ -24,6 +24,7 @@ __all__ = [
     "change_totals",
     "error_totals",
     "flow_rows",
+    "group_flow_rows",
     "group_tiers",
     "overlap_counts",
     "record_run",
@@ -129,18 +130,54 @@ def _held(tables: StoreTables, as_of: datetime.datetime | None) -> Any:
     )
 
 
+#: tags per bit mask of :func:`overlap_counts`: a mask stays a positive 64-bit integer everywhere
+_MASK_BITS = 62
+
+
 def overlap_counts(
     connection: Connection, tables: StoreTables, tags: Sequence[str], as_of: datetime.datetime | None
 ) -> dict[tuple[str, str], int]:
-    """``(a, b) -> customers holding both``, each pair of ``tags`` with ``a <= b`` (``a == b``: members)."""
-    first, second = _held(tables, as_of).alias("a"), _held(tables, as_of).alias("b")
-    statement = (
-        select(first.c.tag, second.c.tag, func.count(sqlalchemy.distinct(first.c.customer_id)))
-        .join(second, and_(first.c.customer_id == second.c.customer_id, first.c.tag <= second.c.tag))
-        .where(first.c.tag.in_(list(tags)), second.c.tag.in_(list(tags)))
-        .group_by(first.c.tag, second.c.tag)
+    """``(a, b) -> customers holding both``, each pair of ``tags`` with ``a <= b`` (``a == b``: members).
+
+    One pass over the held pairs: each customer's tags among ``tags`` become bit masks (62 tags to a
+    mask), the customers are counted per distinct combination of masks, and the pairs are counted
+    from those few rows here, instead of joining the held pairs with themselves (a customer holding
+    ``k`` of the tags makes ``k * k`` rows of a join).
+    """
+    if not tags:
+        return {}
+    held = _held(tables, as_of)
+    blocks = [list(tags[start : start + _MASK_BITS]) for start in range(0, len(tags), _MASK_BITS)]
+    # a customer holds a tag once in the memberships (their key); at an instant of the history, the
+    # periods of one tag do not overlap either, but DISTINCT keeps a mask right whatever the rows
+    total = func.sum if as_of is None else (lambda value: func.sum(sqlalchemy.distinct(value)))
+    masks = [
+        total(
+            sqlalchemy.case(
+                {tag: literal_column(str(1 << bit)) for bit, tag in enumerate(block)},
+                value=held.c.tag,
+                else_=literal_column("0"),
+            )
+        ).label(f"mask_{number}")
+        for number, block in enumerate(blocks)
+    ]
+    per_customer = (
+        select(*masks).where(held.c.tag.in_(list(tags))).group_by(held.c.customer_id).subquery("per_customer")
     )
-    return {(a, b): int(n) for a, b, n in connection.execute(statement)}
+    columns = [per_customer.c[f"mask_{number}"] for number in range(len(blocks))]
+    statement = select(*columns, func.count()).group_by(*columns)
+    counts: dict[tuple[str, str], int] = {}
+    for *found, number in connection.execute(statement):
+        holding = sorted(
+            tag
+            for block, mask in zip(blocks, found, strict=True)
+            for bit, tag in enumerate(block)
+            if int(mask or 0) >> bit & 1
+        )
+        for index, first in enumerate(holding):
+            for second in holding[index:]:
+                counts[first, second] = counts.get((first, second), 0) + int(number)
+    return counts
 
 
 def group_tiers(connection: Connection, tables: StoreTables, group: str) -> tuple[list[str], list[str]]:
@@ -188,7 +225,13 @@ def flow_rows(
             func.max(sqlalchemy.case((held_at(first), h.c.tag))).label("source"),
             func.max(sqlalchemy.case((held_at(second), h.c.tag))).label("target"),
         )
-        .where(h.c.tag.in_(list(tiers)), h.c.since <= latest, or_(h.c.until.is_(None), h.c.until > earliest))
+        .where(
+            h.c.tag.in_(list(tiers)),
+            h.c.since <= latest,
+            or_(h.c.until.is_(None), h.c.until > earliest),
+            # a period held at neither instant adds nothing: it is not grouped at all
+            or_(held_at(first), held_at(second)),
+        )
         .group_by(h.c.customer_id)
         .subquery()
     )
@@ -198,6 +241,54 @@ def flow_rows(
         .group_by(per_customer.c.source, per_customer.c.target)
     )
     return flow_labels(((s, t, int(n)) for s, t, n in connection.execute(statement)), current)
+
+
+def group_flow_rows(
+    connection: Connection,
+    tables: StoreTables,
+    groups: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+    start: datetime.datetime,
+    end: datetime.datetime,
+) -> dict[str, dict[str, dict[str, int]]]:
+    """:func:`flow_rows` of several groups (group -> (every tier ever, current tiers)) in one pass
+    over the history: each period of a tier is grouped by its customer and its group, instead of one
+    query reading the history per group. The groups must not share a tag."""
+    h = tables.history
+    first, second = _moment(start), _moment(end)
+
+    def held_at(moment: Any) -> Any:
+        return and_(h.c.since <= moment, or_(h.c.until.is_(None), h.c.until > moment))
+
+    earliest = _moment(min(start, end))
+    latest = _moment(max(start, end))
+    group_of = {tag: group for group, (tiers, _) in groups.items() for tag in tiers}
+    group = sqlalchemy.case(
+        {tag: sqlalchemy.literal(name) for tag, name in group_of.items()}, value=h.c.tag
+    ).label("tier_group")
+    per_customer = (
+        select(
+            group,
+            func.max(sqlalchemy.case((held_at(first), h.c.tag))).label("source"),
+            func.max(sqlalchemy.case((held_at(second), h.c.tag))).label("target"),
+        )
+        .where(
+            h.c.tag.in_(sorted(group_of)),
+            h.c.since <= latest,
+            or_(h.c.until.is_(None), h.c.until > earliest),
+            or_(held_at(first), held_at(second)),
+        )
+        .group_by(h.c.customer_id, group)
+        .subquery()
+    )
+    statement = (
+        select(per_customer.c.tier_group, per_customer.c.source, per_customer.c.target, func.count())
+        .where(or_(per_customer.c.source.is_not(None), per_customer.c.target.is_not(None)))
+        .group_by(per_customer.c.tier_group, per_customer.c.source, per_customer.c.target)
+    )
+    rows: dict[str, list[tuple[str | None, str | None, int]]] = {name: [] for name in groups}
+    for name, source, target, count in connection.execute(statement):
+        rows[name].append((source, target, int(count)))
+    return {name: flow_labels(rows[name], groups[name][1]) for name in groups}
 
 
 def _run_row(record: RunRecord) -> dict[str, Any]:

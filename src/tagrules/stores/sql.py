@@ -55,6 +55,7 @@ from tagrules.stores._statistics import (
     change_totals,
     error_totals,
     flow_rows,
+    group_flow_rows,
     group_tiers,
     overlap_counts,
     record_run,
@@ -778,6 +779,35 @@ class SQLStore:
             current, ever = group_tiers(connection, self.tables, group)
             moves = flow_rows(connection, self.tables, ever, current, start, end) if ever else {}
         return TierFlow(group, utc(start), utc(end), tuple(current), moves)
+
+    def flows(
+        self, groups: Iterable[str], start: datetime.datetime, end: datetime.datetime
+    ) -> list[TierFlow]:
+        """:meth:`flow` of each of ``groups``, in their order. On PostgreSQL, one pass over the
+        history counts them all (each query of :meth:`flow` reads the history pages of its group's
+        tiers, scattered over the table); elsewhere, and where two groups ever shared a tier, one
+        query per group (on SQLite the single pass is the slower)."""
+        names = list(dict.fromkeys(groups))
+        with translated(self.url, "read tier flows"), self._engine.connect() as connection:
+            tiers = {name: group_tiers(connection, self.tables, name) for name in names}
+            recorded = {name: (ever, current) for name, (current, ever) in tiers.items() if ever}
+            every = [tag for ever, _ in recorded.values() for tag in ever]
+            together = connection.dialect.name == "postgresql" and len(every) == len(set(every))
+            if together and len(recorded) > 1:
+                # for this transaction only (it is rolled back): no JIT compilation, which costs
+                # more than it saves on this one pass (1.9 of 10.5 s over 1,000,000 customers)
+                connection.execute(sqlalchemy.text("SELECT set_config('jit', 'off', true)"))
+                moves: dict[str, dict[str, dict[str, int]]] = group_flow_rows(
+                    connection, self.tables, recorded, start, end
+                )
+            else:
+                moves = {
+                    name: flow_rows(connection, self.tables, ever, current, start, end)
+                    for name, (ever, current) in recorded.items()
+                }
+        return [
+            TierFlow(name, utc(start), utc(end), tuple(tiers[name][0]), moves.get(name, {})) for name in names
+        ]
 
     def close(self) -> None:
         """Close the store's connections: dispose of the engine it made from a URL (an engine it was
