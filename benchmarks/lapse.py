@@ -30,7 +30,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             evaluator.evaluate(customer, REFERENCE_NOW, valid_until=True)
 
     medians = interleaved(
-        {"plain": plain, "valid_until": with_valid_until}, calls=1, rounds=3 if quick else 7
+        {"plain": plain, "valid_until": with_valid_until}, calls=1, rounds=3 if quick else 15
     )
     lapsing = sum(
         evaluator.evaluate(customer, REFERENCE_NOW, valid_until=True).valid_until is not None

@@ -47,6 +47,9 @@ __all__ = ["CompiledCatalog", "compile_catalog"]
 #: The most tiers of an exclusive group chosen by one ``if``/``elif`` chain (a loop chooses beyond).
 _LONGEST_CHAIN = 32
 
+#: ``(compiler, pool) -> (statements, result)``: code run after the rules, and a value returned with theirs
+Tail = Callable[[_Compiler, _Pool], tuple[list[ast.stmt], ast.expr]]
+
 EvaluateFunction = Callable[
     [Any, datetime.datetime, Iterable[str], frozenset[str]], tuple[set[str], dict[str, str]]
 ]
@@ -258,11 +261,16 @@ class _CatalogCompiler:
             choice = [ast.If(test=test, body=self._additions(key), orelse=choice)]
         return choice
 
-    def build(self) -> CompiledCatalog:
+    def build(self, tail: Tail | None = None) -> CompiledCatalog:
         units: list[ast.stmt] = []
         for index, unit in enumerate(self.catalog.evaluation_order):
             self.unit_index = index
             units.extend(self.single(unit.keys[0]) if unit.group is None else self.group(unit))
+        results: list[ast.expr] = [_name("assigned"), _name("errors")]
+        if tail is not None:
+            statements, result = tail(self.compiler, self.pool)
+            units.extend(statements)
+            results.append(result)
         requirements = self.compiler.requirements
         body: list[ast.stmt] = [
             ast.Assign(
@@ -292,7 +300,7 @@ class _CatalogCompiler:
         body.append(ast.Assign(targets=[_store("errors")], value=ast.Dict(keys=[], values=[])))
         needs_context = requirements.decimal_context or self.uses_scope
         body.extend(_with_decimal_context(self.pool, units or [ast.Pass()], needs_context))
-        body.append(ast.Return(value=ast.Tuple(elts=[_name("assigned"), _name("errors")], ctx=ast.Load())))
+        body.append(ast.Return(value=ast.Tuple(elts=results, ctx=ast.Load())))
         function = _function("_evaluate", ["snapshot", "now", "manual", "suppressed"], body)
         tree = ast.Module(body=[function], type_ignores=[])
         namespace = _compile(tree, f"<catalog {self.catalog.name or ''}>", self.pool)
@@ -305,6 +313,13 @@ def _needs_steps(node: Any) -> bool:
     return isinstance(node, re_ast.SymbolExpression) and node.scope is not None and node.name == "range"
 
 
-def compile_catalog(catalog: Catalog) -> CompiledCatalog:
-    """Compile every active rule of ``catalog`` into one evaluation function."""
-    return _CatalogCompiler(catalog).build()
+def compile_catalog(catalog: Catalog, tail: Tail | None = None) -> CompiledCatalog:
+    """Compile every active rule of ``catalog`` into one evaluation function.
+
+    ``tail``, given the rules' compiler and constant pool, returns statements to run after the rules
+    (reading the same field locals) and an expression the function returns third.
+
+    Raises:
+        Unsupported: ``tail`` refused to compile.
+    """
+    return _CatalogCompiler(catalog).build(tail)

@@ -296,7 +296,15 @@ class Evaluator:
             tags = self._known(tags, "tags")
         excluded = self._known(suppressed, "suppressed") if suppressed else _NONE
         function = self._function
-        if function is not None:
+        found = windows = None
+        if valid_until and function is not None:
+            windows = self._windows or self._time_windows()
+            if windows.fused is not None:
+                # the rules and the instants their comparisons with time turn, in one call
+                assigned, failures, found = windows.fused(snapshot, moment, tags, excluded)
+            else:
+                assigned, failures = function(snapshot, moment, tags, excluded)
+        elif function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
             assigned, failures = function(snapshot, moment, tags, excluded)
@@ -310,16 +318,36 @@ class Evaluator:
         _set_tags(evaluation, frozenset(assigned))
         _set_errors(evaluation, types.MappingProxyType(failures) if failures else _NO_ERRORS)
         _set_now(evaluation, moment)
-        if valid_until:
+        if found is not None and windows is not None:
+            lapse = (
+                _lapse.confirm(
+                    windows,
+                    snapshot,
+                    found,
+                    evaluation.tags,
+                    evaluation.errors,
+                    tags,
+                    excluded,
+                    self.evaluate,
+                )
+                if found
+                else None
+            )
+            _set_valid_until(evaluation, lapse)
+        elif valid_until:
             _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
         return evaluation
+
+    def _time_windows(self) -> _lapse.TimeWindows:
+        if self._windows is None:
+            self._windows = _lapse.TimeWindows(self.catalog, Evaluator)
+        return self._windows
 
     def _valid_until(
         self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
     ) -> datetime.datetime | None:
-        if self._windows is None:
-            self._windows = _lapse.TimeWindows(self.catalog, Evaluator)
-        plain = snapshot if isinstance(snapshot, Mapping) else self._plain(snapshot)
+        self._time_windows()
+        plain = snapshot if type(snapshot) is dict or isinstance(snapshot, Mapping) else self._plain(snapshot)
         return _lapse.valid_until(
             self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
         )
