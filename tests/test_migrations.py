@@ -20,12 +20,21 @@ T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 T1 = T0 + datetime.timedelta(days=1)
 
 
+#: columns later revisions added to the tables of revision 0001
+_LATER_COLUMNS = {"due_at", "lapses", "lapses_at"}
+
+
 def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows of the tables of revision 0001."""
+    """The rows of the tables of revision 0001 (their columns of revision 0001)."""
     t = store_tables(prefix)
     with engine.connect() as connection:
         return {
-            table.name: sorted(tuple(row) for row in connection.execute(sqlalchemy.select(table)))
+            table.name: sorted(
+                tuple(row)
+                for row in connection.execute(
+                    sqlalchemy.select(*(column for column in table.c if column.name not in _LATER_COLUMNS))
+                )
+            )
             for table in (t.customers, t.memberships, t.history, t.overrides, t.outbox)
         }
 
@@ -93,7 +102,7 @@ class TestMigrations:
         try:
             _store_0001(engine, prefix)
             before = _rows(engine, prefix)
-            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0003"
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0004"
             assert _rows(engine, prefix) == before
             if engine.dialect.name == "mysql":
                 with engine.connect() as connection:

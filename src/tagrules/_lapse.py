@@ -51,7 +51,7 @@ from tagrules.rules.to_python import (
     field_reads,
 )
 
-__all__ = ["TimeWindows", "confirm", "moved_with", "valid_until"]
+__all__ = ["TimeWindows", "confirm", "lapses", "moved_with", "valid_until"]
 
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _DAY = datetime.timedelta(days=1)
@@ -632,6 +632,62 @@ def _confirm_whole(
         if (later.tags, frozenset(later.errors)) != start:
             return moment
     return None
+
+
+def lapses(
+    windows: TimeWindows,
+    snapshot: Any,
+    now: datetime.datetime,
+    tags: frozenset[str],
+    errors: Mapping[str, str],
+    manual: frozenset[str],
+    suppressed: frozenset[str],
+    evaluate: Callable[..., Any],
+) -> tuple[datetime.datetime | None, dict[str, datetime.datetime]]:
+    """``valid_until`` of the evaluation at ``now`` that gave ``tags`` and ``errors``, and for each
+    of ``tags`` the first instant after ``now`` at which the catalog neither assigns it nor fails its
+    rule (the instant a store would drop it), if time alone brings one.
+
+    Every instant a comparison may turn is evaluated in order (the moving tags alone, the steady
+    ones given as at ``now``, or the whole catalog when one of those failed) until both are known.
+
+    Raises:
+        TimeUnknown: the catalog reads time in a way the instants cannot be derived from.
+    """
+    if windows.unknown is not None:
+        raise TimeUnknown(windows.unknown)
+    instants = windows.instants(snapshot, now)
+    found: dict[str, datetime.datetime] = {}
+    if not instants:
+        return None, found
+    function = windows.function
+    whole = function is None or bool(errors and not windows.steady.isdisjoint(errors))
+    moving = windows.moving
+    pending = set(tags) if whole else set(tags & moving)
+    start = tags if whole else tags & moving
+    start_errors = frozenset(errors) if whole else moving.intersection(errors)
+    given: frozenset[str] = tags & windows.steady
+    if manual:
+        given = given.union(manual)
+    until = None
+    previous = None
+    for moment, _ in instants:
+        if moment == previous:
+            continue
+        previous = moment
+        if whole:
+            later = evaluate(snapshot, moment, set(manual), suppressed=suppressed)
+            assigned, failures = later.tags, later.errors
+        else:
+            assigned, failures = function(snapshot, moment, given, suppressed)
+        if until is None and (assigned != start or failures.keys() != start_errors):
+            until = moment
+        for tag in [tag for tag in pending if tag not in assigned and tag not in failures]:
+            found[tag] = moment
+            pending.discard(tag)
+        if until is not None and not pending:
+            break
+    return until, found
 
 
 #: ``Evaluation.valid_until`` of an evaluation made without asking for it

@@ -352,6 +352,31 @@ class Evaluator:
             self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
         )
 
+    def _lapses(
+        self,
+        snapshot: Any,
+        evaluation: Evaluation,
+        tags: frozenset[str],
+        suppressed: frozenset[str],
+    ) -> tuple[datetime.datetime | None, dict[str, datetime.datetime]] | None:
+        """``valid_until`` of ``evaluation`` (made by :meth:`evaluate` with ``tags`` and
+        ``suppressed``) and the instant each assigned tag lapses by time alone; ``None`` when the
+        catalog reads time in a way they cannot be derived from, or does not read time at all."""
+        windows = self._windows or self._time_windows()
+        if windows.unknown is not None or not windows.comparisons:
+            return None
+        plain = snapshot if type(snapshot) is dict or isinstance(snapshot, Mapping) else self._plain(snapshot)
+        return _lapse.lapses(
+            windows,
+            plain,
+            evaluation.now,
+            evaluation.tags,
+            evaluation.errors,
+            tags,
+            suppressed,
+            self.evaluate,
+        )
+
     def _known(self, keys: Iterable[str], argument: str) -> frozenset[str]:
         """``keys`` as a frozenset, if the catalog defines each of them."""
         given = keys if type(keys) is frozenset else frozenset(keys)

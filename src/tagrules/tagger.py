@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+import types
 import uuid
 import weakref
 from collections import Counter
@@ -31,9 +32,11 @@ from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
 from tagrules.schema import suggest
 from tagrules.stores._base import (
     NEW_CUSTOMER,
+    UNKNOWN_DUE,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     Membership,
     Override,
     OverrideKind,
@@ -440,6 +443,18 @@ class Tagger:
             report = tally.report(self._active)
             self._record(f"day:{day.isoformat()}:{self._version}", "day", started, midnight, report)
 
+    def due(self, now: datetime.datetime | None = None) -> list[str]:
+        """The sorted ids of the customers whose tags time alone has changed by ``now`` (default: the
+        current time) since their last evaluation: an event-driven service re-evaluates exactly those
+        instead of rescanning every customer. Customers whose lapse the store does not know (tags
+        computed in a database, or a catalog reading time otherwise than at a fixed rate) are not
+        listed.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        return self.store.due(_utc(now))
+
     def retire(self, now: datetime.datetime | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
         """Close every computed membership of a tag that is not active in the catalog (reason ``retired``).
 
@@ -635,6 +650,7 @@ class Tagger:
         *,
         drop: tuple[str, ...] = (),
         removed_manual: tuple[str, ...] = (),
+        due: Due | None = None,
     ) -> CustomerChange:
         versions = self._rule_versions
         memberships = tuple(Membership(customer_id, tag, "computed", at, versions.get(tag)) for tag in added)
@@ -646,7 +662,7 @@ class Tagger:
         events = tuple(ChangeEvent(customer_id, m.tag, "added", at, "rule") for m in memberships) + tuple(
             ChangeEvent(customer_id, tag, "removed", at, reason) for tag, reason in gone
         )
-        return CustomerChange(customer_id, state.version, at, memberships, tuple(gone), (), drop, events)
+        return CustomerChange(customer_id, state.version, at, memberships, tuple(gone), (), drop, events, due)
 
     def _commit(
         self,
@@ -759,6 +775,8 @@ class Tagger:
         connection: Connection | None = None,
     ) -> list[TagDiff]:
         evaluate = self.evaluator.evaluate
+        # when tags lapse by time alone is known only for the tags the evaluator computes
+        lapses_of = self.evaluator._lapses if evaluate_item is None else None
         active = self._active
         keys = self._keys
         at = _utc(now)
@@ -794,10 +812,24 @@ class Tagger:
                 removed = current - assigned
                 if errors and removed:
                     removed = removed.difference(errors)
+                due = UNKNOWN_DUE
+                if lapses_of is not None:
+                    found = lapses_of(snapshot, evaluation, seen, excluded)
+                    if found is not None:
+                        held = (current - removed) | added
+                        due = Due(
+                            found[0],
+                            types.MappingProxyType({t: i for t, i in found[1].items() if t in held}),
+                        )
                 if added or removed or retired:
                     changes.append(
-                        self._change(customer_id, state, at, sorted(added), sorted(retired), sorted(removed))
+                        self._change(
+                            customer_id, state, at, sorted(added), sorted(retired), sorted(removed), due=due
+                        )
                     )
+                elif due != state.due and (state.version or due.at is not None):
+                    # (a customer the store has never seen, holding nothing and due never, is not kept)
+                    changes.append(CustomerChange(customer_id, state.version, at, due=due))
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes

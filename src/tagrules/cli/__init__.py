@@ -33,6 +33,7 @@ _COMMANDS = {
     "test": "_test_command",
     "run": "_store_commands",
     "members": "_store_commands",
+    "due": "_store_commands",
     "history": "_store_commands",
     "db": "_store_commands",
     "forget": "_store_commands",

@@ -1,4 +1,4 @@
-"""``tagrules run``, ``members``, ``history``, ``forget`` and ``db upgrade``: the commands that use a
+"""``tagrules run``, ``members``, ``due``, ``history``, ``forget`` and ``db upgrade``: the commands that use a
 tag store."""
 
 from __future__ import annotations
@@ -98,9 +98,24 @@ def register(commands: Any) -> None:
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
     _store_option(members, default=None)
     members.add_argument("--tag", required=True, help="the tag's key")
-    members.add_argument("--as-of", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    when = members.add_mutually_exclusive_group()
+    when.add_argument("--as-of", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    when.add_argument(
+        "--expiring-before",
+        type=parse_now,
+        metavar="ISO8601",
+        help="only the members whose membership lapses by time alone at or before this time",
+    )
     members.add_argument("--json", action="store_true", help='print JSON Lines: {"id": ...} per customer')
     members.set_defaults(run=run_members)
+
+    due = commands.add_parser(
+        "due", help="list the customers whose tags time alone has changed since their last evaluation"
+    )
+    _store_option(due, default=None)
+    due.add_argument("--now", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    due.add_argument("--json", action="store_true", help='print JSON Lines: {"id": ...} per customer')
+    due.set_defaults(run=run_due)
 
     history = commands.add_parser("history", help="show a customer's tag history with since and until")
     _store_option(history, default=None)
@@ -531,7 +546,10 @@ def run_members(arguments: argparse.Namespace) -> int:
     """``tagrules members``: one customer id per line, sorted."""
     store = _open_store(arguments.store, arguments.prefix, create=False)
     try:
-        members = store.members(arguments.tag, as_of=arguments.as_of)
+        if arguments.expiring_before is not None:
+            members = store.expiring(arguments.tag, arguments.expiring_before)
+        else:
+            members = store.members(arguments.tag, as_of=arguments.as_of)
         if not members and arguments.as_of is None:
             held = store.held_tags("computed") | store.held_tags("manual")
             if arguments.tag not in held:
@@ -545,6 +563,20 @@ def run_members(arguments: argparse.Namespace) -> int:
         store.close()
     for member in members:
         print(json.dumps({"id": member}, ensure_ascii=False) if arguments.json else member)
+    return 0
+
+
+def run_due(arguments: argparse.Namespace) -> int:
+    """``tagrules due``: the ids of the customers whose tags time alone has changed, one per line."""
+    store = _open_store(arguments.store, arguments.prefix, create=False)
+    try:
+        due = store.due(resolve_now(arguments.now))
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    for customer_id in due:
+        print(json.dumps({"id": customer_id}, ensure_ascii=False) if arguments.json else customer_id)
     return 0
 
 

@@ -11,7 +11,8 @@ that concurrent writers never lose an update or emit an event twice.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import types
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, final, runtime_checkable
 
@@ -23,6 +24,7 @@ __all__ = [
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",
+    "Due",
     "HistoryEntry",
     "Membership",
     "Override",
@@ -176,6 +178,31 @@ _EMPTY: frozenset[str] = frozenset()
 
 @final
 @dataclass(frozen=True, slots=True)
+class Due:
+    """When a customer's tags change by time alone, as its last evaluation found
+    (:attr:`~tagrules.Evaluation.valid_until`).
+
+    Attributes:
+        at: the first instant at which the catalog gives the customer other tags (or fails other
+            rules) if nothing but time changes; ``None``: time alone never changes them.
+        lapses: computed tag -> the first instant at which the customer loses it by time alone;
+            a held tag not listed never lapses by time alone.
+        known: ``False`` when the store does not know (the tags were computed where the instants
+            are not, or the catalog reads time in a way they cannot be derived from); ``at`` and
+            ``lapses`` are then empty.
+    """
+
+    at: datetime.datetime | None = None
+    lapses: Mapping[str, datetime.datetime] = field(default_factory=lambda: types.MappingProxyType({}))
+    known: bool = True
+
+
+#: What a store holds for a customer whose lapses it does not know.
+UNKNOWN_DUE = Due(known=False)
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class CustomerState:
     """What a store holds for one customer, as much as deciding a change needs.
 
@@ -186,6 +213,7 @@ class CustomerState:
         excluded: the tags people excluded.
         changed_at: the time of the customer's last stored change (``None`` for a new customer); a
             change older than it is not written (time never runs backwards in a store).
+        due: when its tags change by time alone, as its last evaluation found.
     """
 
     version: int = 0
@@ -193,6 +221,7 @@ class CustomerState:
     manual: frozenset[str] = _EMPTY
     excluded: frozenset[str] = _EMPTY
     changed_at: datetime.datetime | None = None
+    due: Due = UNKNOWN_DUE
 
     @property
     def tags(self) -> frozenset[str]:
@@ -219,6 +248,8 @@ class CustomerChange:
         overrides: overrides to set (replacing the customer's override of the same tag).
         cleared: tags whose override is removed.
         events: the change events to put in the outbox.
+        due: when the customer's tags change by time alone, replacing what the store held (the
+            lapse of each computed membership held after the change included); ``None`` keeps it.
     """
 
     customer_id: str
@@ -229,6 +260,7 @@ class CustomerChange:
     overrides: tuple[Override, ...] = ()
     cleared: tuple[str, ...] = ()
     events: tuple[ChangeEvent, ...] = field(default=())
+    due: Due | None = None
 
 
 @runtime_checkable
@@ -274,6 +306,16 @@ class TagStore(Protocol):
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
         """The tags the customer held at ``as_of``."""
+        ...
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        """The sorted ids of the customers whose tags time alone has changed by ``now`` since their
+        last evaluation (their :attr:`Due.at` is at or before ``now``): re-evaluate exactly those."""
+        ...
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        """The sorted ids of the customers holding ``tag`` (computed) whose membership lapses by time
+        alone at or before ``before``, unless their data changes."""
         ...
 
     def history(self, customer_id: str) -> list[HistoryEntry]:

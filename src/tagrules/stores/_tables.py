@@ -78,9 +78,12 @@ class StoreTables(NamedTuple):
 
     Attributes:
         customers: one row per customer the store has changed: ``customer_id``, ``version`` (bumped by
-            each committed change, checked by the next one), ``updated_at``.
+            each committed change, checked by the next one), ``updated_at``, ``due_at`` (when its
+            tags change by time alone; ``NULL``: never, or not known), ``lapses`` (JSON: computed tag
+            -> ISO 8601 instant it lapses by time alone; ``NULL`` while not known).
         memberships: the current memberships: ``customer_id``, ``tag``, ``source``, ``since``,
-            ``rule_version``; one row per customer and tag.
+            ``rule_version``, ``lapses_at`` (when it lapses by time alone; ``NULL``: never, or not
+            known); one row per customer and tag.
         history: every membership period: ``id``, ``customer_id``, ``tag``, ``source``, ``since``,
             ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed).
         overrides: people's decisions: ``customer_id``, ``tag``, ``kind`` (include/exclude), ``by``,
@@ -159,6 +162,9 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("customer_id", _id(), primary_key=True),
         column("version", sqlalchemy.Integer, nullable=False),
         column("updated_at", UTCDateTime(), nullable=False),
+        column("due_at", UTCDateTime()),
+        column("lapses", sqlalchemy.Text),
+        sqlalchemy.Index(f"{prefix}customers_due", "due_at"),
     )
     memberships = sqlalchemy.Table(
         f"{prefix}memberships",
@@ -168,7 +174,9 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("source", _exact(16), nullable=False),
         column("since", UTCDateTime(), nullable=False),
         column("rule_version", _exact(32)),
+        column("lapses_at", UTCDateTime()),
         sqlalchemy.Index(f"{prefix}memberships_tag", "tag", "customer_id"),
+        sqlalchemy.Index(f"{prefix}memberships_lapses", "tag", "lapses_at"),
     )
     history = sqlalchemy.Table(
         f"{prefix}history",

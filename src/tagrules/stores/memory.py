@@ -12,9 +12,11 @@ from typing import final
 
 from tagrules.errors import ConcurrentUpdate
 from tagrules.stores._base import (
+    UNKNOWN_DUE,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     HistoryEntry,
     Membership,
     Override,
@@ -37,10 +39,11 @@ __all__ = ["MemoryStore"]
 
 
 class _Customer:
-    __slots__ = ("changed_at", "history", "memberships", "overrides", "version")
+    __slots__ = ("changed_at", "due", "history", "memberships", "overrides", "version")
 
     def __init__(self, changed_at: datetime.datetime) -> None:
         self.version = 0
+        self.due: Due = UNKNOWN_DUE
         self.changed_at = changed_at
         self.memberships: dict[str, Membership] = {}
         self.overrides: dict[str, Override] = {}
@@ -82,6 +85,7 @@ class MemoryStore:
                     manual=frozenset(m.tag for m in memberships if m.source == "manual"),
                     excluded=frozenset(o.tag for o in customer.overrides.values() if o.kind == "exclude"),
                     changed_at=customer.changed_at,
+                    due=customer.due,
                 )
         return states
 
@@ -137,6 +141,8 @@ class MemoryStore:
             customer.overrides.pop(tag, None)
         for override in change.overrides:
             customer.overrides[override.tag] = override
+        if change.due is not None:
+            customer.due = change.due
         for event in change.events:
             position = next(self._positions)
             self._outbox[position] = ChangeEvent(
@@ -174,6 +180,25 @@ class MemoryStore:
                     for cid, c in self._customers.items()
                     if any(e.tag == tag and e.covers(as_of) for e in c.history)
                 ]
+        return sorted(found)
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        now = as_utc(now)
+        with self._lock:
+            found = [cid for cid, c in self._customers.items() if c.due.at is not None and c.due.at <= now]
+        return sorted(found)
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        before = as_utc(before)
+        with self._lock:
+            found = [
+                cid
+                for cid, c in self._customers.items()
+                if (membership := c.memberships.get(tag)) is not None
+                and membership.source == "computed"
+                and (lapse := c.due.lapses.get(tag)) is not None
+                and lapse <= before
+            ]
         return sorted(found)
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:

@@ -17,9 +17,11 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
+    UNKNOWN_DUE,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     HistoryEntry,
     Membership,
     Override,
@@ -37,6 +39,7 @@ from tagrules.stores._database import (
     translated,
     upgrade,
 )
+from tagrules.stores._due import due_from, lapses_text
 from tagrules.stores._runs import (
     Every,
     RunRecord,
@@ -253,6 +256,16 @@ class SQLStore:
                 t.history.c.until.is_(None),
             )
             .values(until=bindparam("b_at"), reason=bindparam("b_reason")),
+            "due": update(t.customers)
+            .where(t.customers.c.customer_id == bindparam("b_customer_id"))
+            .values(due_at=bindparam("b_due_at"), lapses=bindparam("b_lapses")),
+            "lapse": update(t.memberships)
+            .where(
+                t.memberships.c.customer_id == bindparam("b_customer_id"),
+                t.memberships.c.tag == bindparam("b_tag"),
+                t.memberships.c.source == "computed",
+            )
+            .values(lapses_at=bindparam("b_lapses_at")),
             "unset": delete(t.overrides).where(
                 t.overrides.c.customer_id == bindparam("b_customer_id"),
                 t.overrides.c.tag == bindparam("b_tag"),
@@ -296,6 +309,7 @@ class SQLStore:
         computed: dict[str, Any] = {}
         manual: dict[str, Any] = {}
         excluded: dict[str, set[str]] = {}
+        dues: dict[str, Due] = {}
         ids = [check_customer_id(customer_id) for customer_id in customer_ids]
         customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
         aggregate = self._aggregate
@@ -308,12 +322,17 @@ class SQLStore:
                     batch = ids[start : start + _LOAD_BATCH]
                     among, parameters = self._among(batch)
                     cursor.execute(
-                        f"SELECT customer_id, version, updated_at FROM {customers} WHERE customer_id {among}",
+                        f"SELECT customer_id, version, updated_at, due_at, lapses FROM {customers} "
+                        f"WHERE customer_id {among}",
                         parameters,
                     )
-                    for customer_id, version, updated_at in cursor.fetchall():
+                    for customer_id, version, updated_at, due_at, lapses in cursor.fetchall():
                         versions[customer_id] = version
                         changed[customer_id] = _stored_time(updated_at)
+                        if lapses is not None:
+                            dues[customer_id] = due_from(
+                                None if due_at is None else _stored_time(due_at), lapses
+                            )
                     if aggregate is not None:
                         # one row per customer, its tags in one text ("!" marks manual ones)
                         cursor.execute(
@@ -360,6 +379,7 @@ class SQLStore:
                 frozenset(manual.get(customer_id, _EMPTY)),
                 frozenset(excluded.get(customer_id, _EMPTY)),
                 changed.get(customer_id),
+                dues.get(customer_id, UNKNOWN_DUE),
             )
         return states
 
@@ -378,6 +398,7 @@ class SQLStore:
         new = [
             {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
         ]
+        due = [c for c in ordered if c.due is not None]
         old: list[dict[str, Any]] = [
             {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
             for c in ordered
@@ -469,6 +490,8 @@ class SQLStore:
                     self._insert(connection, t.history, added)
                 if events:
                     self._insert(connection, t.outbox, events)
+                if due:
+                    self._write_due(connection, due)
         except StoreError as error:
             if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
                 raise ConcurrentUpdate(
@@ -477,6 +500,33 @@ class SQLStore:
             raise
         if self._postgres:
             self._keep_statistics(len(added) + len(new))
+
+    def _write_due(self, connection: Connection, changes: list[CustomerChange]) -> None:
+        """Each customer's due time and lapses, and each of its memberships' lapse."""
+        t, s = self.tables, self._statements
+        rows = []
+        cleared = []
+        lapses = []
+        for change in changes:
+            due = change.due
+            assert due is not None
+            rows.append(
+                {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
+            )
+            cleared.append(change.customer_id)
+            lapses.extend(
+                {"b_customer_id": change.customer_id, "b_tag": tag, "b_lapses_at": moment}
+                for tag, moment in due.lapses.items()
+            )
+        connection.execute(s["due"], rows)
+        m = t.memberships
+        for start in range(0, len(cleared), _LOAD_BATCH):
+            batch = cleared[start : start + _LOAD_BATCH]
+            connection.execute(
+                update(m).where(m.c.customer_id.in_(batch), m.c.lapses_at.is_not(None)).values(lapses_at=None)
+            )
+        if lapses:
+            connection.execute(s["lapse"], lapses)
 
     def _bump_mysql(self, connection: Connection, old: list[dict[str, Any]]) -> int:
         # as _remove_mysql: one statement per version read (and time), not one per customer
@@ -591,6 +641,20 @@ class SQLStore:
                 .order_by(h.c.customer_id)
             )
         return [row[0] for row in self._rows(statement, "read members")]
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        c = self.tables.customers
+        statement = select(c.c.customer_id).where(c.c.due_at <= as_utc(now)).order_by(c.c.customer_id)
+        return [row[0] for row in self._rows(statement, "read due customers")]
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        m = self.tables.memberships
+        statement = (
+            select(m.c.customer_id)
+            .where(m.c.tag == tag, m.c.source == "computed", m.c.lapses_at <= as_utc(before))
+            .order_by(m.c.customer_id)
+        )
+        return [row[0] for row in self._rows(statement, "read expiring members")]
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
         check_customer_id(customer_id)
