@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import URL
 
-from store_helpers import store
-from tagrules import Catalog, Evaluator, Tagger, TagStore
+from sql_tables import fill, snapshot_table
+from store_helpers import drop_store, store, unique_prefix
+from tagrules import Catalog, Evaluator, SQLStore, Tagger, TagStore, retag_from_table
 from tagrules.stores import Due
 
 __all__ = ["store"]
@@ -291,3 +294,33 @@ class TestCommands:
         assert missing.returncode == 1
         assert missing.stderr.startswith("tagrules: ")
         assert "Traceback" not in missing.stderr
+
+
+class TestRetagFromATable:
+    def test_tags_computed_in_the_database_leave_the_lapses_unknown(self, postgres_url: URL) -> None:
+        """A set-wise retag computes tags, not their lapses: the due times and lapses the store held
+        for the table's customers become unknown (listed by neither ``due`` nor ``expiring``)."""
+        prefix = unique_prefix()
+        store = SQLStore(postgres_url, prefix=prefix, migrate=True)
+        engine = sqlalchemy.create_engine(postgres_url)
+        table = snapshot_table(f"due_rows_{secrets.token_hex(4)}", catalog().schema, "postgresql")
+        rows = [{"id": "a", **snapshot(20, None, 1)}, {"id": "b", **snapshot(200, 60, 2)}]
+        try:
+            with engine.begin() as connection:
+                fill(connection, table, catalog().schema, rows)
+            Tagger(catalog(), store).apply_many([(row["id"], row) for row in rows], now=T0)
+            assert store.due(T0 + 40 * DAY) == ["a", "b"]
+            report = retag_from_table(catalog(), engine, table.name, store, now=T0 + DAY)
+            assert report.set_wise
+            assert store.due(T0 + 4000 * DAY) == []
+            assert store.expiring("new", T0 + 4000 * DAY) == []
+            assert store.load(["a"])["a"].due == Due(known=False)
+            again = Tagger(catalog(), store).apply("a", rows[0], T0 + 2 * DAY)
+            assert not again.changed
+            assert store.due(T0 + 40 * DAY) == ["a"]
+        finally:
+            with engine.begin() as connection:
+                table.drop(connection)
+            engine.dispose()
+            store.close()
+            drop_store(postgres_url, prefix)

@@ -22,6 +22,10 @@ segments of up to :data:`SEGMENT_ROWS` rows (ranges of the id column):
 A customer found unchanged in step 1 is not written: its retag takes effect when the segment is
 read, as if it ran then (a writer changing it afterwards is simply later).
 
+The database computes tags, not when they lapse by time alone: the due time and lapses of every
+customer a segment reads become unknown (``NULL``; ``due`` and ``expiring`` do not list them) until
+a row-by-row evaluation computes them again. A store that keeps none is not written for this.
+
 Listeners hear the chunk's events after it commits (``RETURNING``). PostgreSQL only: elsewhere
 :func:`~tagrules.retag_from_table` takes the row-by-row path.
 """
@@ -220,6 +224,14 @@ class _SetWise:
         self.inserted = 0
         self.analyze_at = 0
         self.analyzed = False
+        # when tags lapse is not computed in the database: the segments' customers' due times and
+        # lapses become unknown (NULL), checked once so that a store keeping none pays nothing
+        c = self.tables.customers
+        self.clear_due = (
+            connection.execute(sa.select(c.c.customer_id).where(c.c.lapses.is_not(None)).limit(1)).first()
+            is not None
+        )
+        connection.rollback()
 
     # -- segments: the tag states of many rows at once, by one parallel query ----------------------
 
@@ -276,10 +288,26 @@ class _SetWise:
                 *[sa.func.count().filter(segment.c[f"t_{i}"] == 1) for i in range(len(self.keys))],
             ).where(segment.c.unchanged)
         ).one()
+        if self.clear_due:
+            self._clear_due()
         connection.commit()
         self.customers += int(unchanged)
         self.tallies.members.update(dict(zip(self.keys, map(int, assigned), strict=True)))
         return upto
+
+    def _clear_due(self) -> None:
+        """Forget the due time and lapses of the segment's customers: the database computed their
+        tags, not when those lapse (a later row-by-row evaluation knows them again)."""
+        c, m = self.tables.customers, self.tables.memberships
+        ids = sa.select(self.segment.c.customer_id)
+        self.connection.execute(
+            sa.update(c)
+            .where(c.c.lapses.is_not(None), c.c.customer_id.in_(ids))
+            .values(due_at=None, lapses=None)
+        )
+        self.connection.execute(
+            sa.update(m).where(m.c.lapses_at.is_not(None), m.c.customer_id.in_(ids)).values(lapses_at=None)
+        )
 
     def _unchanged(
         self, rows: sa.Subquery, customer_id: Any, states: Sequence[Any]
