@@ -191,7 +191,9 @@ class TimeWindows:
             for dependency in catalog.dependencies.get(key, ())
             if dependency not in self.moving
         )
-        self._compiled = None if self.unknown else _compiled_instants(catalog, self.comparisons)
+        self._compiled: Callable[[Any, datetime.datetime], list[Turn]] | None = (
+            None if self.unknown else _compiled_instants(catalog, self.comparisons)
+        )
         # the moving tags alone, the steady ones they test standing in as given tags: its compiled
         # function, ``(snapshot, now, given, suppressed) -> (assigned, errors)``
         self.function: Any = None
@@ -464,7 +466,7 @@ def _instant_statements(comparisons: list[_Moving], compiler: _Compiler, pool: _
 
 def _compiled_instants(
     catalog: Catalog, comparisons: list[_Moving]
-) -> Callable[[Any, datetime.datetime], list[datetime.datetime]] | None:
+) -> Callable[[Any, datetime.datetime], list[Turn]] | None:
     """One Python function giving, on a raw snapshot, every instant after ``now`` at which a
     comparison may turn, in order and once each; ``None`` if a side is not compiled."""
     if not comparisons:
@@ -483,7 +485,7 @@ def _compiled_instants(
     body.append(ast_.Return(value=_name("_lp_found")))
     function = _function("_instants", ["snapshot", "now"], body)
     namespace = _compile(ast_.Module(body=[function], type_ignores=[]), "<time comparisons>", pool)
-    instants: Callable[[Any, datetime.datetime], list[datetime.datetime]] = namespace["_instants"]
+    instants: Callable[[Any, datetime.datetime], list[Turn]] = namespace["_instants"]
     return instants
 
 

@@ -292,8 +292,7 @@ class Evaluator:
         moment = now if type(now) is datetime.datetime and now.tzinfo is UTC else resolve_now(now)
         if self._derived:
             snapshot = self._with_derived(snapshot, moment)
-        if tags:
-            tags = self._known(tags, "tags")
+        manual = self._known(tags, "tags") if tags else _NONE
         excluded = self._known(suppressed, "suppressed") if suppressed else _NONE
         function = self._function
         found = windows = None
@@ -301,16 +300,16 @@ class Evaluator:
             windows = self._windows or self._time_windows()
             if windows.fused is not None:
                 # the rules and the instants their comparisons with time turn, in one call
-                assigned, failures, found = windows.fused(snapshot, moment, tags, excluded)
+                assigned, failures, found = windows.fused(snapshot, moment, manual, excluded)
             else:
-                assigned, failures = function(snapshot, moment, tags, excluded)
+                assigned, failures = function(snapshot, moment, manual, excluded)
         elif function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
-            assigned, failures = function(snapshot, moment, tags, excluded)
+            assigned, failures = function(snapshot, moment, manual, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
-            run = _Run(Scope(values, bad, set(tags)), excluded)
+            run = _Run(Scope(values, bad, set(manual)), excluded)
             self._run(run, moment, self._order)
             assigned, failures = run.assigned, run.errors
         # the Evaluation built in place: one call less on the path every snapshot takes
@@ -326,7 +325,7 @@ class Evaluator:
                     found,
                     evaluation.tags,
                     evaluation.errors,
-                    tags,
+                    manual,
                     excluded,
                     self.evaluate,
                 )
@@ -335,7 +334,7 @@ class Evaluator:
             )
             _set_valid_until(evaluation, lapse)
         elif valid_until:
-            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
+            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, manual, excluded))
         return evaluation
 
     def _time_windows(self) -> _lapse.TimeWindows:
@@ -344,13 +343,11 @@ class Evaluator:
         return self._windows
 
     def _valid_until(
-        self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
+        self, snapshot: Any, evaluation: Evaluation, tags: frozenset[str], suppressed: frozenset[str]
     ) -> datetime.datetime | None:
-        self._time_windows()
+        windows = self._time_windows()
         plain = snapshot if type(snapshot) is dict or isinstance(snapshot, Mapping) else self._plain(snapshot)
-        return _lapse.valid_until(
-            self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
-        )
+        return _lapse.valid_until(windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate)
 
     def _lapses(
         self,

@@ -504,9 +504,9 @@ class SQLStore:
     def _write_due(self, connection: Connection, changes: list[CustomerChange]) -> None:
         """Each customer's due time and lapses, and each of its memberships' lapse."""
         t, s = self.tables, self._statements
-        rows = []
-        cleared = []
-        lapses = []
+        rows: list[dict[str, Any]] = []
+        cleared: list[str] = []
+        lapses: list[dict[str, Any]] = []
         for change in changes:
             due = change.due
             assert due is not None
