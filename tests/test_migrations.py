@@ -21,7 +21,7 @@ T1 = T0 + datetime.timedelta(days=1)
 
 
 #: columns later revisions added to the tables of revision 0001
-_LATER_COLUMNS = {"due_at", "lapses", "lapses_at"}
+_LATER_COLUMNS = {"due_at", "lapses", "lapses_at", "catalog_version", "closed_version"}
 
 
 def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -114,7 +114,8 @@ class TestMigrations:
                         ),
                         {"tables": f"{prefix}%", "version": f"{prefix}alembic_version"},
                     ).all()
-                assert len(collations) == 24  # 18 of revision 0001's tables, 6 of revision 0003's
+                # 18 of revision 0001's tables, 6 of revision 0003's, 7 of revision 0004's
+                assert len(collations) == 31
                 assert {row[2] for row in collations} == {"utf8mb4_nopad_bin"}
             store = SQLStore(database_url, prefix=prefix)
             assert [m.tag for m in store.memberships("Big")] == ["vip"]
@@ -142,7 +143,17 @@ class TestMigrations:
         try:
             assert set(store_tables(first).metadata.tables) == {
                 f"{first}{name}"
-                for name in ("customers", "memberships", "history", "overrides", "outbox", "runs", "run_tags")
+                for name in (
+                    "customers",
+                    "memberships",
+                    "history",
+                    "overrides",
+                    "outbox",
+                    "runs",
+                    "run_tags",
+                    "versions",
+                    "version_tags",
+                )
             }
             assert stores[0].members("vip") == stores[1].members("vip") == []
         finally:

@@ -10,6 +10,7 @@ written twice.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import random
 import re
@@ -33,6 +34,7 @@ from tagrules.schema import suggest
 from tagrules.stores._base import (
     NEW_CUSTOMER,
     UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -60,6 +62,8 @@ _EMPTY: frozenset[str] = frozenset()
 _NO_ERRORS: Mapping[str, str] = {}
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
+#: who a run's implicit publication names
+IMPLICIT_PUBLISHER = "tagrules run"
 MAX_ATTEMPTS = 50
 #: Where a listener that raised is reported (with its traceback); the run goes on.
 LISTENER_LOGGER = logging.getLogger("tagrules.listeners")
@@ -261,6 +265,7 @@ class Tagger:
         self._day_lock = threading.Lock()
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
+        self._published = False
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -442,6 +447,52 @@ class Tagger:
             midnight = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
             report = tally.report(self._active)
             self._record(f"day:{day.isoformat()}:{self._version}", "day", started, midnight, report)
+
+    def publish(
+        self, catalog: Catalog | None = None, *, by: str, note: str = "", now: datetime.datetime | None = None
+    ) -> CatalogVersion:
+        """Record a catalog's version in the store: its content hash (:attr:`Catalog.version`), who
+        published it, when, why, and each tag's definition. Runs record the version they evaluate,
+        and history periods the versions that opened and closed them.
+
+        Args:
+            catalog: the catalog to publish (default: the tagger's own).
+            by: who publishes it.
+            note: why.
+            now: when (default: the current time).
+
+        Returns:
+            The version as the store holds it: the one published earlier if this content was
+            published already (publishing is idempotent).
+
+        Raises:
+            InvalidArgument: ``by`` is empty.
+            StoreError: the store failed.
+        """
+        chosen = catalog if catalog is not None else self.catalog
+        if not by.strip():
+            raise InvalidArgument("publish: by must name who publishes the catalog")
+        record = CatalogVersion(
+            chosen.version,
+            chosen.name or None,
+            _utc(now),
+            by,
+            note,
+            types.MappingProxyType(
+                {definition.key: json.loads(definition.to_json()) for definition in chosen.tags}
+            ),
+        )
+        if self.store.publish(record):
+            return record
+        held = self.store.catalog_version(record.version)
+        return held if held is not None else record
+
+    def _publish_once(self) -> None:
+        """A run with an unpublished catalog publishes it (by ``tagrules run``), so that history
+        always knows its definitions."""
+        if self.store.catalog_version(self._version) is None:
+            self.publish(by=IMPLICIT_PUBLISHER, note="published by a run")
+        self._published = True
 
     def due(self, now: datetime.datetime | None = None) -> list[str]:
         """The sorted ids of the customers whose tags time alone has changed by ``now`` (default: the
@@ -662,7 +713,9 @@ class Tagger:
         events = tuple(ChangeEvent(customer_id, m.tag, "added", at, "rule") for m in memberships) + tuple(
             ChangeEvent(customer_id, tag, "removed", at, reason) for tag, reason in gone
         )
-        return CustomerChange(customer_id, state.version, at, memberships, tuple(gone), (), drop, events, due)
+        return CustomerChange(
+            customer_id, state.version, at, memberships, tuple(gone), (), drop, events, due, self._version
+        )
 
     def _commit(
         self,
@@ -774,6 +827,8 @@ class Tagger:
         strict: bool = False,
         connection: Connection | None = None,
     ) -> list[TagDiff]:
+        if not self._published:
+            self._publish_once()
         evaluate = self.evaluator.evaluate
         # when tags lapse by time alone is known only for the tags the evaluator computes
         lapses_of = self.evaluator._lapses if evaluate_item is None else None
@@ -829,7 +884,9 @@ class Tagger:
                     )
                 elif due != state.due and (state.version or due.at is not None):
                     # (a customer the store has never seen, holding nothing and due never, is not kept)
-                    changes.append(CustomerChange(customer_id, state.version, at, due=due))
+                    changes.append(
+                        CustomerChange(customer_id, state.version, at, due=due, catalog_version=self._version)
+                    )
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes

@@ -34,6 +34,8 @@ _COMMANDS = {
     "run": "_store_commands",
     "members": "_store_commands",
     "due": "_store_commands",
+    "publish": "_store_commands",
+    "versions": "_store_commands",
     "history": "_store_commands",
     "db": "_store_commands",
     "forget": "_store_commands",

@@ -528,7 +528,7 @@ class _SetWise:
         connection.execute(
             sa.update(h)
             .where(h.c.until.is_(None), sa.tuple_(h.c.customer_id, h.c.tag).in_(removed))
-            .values(until=at, reason="rule")
+            .values(until=at, reason="rule", closed_version=self.catalog.version)
         )
         versions = {tag.key: tag.rule_version for tag in self.catalog.active}
         rule_version = sa.case(
@@ -544,7 +544,8 @@ class _SetWise:
         ).where(changes.c.change == "added")
         names = ["customer_id", "tag", "source", "since", "rule_version"]
         connection.execute(sa.insert(m).from_select(names, added))
-        connection.execute(sa.insert(h).from_select(names, added))
+        opened = added.add_columns(sa.literal(self.catalog.version, h.c.catalog_version.type))
+        connection.execute(sa.insert(h).from_select([*names, "catalog_version"], opened))
         # the events in the order a row-by-row commit writes them: by customer, added before removed
         ordered = sa.select(
             changes.c.customer_id,
@@ -722,6 +723,7 @@ def setwise_retag(
     Raises:
         StoreError: a chunk failed; chunks committed before stay committed.
     """
+    tagger._publish_once()  # history rows written here name the catalog's version
     retired: Counter[str] = Counter()
     active = frozenset(d.key for d in tagger.catalog.active)
     stale = store.held_tags("computed") - active

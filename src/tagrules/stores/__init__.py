@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tagrules._lazy import lazy_attributes
 from tagrules.stores._base import (
     NEW_CUSTOMER,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "HEAD_REVISION",
     "NEW_CUSTOMER",
+    "CatalogVersion",
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",

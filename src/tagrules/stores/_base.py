@@ -14,13 +14,14 @@ import datetime
 import types
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, final, runtime_checkable
+from typing import Any, Literal, Protocol, final, runtime_checkable
 
 from tagrules.errors import InvalidArgument
 from tagrules.stores._ids import customer_id_problem
 from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
 
 __all__ = [
+    "CatalogVersion",
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",
@@ -101,6 +102,10 @@ class HistoryEntry:
         until: when it ended; ``None`` while the customer still holds the tag.
         rule_version: the version of the rule that assigned it (``None`` for manual tags).
         reason: why the period ended (``rule``, ``retired``, ``manual``), ``None`` while open.
+        catalog_version: the :attr:`~tagrules.Catalog.version` of the catalog whose run opened the
+            period (``None``: not known, e.g. a manual tag or a store older than versions).
+        closed_version: the version of the catalog whose run closed it (``None`` while open, or not
+            known).
     """
 
     customer_id: str
@@ -110,12 +115,42 @@ class HistoryEntry:
     until: datetime.datetime | None = None
     rule_version: str | None = None
     reason: str | None = None
+    catalog_version: str | None = None
+    closed_version: str | None = None
 
     def covers(self, moment: datetime.datetime) -> bool:
         """Whether the customer held the tag at ``moment``: ``since <= moment < until``; a naive
         ``moment`` is UTC."""
         moment = as_utc(moment)
         return self.since <= moment and (self.until is None or moment < self.until)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CatalogVersion:
+    """A catalog as it was published into a store: who, when, and each tag's definition.
+
+    Attributes:
+        version: the catalog's :attr:`~tagrules.Catalog.version` (a digest of its content).
+        name: the catalog's name (``None`` when it has none).
+        published_at: when it was published.
+        by: who published it (``tagrules run`` when a run published it implicitly).
+        note: why, in the publisher's words (may be empty).
+        tags: tag key -> its definition as plain data (``key``, ``rule``, ``group``, ``priority``,
+            ``status`` and the rest of :class:`~tagrules.TagDefinition`).
+    """
+
+    version: str
+    name: str | None
+    published_at: datetime.datetime
+    by: str
+    note: str
+    tags: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def rule(self, tag: str) -> str | None:
+        """The rule text of ``tag`` in this version, or ``None`` if the version has no such tag."""
+        definition = self.tags.get(tag)
+        return None if definition is None else str(definition.get("rule", ""))
 
 
 @final
@@ -250,6 +285,8 @@ class CustomerChange:
         events: the change events to put in the outbox.
         due: when the customer's tags change by time alone, replacing what the store held (the
             lapse of each computed membership held after the change included); ``None`` keeps it.
+        catalog_version: the version of the catalog whose run makes the change: kept by the history
+            periods it opens and closes (``None``: not a run's change).
     """
 
     customer_id: str
@@ -261,6 +298,7 @@ class CustomerChange:
     cleared: tuple[str, ...] = ()
     events: tuple[ChangeEvent, ...] = field(default=())
     due: Due | None = None
+    catalog_version: str | None = None
 
 
 @runtime_checkable
@@ -344,6 +382,19 @@ class TagStore(Protocol):
 
     def record_run(self, record: RunRecord) -> None:
         """Keep a run record; a ``day`` record adds its counts to the record of the same id."""
+        ...
+
+    def publish(self, version: CatalogVersion) -> bool:
+        """Keep a published catalog version; ``False`` (and nothing changes) if the store holds that
+        version already."""
+        ...
+
+    def versions(self) -> list[CatalogVersion]:
+        """Every published version, oldest first, with its definitions."""
+        ...
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        """The published version ``version``, or ``None`` if it was never published."""
         ...
 
     def runs(

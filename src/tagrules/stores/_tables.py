@@ -85,7 +85,9 @@ class StoreTables(NamedTuple):
             ``rule_version``, ``lapses_at`` (when it lapses by time alone; ``NULL``: never, or not
             known); one row per customer and tag.
         history: every membership period: ``id``, ``customer_id``, ``tag``, ``source``, ``since``,
-            ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed).
+            ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed),
+            ``catalog_version`` and ``closed_version`` (the catalog versions of the runs that opened
+            and closed it).
         overrides: people's decisions: ``customer_id``, ``tag``, ``kind`` (include/exclude), ``by``,
             ``reason``, ``at``.
         outbox: change events until acknowledged: ``id`` (outbox order), ``customer_id``, ``tag``,
@@ -95,6 +97,9 @@ class StoreTables(NamedTuple):
         run_tags: one row per run and tag: ``run_id``, ``tag``, ``tag_group`` (its exclusive group),
             ``tier_rank`` (0 for the group's highest priority), ``members``, ``added``, ``removed``,
             ``errors``.
+        versions: one row per published catalog version: ``version``, ``name``, ``published_at``,
+            ``published_by``, ``note``.
+        version_tags: one row per version and tag: ``version``, ``tag``, ``definition`` (JSON).
     """
 
     metadata: sqlalchemy.MetaData
@@ -105,6 +110,8 @@ class StoreTables(NamedTuple):
     outbox: sqlalchemy.Table
     runs: sqlalchemy.Table
     run_tags: sqlalchemy.Table
+    versions: sqlalchemy.Table
+    version_tags: sqlalchemy.Table
 
 
 def exact_collation(dialect: Dialect) -> str:
@@ -189,6 +196,8 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("until", UTCDateTime()),
         column("rule_version", _exact(32)),
         column("reason", _exact(32)),
+        column("catalog_version", _exact(32)),
+        column("closed_version", _exact(32)),
         sqlalchemy.Index(f"{prefix}history_customer", "customer_id", "tag"),
         sqlalchemy.Index(f"{prefix}history_tag", "tag", "since"),
     )
@@ -237,4 +246,22 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("tier_rank", sqlalchemy.Integer),
         *counts,
     )
-    return StoreTables(metadata, customers, memberships, history, overrides, outbox, runs, run_tags)
+    versions = sqlalchemy.Table(
+        f"{prefix}versions",
+        metadata,
+        column("version", _exact(32), primary_key=True),
+        column("name", _exact(TAG_LENGTH)),
+        column("published_at", UTCDateTime(), nullable=False),
+        column("published_by", _exact(ID_LENGTH), nullable=False),
+        column("note", sqlalchemy.Text, nullable=False),
+    )
+    version_tags = sqlalchemy.Table(
+        f"{prefix}version_tags",
+        metadata,
+        column("version", _exact(32), primary_key=True),
+        column("tag", _tag(), primary_key=True),
+        column("definition", sqlalchemy.Text, nullable=False),
+    )
+    return StoreTables(
+        metadata, customers, memberships, history, overrides, outbox, runs, run_tags, versions, version_tags
+    )

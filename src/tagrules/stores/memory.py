@@ -13,6 +13,7 @@ from typing import final
 from tagrules.errors import ConcurrentUpdate
 from tagrules.stores._base import (
     UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -70,6 +71,7 @@ class MemoryStore:
         self._positions = itertools.count(1)
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
+        self._versions: dict[str, CatalogVersion] = {}
 
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         states: dict[str, CustomerState] = {}
@@ -125,6 +127,8 @@ class MemoryStore:
                         change.at,
                         entry.rule_version,
                         reason,
+                        entry.catalog_version,
+                        change.catalog_version,
                     )
         for membership in change.added:
             customer.memberships[membership.tag] = membership
@@ -135,6 +139,7 @@ class MemoryStore:
                     membership.source,
                     membership.since,
                     rule_version=membership.rule_version,
+                    catalog_version=change.catalog_version,
                 )
             )
         for tag in change.cleared:
@@ -258,6 +263,22 @@ class MemoryStore:
             elif known is not None:
                 raise ValueError(f"a run {record.id!r} is recorded already")
             self._runs[record.id] = record
+
+    def publish(self, version: CatalogVersion) -> bool:
+        with self._lock:
+            if version.version in self._versions:
+                return False
+            self._versions[version.version] = version
+            return True
+
+    def versions(self) -> list[CatalogVersion]:
+        with self._lock:
+            found = list(self._versions.values())
+        return sorted(found, key=lambda version: (version.published_at, version.version))
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        with self._lock:
+            return self._versions.get(version)
 
     def runs(
         self, since: datetime.datetime | None = None, until: datetime.datetime | None = None

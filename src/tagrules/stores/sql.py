@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
 import operator
 import random
 import time
+import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, final
@@ -18,6 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
     UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -227,9 +230,10 @@ class SQLStore:
             "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
             "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
             "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
-            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
-            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[]) "
-            "AS r(customer_id, tag, at, reason) "
+            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason, "
+            "closed_version = r.version "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[], %s::text[]) "
+            "AS r(customer_id, tag, at, reason, version) "
             "WHERE h.customer_id = r.customer_id AND h.tag = r.tag AND h.until IS NULL",
         }
 
@@ -255,7 +259,9 @@ class SQLStore:
                 t.history.c.tag == bindparam("b_tag"),
                 t.history.c.until.is_(None),
             )
-            .values(until=bindparam("b_at"), reason=bindparam("b_reason")),
+            .values(
+                until=bindparam("b_at"), reason=bindparam("b_reason"), closed_version=bindparam("b_version")
+            ),
             "due": update(t.customers)
             .where(t.customers.c.customer_id == bindparam("b_customer_id"))
             .values(due_at=bindparam("b_due_at"), lapses=bindparam("b_lapses")),
@@ -405,7 +411,13 @@ class SQLStore:
             if c.version
         ]
         removed: list[dict[str, Any]] = [
-            {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
+            {
+                "b_customer_id": c.customer_id,
+                "b_tag": tag,
+                "b_at": c.at,
+                "b_reason": reason,
+                "b_version": c.catalog_version,
+            }
             for c in ordered
             for tag, reason in c.removed
         ]
@@ -416,6 +428,18 @@ class SQLStore:
                 "source": m.source,
                 "since": m.since,
                 "rule_version": m.rule_version,
+            }
+            for c in ordered
+            for m in c.added
+        ]
+        opened = [
+            {
+                "customer_id": m.customer_id,
+                "tag": m.tag,
+                "source": m.source,
+                "since": m.since,
+                "rule_version": m.rule_version,
+                "catalog_version": c.catalog_version,
             }
             for c in ordered
             for m in c.added
@@ -474,6 +498,7 @@ class SQLStore:
                             tags,
                             [naive_utc(row["b_at"]) for row in removed],
                             [row["b_reason"] for row in removed],
+                            [row["b_version"] for row in removed],
                         ),
                     )
                 elif removed and self._mysql:
@@ -487,7 +512,7 @@ class SQLStore:
                     connection.execute(insert(t.overrides), overrides)
                 if added:
                     self._insert(connection, t.memberships, added)
-                    self._insert(connection, t.history, added)
+                    self._insert(connection, t.history, opened)
                 if events:
                     self._insert(connection, t.outbox, events)
                 if due:
@@ -551,10 +576,11 @@ class SQLStore:
         # cost MariaDB's range optimizer more than the round trips did.
         t = self.tables
         by_tag: dict[str, list[str]] = {}
-        closing: dict[tuple[str, datetime.datetime, str], list[str]] = {}
+        closing: dict[tuple[str, datetime.datetime, str, str | None], list[str]] = {}
         for row in removed:
             by_tag.setdefault(row["b_tag"], []).append(row["b_customer_id"])
-            closing.setdefault((row["b_tag"], row["b_at"], row["b_reason"]), []).append(row["b_customer_id"])
+            key = (row["b_tag"], row["b_at"], row["b_reason"], row["b_version"])
+            closing.setdefault(key, []).append(row["b_customer_id"])
         for tag, ids in by_tag.items():
             for start in range(0, len(ids), _LOAD_BATCH):
                 batch = ids[start : start + _LOAD_BATCH]
@@ -563,13 +589,13 @@ class SQLStore:
                     f"WHERE tag = %s AND customer_id IN ({_list(len(batch))})",
                     (tag, *batch),
                 )
-        for (tag, at, reason), ids in closing.items():
+        for (tag, at, reason, version), ids in closing.items():
             for start in range(0, len(ids), _LOAD_BATCH):
                 batch = ids[start : start + _LOAD_BATCH]
                 connection.exec_driver_sql(
-                    f"UPDATE {t.history.name} SET until = %s, reason = %s "
+                    f"UPDATE {t.history.name} SET until = %s, reason = %s, closed_version = %s "
                     f"WHERE tag = %s AND until IS NULL AND customer_id IN ({_list(len(batch))})",
-                    (naive_utc(at), reason, tag, *batch),
+                    (naive_utc(at), reason, version, tag, *batch),
                 )
 
     def _keep_statistics(self, inserted: int) -> None:
@@ -666,7 +692,17 @@ class SQLStore:
         check_customer_id(customer_id)
         h = self.tables.history
         statement = (
-            select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
+            select(
+                h.c.customer_id,
+                h.c.tag,
+                h.c.source,
+                h.c.since,
+                h.c.until,
+                h.c.rule_version,
+                h.c.reason,
+                h.c.catalog_version,
+                h.c.closed_version,
+            )
             .where(h.c.customer_id == customer_id)
             .order_by(h.c.since, h.c.tag, h.c.id)
         )
@@ -775,6 +811,81 @@ class SQLStore:
         commits or rolls back with the run's changes."""
         with translated(self.url, "record a run"), self._writing(connection) as writer:
             record_run(writer, self.tables, record)
+
+    def publish(self, version: CatalogVersion) -> bool:
+        t = self.tables
+        try:
+            with translated(self.url, "publish a catalog version"), self._engine.begin() as connection:
+                known = connection.execute(
+                    select(t.versions.c.version).where(t.versions.c.version == version.version)
+                ).first()
+                if known is not None:
+                    return False
+                connection.execute(
+                    insert(t.versions),
+                    {
+                        "version": version.version,
+                        "name": version.name,
+                        "published_at": version.published_at,
+                        "published_by": version.by,
+                        "note": version.note,
+                    },
+                )
+                if version.tags:
+                    connection.execute(
+                        insert(t.version_tags),
+                        [
+                            {"version": version.version, "tag": tag, "definition": json.dumps(dict(data))}
+                            for tag, data in version.tags.items()
+                        ],
+                    )
+        except StoreError as error:
+            if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                return False  # published meanwhile by another writer
+            raise
+        return True
+
+    def versions(self) -> list[CatalogVersion]:
+        v = self.tables.versions
+        rows = self._rows(select(v).order_by(v.c.published_at, v.c.version), "read catalog versions")
+        definitions = self._definitions(None)
+        return [
+            CatalogVersion(
+                row.version,
+                row.name,
+                row.published_at,
+                row.published_by,
+                row.note,
+                types.MappingProxyType(definitions.get(row.version, {})),
+            )
+            for row in rows
+        ]
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        v = self.tables.versions
+        rows = self._rows(select(v).where(v.c.version == version), "read a catalog version")
+        if not rows:
+            return None
+        row = rows[0]
+        definitions = self._definitions(version).get(version, {})
+        return CatalogVersion(
+            row.version,
+            row.name,
+            row.published_at,
+            row.published_by,
+            row.note,
+            types.MappingProxyType(definitions),
+        )
+
+    def _definitions(self, version: str | None) -> dict[str, dict[str, Any]]:
+        vt = self.tables.version_tags
+        statement = select(vt.c.version, vt.c.tag, vt.c.definition).order_by(vt.c.version, vt.c.tag)
+        if version is not None:
+            statement = statement.where(vt.c.version == version)
+        found: dict[str, dict[str, Any]] = {}
+        for number, tag, text in self._rows(statement, "read catalog definitions"):
+            found.setdefault(number, {})[tag] = types.MappingProxyType(json.loads(text))
+        return found
 
     def runs(
         self, since: datetime.datetime | None = None, until: datetime.datetime | None = None

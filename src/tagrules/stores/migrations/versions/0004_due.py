@@ -1,4 +1,4 @@
-"""When tags lapse by time alone.
+"""When tags lapse by time alone, and published catalog versions.
 
 Revision ID: 0004
 Revises: 0003
@@ -9,7 +9,11 @@ Revises: 0003
 * memberships: ``lapses_at``, when the membership lapses by time alone (``NULL``: never, or not
   known), indexed with the tag for ``expiring``.
 
-Existing rows get ``NULL``: not known until the customer is evaluated again.
+* versions, version_tags: each published catalog version (who, when, why) and its definitions.
+* history: ``catalog_version`` and ``closed_version``, the versions of the runs that opened and
+  closed each period.
+
+Existing rows get ``NULL``: not known (lapses: until the customer is evaluated again).
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
-from tagrules.stores._tables import UTCDateTime
+from tagrules.stores._tables import ID_LENGTH, TAG_LENGTH, ExactText, UTCDateTime
 
 revision = "0004"
 down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
+
+
+def _exact(length: int) -> sa.types.TypeEngine[str]:
+    """Text compared exactly, as every key column of the store (revision 0002)."""
+    return sa.String(length).with_variant(ExactText(length), "mysql", "mariadb")
 
 
 def upgrade() -> None:
@@ -34,10 +43,32 @@ def upgrade() -> None:
     with op.batch_alter_table(f"{prefix}memberships") as memberships:
         memberships.add_column(sa.Column("lapses_at", UTCDateTime()))
     op.create_index(f"{prefix}memberships_lapses", f"{prefix}memberships", ["tag", "lapses_at"])
+    with op.batch_alter_table(f"{prefix}history") as history:
+        history.add_column(sa.Column("catalog_version", _exact(32)))
+        history.add_column(sa.Column("closed_version", _exact(32)))
+    op.create_table(
+        f"{prefix}versions",
+        sa.Column("version", _exact(32), primary_key=True),
+        sa.Column("name", _exact(TAG_LENGTH)),
+        sa.Column("published_at", UTCDateTime(), nullable=False),
+        sa.Column("published_by", _exact(ID_LENGTH), nullable=False),
+        sa.Column("note", sa.Text, nullable=False),
+    )
+    op.create_table(
+        f"{prefix}version_tags",
+        sa.Column("version", _exact(32), primary_key=True),
+        sa.Column("tag", _exact(TAG_LENGTH), primary_key=True),
+        sa.Column("definition", sa.Text, nullable=False),
+    )
 
 
 def downgrade() -> None:
     prefix: str = context.config.attributes["table_prefix"]
+    op.drop_table(f"{prefix}version_tags")
+    op.drop_table(f"{prefix}versions")
+    with op.batch_alter_table(f"{prefix}history") as history:
+        history.drop_column("closed_version")
+        history.drop_column("catalog_version")
     op.drop_index(f"{prefix}memberships_lapses", f"{prefix}memberships")
     with op.batch_alter_table(f"{prefix}memberships") as memberships:
         memberships.drop_column("lapses_at")
