@@ -472,26 +472,36 @@ class Tagger:
         chosen = catalog if catalog is not None else self.catalog
         if not by.strip():
             raise InvalidArgument("publish: by must name who publishes the catalog")
-        record = CatalogVersion(
-            chosen.version,
-            chosen.name or None,
-            _utc(now),
-            by,
-            note,
-            types.MappingProxyType(
-                {definition.key: json.loads(definition.to_json()) for definition in chosen.tags}
-            ),
-        )
+        record = self._version_record(chosen, by, note, now)
         if self.store.publish(record):
             return record
         held = self.store.catalog_version(record.version)
         return held if held is not None else record
 
-    def _publish_once(self) -> None:
+    @staticmethod
+    def _version_record(
+        catalog: Catalog, by: str, note: str, now: datetime.datetime | None
+    ) -> CatalogVersion:
+        definitions = {definition.key: json.loads(definition.to_json()) for definition in catalog.tags}
+        return CatalogVersion(
+            catalog.version, catalog.name or None, _utc(now), by, note, types.MappingProxyType(definitions)
+        )
+
+    def _publish_once(self, connection: Connection | None = None) -> None:
         """A run with an unpublished catalog publishes it (by ``tagrules run``), so that history
-        always knows its definitions."""
-        if self.store.catalog_version(self._version) is None:
-            self.publish(by=IMPLICIT_PUBLISHER, note="published by a run")
+        always knows its definitions; inside the caller's transaction when there is one (it may
+        hold the database's write lock)."""
+        if connection is None:
+            if self.store.catalog_version(self._version) is None:
+                self.publish(by=IMPLICIT_PUBLISHER, note="published by a run")
+        else:
+            store = self.store
+            assert isinstance(store, SQLStore)  # _check_connection refused the others
+            if store.catalog_version(self._version, connection=connection) is None:
+                record = self._version_record(self.catalog, IMPLICIT_PUBLISHER, "published by a run", None)
+                store.publish(record, connection=connection)
+            # a rollback of the caller's transaction undoes the publication: check again next time
+            return
         self._published = True
 
     def due(self, now: datetime.datetime | None = None) -> list[str]:
@@ -828,7 +838,7 @@ class Tagger:
         connection: Connection | None = None,
     ) -> list[TagDiff]:
         if not self._published:
-            self._publish_once()
+            self._publish_once(connection)
         evaluate = self.evaluator.evaluate
         # when tags lapse by time alone is known only for the tags the evaluator computes
         lapses_of = self.evaluator._lapses if evaluate_item is None else None
@@ -871,11 +881,11 @@ class Tagger:
                 if lapses_of is not None:
                     found = lapses_of(snapshot, evaluation, seen, excluded)
                     if found is not None:
-                        held = (current - removed) | added
-                        due = Due(
-                            found[0],
-                            types.MappingProxyType({t: i for t, i in found[1].items() if t in held}),
-                        )
+                        # the lapses of assigned tags: computed memberships, but for manual ones
+                        lapsing = found[1]
+                        if manual and lapsing:
+                            lapsing = {tag: moment for tag, moment in lapsing.items() if tag not in manual}
+                        due = Due(found[0], lapsing)
                 if added or removed or retired:
                     changes.append(
                         self._change(

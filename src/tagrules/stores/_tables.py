@@ -79,8 +79,9 @@ class StoreTables(NamedTuple):
     Attributes:
         customers: one row per customer the store has changed: ``customer_id``, ``version`` (bumped by
             each committed change, checked by the next one), ``updated_at``, ``due_at`` (when its
-            tags change by time alone; ``NULL``: never, or not known), ``lapses`` (JSON: computed tag
-            -> ISO 8601 instant it lapses by time alone; ``NULL`` while not known).
+            tags change by time alone; ``NULL``: never, or not known), ``lapses`` (``tag instant`` pairs,
+            space-separated: when each computed membership lapses by time alone; ``NULL`` while not
+            known).
         memberships: the current memberships: ``customer_id``, ``tag``, ``source``, ``since``,
             ``rule_version``, ``lapses_at`` (when it lapses by time alone; ``NULL``: never, or not
             known); one row per customer and tag.

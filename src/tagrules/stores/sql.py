@@ -812,10 +812,12 @@ class SQLStore:
         with translated(self.url, "record a run"), self._writing(connection) as writer:
             record_run(writer, self.tables, record)
 
-    def publish(self, version: CatalogVersion) -> bool:
+    def publish(self, version: CatalogVersion, *, connection: Connection | None = None) -> bool:
+        """As :meth:`TagStore.publish`; with ``connection``, inside that (the caller's) transaction."""
         t = self.tables
+        given = connection
         try:
-            with translated(self.url, "publish a catalog version"), self._engine.begin() as connection:
+            with translated(self.url, "publish a catalog version"), self._writing(given) as connection:
                 known = connection.execute(
                     select(t.versions.c.version).where(t.versions.c.version == version.version)
                 ).first()
@@ -861,13 +863,21 @@ class SQLStore:
             for row in rows
         ]
 
-    def catalog_version(self, version: str) -> CatalogVersion | None:
+    def catalog_version(self, version: str, *, connection: Connection | None = None) -> CatalogVersion | None:
+        """As :meth:`TagStore.catalog_version`; with ``connection``, read inside that transaction."""
         v = self.tables.versions
-        rows = self._rows(select(v).where(v.c.version == version), "read a catalog version")
-        if not rows:
-            return None
-        row = rows[0]
-        definitions = self._definitions(version).get(version, {})
+        with translated(self.url, "read a catalog version"), self._reading(connection) as reader:
+            rows = list(reader.execute(select(v).where(v.c.version == version)))
+            if not rows:
+                return None
+            row = rows[0]
+            vt = self.tables.version_tags
+            definitions = {
+                tag: types.MappingProxyType(json.loads(text))
+                for tag, text in reader.execute(
+                    select(vt.c.tag, vt.c.definition).where(vt.c.version == version).order_by(vt.c.tag)
+                )
+            }
         return CatalogVersion(
             row.version,
             row.name,

@@ -5,7 +5,7 @@ Revises: 0003
 
 * customers: ``due_at``, when the customer's tags change by time alone as its last evaluation found
   (``NULL``: never, or not known), indexed for ``due``; ``lapses``, the instant each computed
-  membership lapses (JSON; ``NULL`` while not known).
+  membership lapses (``tag instant`` pairs; ``NULL`` while not known).
 * memberships: ``lapses_at``, when the membership lapses by time alone (``NULL``: never, or not
   known), indexed with the tag for ``expiring``.
 
