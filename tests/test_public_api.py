@@ -11,10 +11,12 @@ class TestPublicApi:
         assert tagrules.__all__ == [
             "ApplyReport",
             "Catalog",
+            "CatalogVersion",
             "ChangeEvent",
             "ConcurrentUpdate",
             "CountReport",
             "DefinitionError",
+            "Due",
             "Evaluation",
             "EvaluationUnit",
             "Evaluator",

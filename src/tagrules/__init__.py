@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from tagrules.sources.retag import RetagReport, retag_from_table
     from tagrules.sources.tables import CountReport, TagQuery, count_tags, tag_query
     from tagrules.stores import (
+        CatalogVersion,
         ChangeEvent,
+        Due,
         HistoryEntry,
         Membership,
         MemoryStore,
@@ -60,10 +62,12 @@ if TYPE_CHECKING:
 _LAZY = {
     "ApplyReport": "tagrules.tagger",
     "Catalog": "tagrules.catalog",
+    "CatalogVersion": "tagrules.stores",
     "ChangeEvent": "tagrules.stores",
     "ConcurrentUpdate": "tagrules.errors",
     "CountReport": "tagrules.sources.tables",
     "DefinitionError": "tagrules.errors",
+    "Due": "tagrules.stores",
     "Evaluation": "tagrules.evaluation",
     "EvaluationUnit": "tagrules.catalog",
     "Evaluator": "tagrules.evaluation",
@@ -120,10 +124,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ApplyReport",
     "Catalog",
+    "CatalogVersion",
     "ChangeEvent",
     "ConcurrentUpdate",
     "CountReport",
     "DefinitionError",
+    "Due",
     "Evaluation",
     "EvaluationUnit",
     "Evaluator",
