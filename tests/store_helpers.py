@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 import tagrules
 from tagrules import AsyncSQLStore, AsyncTagger, Catalog, MemoryStore, SQLStore, TagDiff, TagStore
 from tagrules.stores import (
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -145,6 +146,21 @@ class DrivenStore:
 
     def purge_events(self, before: datetime.datetime | None = None) -> int:
         return self.run(self.async_store.purge_events(before))
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        return self.run(self.async_store.due(now))
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        return self.run(self.async_store.expiring(tag, before))
+
+    def publish(self, version: CatalogVersion) -> bool:
+        return self.run(self.async_store.publish(version))
+
+    def versions(self) -> list[CatalogVersion]:
+        return self.run(self.async_store.versions())
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        return self.run(self.async_store.catalog_version(version))
 
     def forget(self, customer_id: str) -> None:
         self.run(self.async_store.forget(customer_id))

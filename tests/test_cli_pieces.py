@@ -177,6 +177,7 @@ class TestJsonOutput:
         assert [json.loads(line) for line in out.splitlines()] == [{"id": "a"}, {"id": "b"}]
         status, out, _ = run_cli(capsys, "history", "--store", store, "--id", "a", "--json")
         assert status == 0
+        version = Catalog.load(catalog).version
         assert [json.loads(line) for line in out.splitlines()] == [
             {
                 "tag": "big",
@@ -184,6 +185,8 @@ class TestJsonOutput:
                 "since": "2026-06-01T00:00:00Z",
                 "until": "2026-07-01T00:00:00Z",
                 "reason": "rule",
+                "assigned_by": {"version": version, "rule": "spend >= 100"},
+                "removed_by": {"version": version, "rule": "spend >= 100"},
             },
             {
                 "tag": "frequent",
@@ -191,6 +194,8 @@ class TestJsonOutput:
                 "since": "2026-06-01T00:00:00Z",
                 "until": None,
                 "reason": None,
+                "assigned_by": {"version": version, "rule": "orders >= 3"},
+                "removed_by": None,
             },
             {
                 "tag": "loyal",
@@ -198,6 +203,8 @@ class TestJsonOutput:
                 "since": "2026-06-01T00:00:00Z",
                 "until": None,
                 "reason": None,
+                "assigned_by": {"version": version, "rule": "'frequent' in tags and spend >= 10"},
+                "removed_by": None,
             },
         ]
 

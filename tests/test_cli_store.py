@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from store_helpers import drop_store, unique_prefix
+from tagrules import Catalog
 
 CATALOG = """
 schema:
@@ -155,12 +156,18 @@ class TestQueries:
         tagrules("run", str(catalog), str(second), "--store", store, "--now", LATER)
         result = tagrules("history", "--store", store, "--id", "a")
         assert result.returncode == 0, result.stderr
+        version = Catalog.load(catalog).version
         assert result.stdout.splitlines() == [
             "tag         source    since                        until                        reason",
             "frequent    computed  2026-06-01T00:00:00Z",
+            f"  assigned by version {version}: orders >= 3",
             "per_order   computed  2026-06-01T00:00:00Z",
+            f"  assigned by version {version}: spend / orders > 100",
             "spend_high  computed  2026-06-01T00:00:00Z         2026-07-01T00:00:00Z         rule",
+            f"  assigned by version {version}: spend >= 1000",
+            f"  removed by version {version}: spend >= 1000",
             "spend_mid   computed  2026-07-01T00:00:00Z",
+            f"  assigned by version {version}: spend >= 100",
         ]
 
     def test_unknown_customer_and_missing_store(self, tmp_path: Path) -> None:
@@ -180,7 +187,7 @@ class TestDatabase:
         try:
             upgraded = tagrules("db", "upgrade", url, "--prefix", prefix)
             assert upgraded.returncode == 0, upgraded.stderr
-            assert upgraded.stdout == f"{url}: schema at revision 0004 (table prefix {prefix!r})\n"
+            assert upgraded.stdout == f"{url}: schema at revision 0005 (table prefix {prefix!r})\n"
             run = tagrules("run", str(catalog), str(first), "--store", url, "--prefix", prefix, "--now", NOW)
             assert run.returncode == 0, run.stderr
             members = tagrules("members", "--store", url, "--prefix", prefix, "--tag", "frequent")

@@ -20,15 +20,19 @@ T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 T1 = T0 + datetime.timedelta(days=1)
 
 
+#: columns later revisions added to the tables of revision 0001
+_LATER_COLUMNS = {"position", "due_at", "lapses", "lapses_at", "catalog_version", "closed_version"}
+
+
 def _rows(engine: Engine, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows of the tables of revision 0001."""
+    """The rows of the tables of revision 0001 (their columns of revision 0001)."""
     t = store_tables(prefix)
     with engine.connect() as connection:
         return {
             table.name: sorted(
                 tuple(row)
                 for row in connection.execute(
-                    sqlalchemy.select(*[column for column in table.c if column.name != "position"])
+                    sqlalchemy.select(*(column for column in table.c if column.name not in _LATER_COLUMNS))
                 )
             )
             for table in (t.customers, t.memberships, t.history, t.overrides, t.outbox)
@@ -98,7 +102,7 @@ class TestMigrations:
         try:
             _store_0001(engine, prefix)
             before = _rows(engine, prefix)
-            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0004"
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0005"
             assert _rows(engine, prefix) == before
             if engine.dialect.name == "mysql":
                 with engine.connect() as connection:
@@ -110,8 +114,8 @@ class TestMigrations:
                         ),
                         {"tables": f"{prefix}%", "version": f"{prefix}alembic_version"},
                     ).all()
-                # 18 of revision 0001's tables, 6 of revision 0003's, 1 of revision 0004's
-                assert len(collations) == 25
+                # 18 of revision 0001's tables, 6 of revision 0003's, 1 of 0004's, 7 of 0005's
+                assert len(collations) == 32
                 assert {row[2] for row in collations} == {"utf8mb4_nopad_bin"}
             store = SQLStore(database_url, prefix=prefix)
             assert [m.tag for m in store.memberships("Big")] == ["vip"]
@@ -149,6 +153,8 @@ class TestMigrations:
                     "run_tags",
                     "consumers",
                     "feed",
+                    "versions",
+                    "version_tags",
                 )
             }
             assert stores[0].members("vip") == stores[1].members("vip") == []

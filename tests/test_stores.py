@@ -52,7 +52,7 @@ class TestMemberships:
         membership = store.memberships("c1")[0]
         assert membership == Membership("c1", "frequent", "computed", T0, catalog()["frequent"].rule_version)
         assert store.history("c1")[0] == HistoryEntry(
-            "c1", "frequent", "computed", T0, None, membership.rule_version
+            "c1", "frequent", "computed", T0, None, membership.rule_version, catalog_version=catalog().version
         )
         assert sorted(changes(store)) == [
             ("c1", tag, "added", "rule") for tag in ["frequent", "per_order_high", "spend_high", "vip"]

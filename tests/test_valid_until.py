@@ -190,6 +190,50 @@ class TestValidUntilProperty:
             probe = min(moment + (until - moment) * fraction, until - ONE)
             assert state(evaluator, snapshot, probe) == start
 
+    @settings(
+        max_examples=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @given(
+        tags=catalogs(),
+        snapshot=snapshots(),
+        now=_TIMES,
+        given_tags=st.sets(st.sampled_from(["t0", "t1", "t2", "t3"]), max_size=2),
+        excluded=st.sets(st.sampled_from(["t0", "t1", "t2", "t3"]), max_size=2),
+    )
+    def test_exact_with_manual_and_suppressed_tags(
+        self,
+        tags: list[dict[str, Any]],
+        snapshot: dict[str, Any],
+        now: datetime.datetime,
+        given_tags: set[str],
+        excluded: set[str],
+    ) -> None:
+        """Manual and suppressed tags take part: the claim stays exact at and just before it."""
+        try:
+            catalog = Catalog(tags, SCHEMA)
+        except DefinitionError:
+            assume(False)
+            return
+        keys = {tag["key"] for tag in tags}
+        manual, suppressed = given_tags & keys, excluded & keys
+        evaluator = Evaluator(catalog)
+
+        def state_at(moment: datetime.datetime) -> tuple[Any, Any]:
+            evaluation = evaluator.evaluate(snapshot, moment, manual, suppressed=suppressed)
+            return evaluation.tags, frozenset(evaluation.errors)
+
+        until = evaluator.evaluate(snapshot, now, manual, suppressed=suppressed, valid_until=True).valid_until
+        start = state_at(now)
+        if until is None:
+            for days in (0.001, 1, 31, 200, 4000):
+                assert state_at(now + datetime.timedelta(days=days)) == start
+            return
+        assert until > now
+        assert state_at(until) != start
+        assert state_at(until - ONE) == start
+
 
 class TestEvaluateCommand:
     def test_valid_until_in_each_object(self, tmp_path: Any) -> None:

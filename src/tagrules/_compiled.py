@@ -47,6 +47,9 @@ __all__ = ["CompiledCatalog", "ResultType", "compile_catalog"]
 #: The most tiers of an exclusive group chosen by one ``if``/``elif`` chain (a loop chooses beyond).
 _LONGEST_CHAIN = 32
 
+#: ``(compiler, pool) -> (statements, result)``: code run after the rules, and a value returned with theirs
+Tail = Callable[[_Compiler, _Pool], tuple[list[ast.stmt], ast.expr]]
+
 EvaluateFunction = Callable[[Any, datetime.datetime, Iterable[str], frozenset[str]], Any]
 
 
@@ -269,10 +272,9 @@ class _CatalogCompiler:
             choice = [ast.If(test=test, body=self._additions(key), orelse=choice)]
         return choice
 
-    def result_statements(self) -> list[ast.stmt]:
+    def result_statements(self, results: list[ast.expr]) -> list[ast.stmt]:
         if self.result is None:
-            pair = ast.Tuple(elts=[_name("assigned"), _name("errors")], ctx=ast.Load())
-            return [ast.Return(value=pair)]
+            return [ast.Return(value=ast.Tuple(elts=results, ctx=ast.Load()))]
         cls = self.result.cls
         result = self.pool.add(cls, "result")
         errors = ast.IfExp(
@@ -291,11 +293,16 @@ class _CatalogCompiler:
         statements.append(ast.Return(value=_name("_result")))
         return statements
 
-    def build(self) -> CompiledCatalog:
+    def build(self, tail: Tail | None = None) -> CompiledCatalog:
         units: list[ast.stmt] = []
         for index, unit in enumerate(self.catalog.evaluation_order):
             self.unit_index = index
             units.extend(self.single(unit.keys[0]) if unit.group is None else self.group(unit))
+        results: list[ast.expr] = [_name("assigned"), _name("errors")]
+        if tail is not None:
+            statements, result = tail(self.compiler, self.pool)
+            units.extend(statements)
+            results.append(result)
         requirements = self.compiler.requirements
         body: list[ast.stmt] = [
             ast.Assign(
@@ -326,7 +333,7 @@ class _CatalogCompiler:
         body.append(ast.Assign(targets=[_store("errors")], value=ast.Dict(keys=[], values=[])))
         needs_context = requirements.decimal_context or self.uses_scope
         body.extend(_with_decimal_context(self.pool, units or [ast.Pass()], needs_context))
-        body.extend(self.result_statements())
+        body.extend(self.result_statements(results))
         function = _function("_evaluate", ["snapshot", "now", "manual", "suppressed"], body)
         tree = ast.Module(body=[function], type_ignores=[])
         namespace = _compile(tree, f"<catalog {self.catalog.name or ''}>", self.pool)
@@ -339,7 +346,16 @@ def _needs_steps(node: Any) -> bool:
     return isinstance(node, re_ast.SymbolExpression) and node.scope is not None and node.name == "range"
 
 
-def compile_catalog(catalog: Catalog, result: ResultType | None = None) -> CompiledCatalog:
+def compile_catalog(
+    catalog: Catalog, result: ResultType | None = None, tail: Tail | None = None
+) -> CompiledCatalog:
     """Compile every active rule of ``catalog`` into one evaluation function, returning
-    ``(assigned, errors)`` or, given ``result``, an instance of its class."""
-    return _CatalogCompiler(catalog, result).build()
+    ``(assigned, errors)`` or, given ``result`` (and no ``tail``), an instance of its class.
+
+    ``tail``, given the rules' compiler and constant pool, returns statements to run after the rules
+    (reading the same field locals) and an expression the function returns third.
+
+    Raises:
+        Unsupported: ``tail`` refused to compile.
+    """
+    return _CatalogCompiler(catalog, None if tail is not None else result).build(tail)

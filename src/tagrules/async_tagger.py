@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, final
 from tagrules.catalog import Catalog
 from tagrules.errors import InvalidArgument
 from tagrules.evaluation import Evaluator, TagDiff
+from tagrules.stores._base import CatalogVersion
 from tagrules.stores.async_sql import AsyncSQLStore, pause, pulled, settle, sync_connection
 from tagrules.tagger import DEFAULT_CHUNK_SIZE, ApplyReport, EvaluateItem, Listener, Tagger
 
@@ -179,6 +180,19 @@ class AsyncTagger:
         customers changed (:meth:`Tagger.retire <tagrules.Tagger.retire>`)."""
         tagger = await self._sync()
         return await self.store._run(tagger.retire, now, chunk_size=chunk_size)
+
+    async def publish(
+        self, catalog: Catalog | None = None, *, by: str, note: str = "", now: datetime.datetime | None = None
+    ) -> CatalogVersion:
+        """Record a catalog's version in the store (:meth:`Tagger.publish <tagrules.Tagger.publish>`)."""
+        tagger = await self._sync()
+        return await self.store._run(tagger.publish, catalog, by=by, note=note, now=now)
+
+    async def due(self, now: datetime.datetime | None = None) -> list[str]:
+        """The customers whose tags time alone has changed by ``now`` (:meth:`Tagger.due
+        <tagrules.Tagger.due>`)."""
+        tagger = await self._sync()
+        return await self.store._run(tagger.due, now)
 
     async def after_commit(self, connection: AsyncConnection) -> int:
         """Hand the events written through ``connection`` to the listeners once the caller committed

@@ -294,35 +294,90 @@ class Evaluator:
         moment = now if type(now) is datetime.datetime and now.tzinfo is UTC else resolve_now(now)
         if self._derived:
             snapshot = self._with_derived(snapshot, moment)
-        if tags:
-            tags = self._known(tags, "tags")
+        manual = self._known(tags, "tags") if tags else _NONE
         excluded = self._known(suppressed, "suppressed") if suppressed else _NONE
         function = self._function
+        found = windows = None
+        fused = None
         if function is not None:
             if self._functions_use_now:
                 evaluation_state.now = moment
+            if valid_until:
+                windows = self._windows or self._time_windows()
+                fused = windows.fused
+        if fused is not None:
+            # the rules and the instants their comparisons with time turn, in one call
+            assigned, failures, found = fused(snapshot, moment, manual, excluded)
+            evaluation = _new_evaluation(Evaluation)
+            _set_tags(evaluation, frozenset(assigned))
+            _set_errors(evaluation, types.MappingProxyType(failures) if failures else _NO_ERRORS)
+            _set_now(evaluation, moment)
+        elif function is not None:
             # the compiled function builds the Evaluation in place (see _RESULT)
-            evaluation: Evaluation = function(snapshot, moment, tags, excluded)
+            evaluation = function(snapshot, moment, manual, excluded)
         else:
             values, bad = self.catalog.schema.read(snapshot)
-            run = _Run(Scope(values, bad, set(tags)), excluded)
+            run = _Run(Scope(values, bad, set(manual)), excluded)
             self._run(run, moment, self._order)
             evaluation = _new_evaluation(Evaluation)
             _set_tags(evaluation, frozenset(run.assigned))
             _set_errors(evaluation, types.MappingProxyType(run.errors) if run.errors else _NO_ERRORS)
             _set_now(evaluation, moment)
-        if valid_until:
-            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, tags, excluded))
+        if found is not None and windows is not None:
+            lapse = (
+                _lapse.confirm(
+                    windows,
+                    snapshot,
+                    found,
+                    evaluation.tags,
+                    evaluation.errors,
+                    manual,
+                    excluded,
+                    self.evaluate,
+                )
+                if found
+                else None
+            )
+            _set_valid_until(evaluation, lapse)
+        elif valid_until:
+            _set_valid_until(evaluation, self._valid_until(snapshot, evaluation, manual, excluded))
         return evaluation
 
-    def _valid_until(
-        self, snapshot: Any, evaluation: Evaluation, tags: Iterable[str], suppressed: frozenset[str]
-    ) -> datetime.datetime | None:
+    def _time_windows(self) -> _lapse.TimeWindows:
         if self._windows is None:
             self._windows = _lapse.TimeWindows(self.catalog, Evaluator)
-        plain = snapshot if isinstance(snapshot, Mapping) else self._plain(snapshot)
-        return _lapse.valid_until(
-            self._windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate
+        return self._windows
+
+    def _valid_until(
+        self, snapshot: Any, evaluation: Evaluation, tags: frozenset[str], suppressed: frozenset[str]
+    ) -> datetime.datetime | None:
+        windows = self._time_windows()
+        plain = snapshot if type(snapshot) is dict or isinstance(snapshot, Mapping) else self._plain(snapshot)
+        return _lapse.valid_until(windows, plain, evaluation.now, evaluation, tags, suppressed, self.evaluate)
+
+    def _lapses(
+        self,
+        snapshot: Any,
+        evaluation: Evaluation,
+        tags: frozenset[str],
+        suppressed: frozenset[str],
+    ) -> tuple[datetime.datetime | None, dict[str, datetime.datetime]] | None:
+        """``valid_until`` of ``evaluation`` (made by :meth:`evaluate` with ``tags`` and
+        ``suppressed``) and the instant each assigned tag lapses by time alone; ``None`` when the
+        catalog reads time in a way they cannot be derived from, or does not read time at all."""
+        windows = self._windows or self._time_windows()
+        if windows.unknown is not None or not windows.comparisons:
+            return None
+        plain = snapshot if type(snapshot) is dict or isinstance(snapshot, Mapping) else self._plain(snapshot)
+        return _lapse.lapses(
+            windows,
+            plain,
+            evaluation.now,
+            evaluation.tags,
+            evaluation.errors,
+            tags,
+            suppressed,
+            self.evaluate,
         )
 
     def _known(self, keys: Iterable[str], argument: str) -> frozenset[str]:

@@ -10,11 +10,13 @@ written twice.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import random
 import re
 import threading
 import time
+import types
 import uuid
 import weakref
 from collections import Counter
@@ -33,9 +35,12 @@ from tagrules.evaluation import Evaluation, Evaluator, TagDiff, resolve_now
 from tagrules.schema import suggest
 from tagrules.stores._base import (
     NEW_CUSTOMER,
+    UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     Membership,
     Override,
     OverrideKind,
@@ -67,6 +72,8 @@ _EMPTY: frozenset[str] = frozenset()
 _NO_ERRORS: Mapping[str, str] = {}
 _TAG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 DEFAULT_CHUNK_SIZE = 1000
+#: who a run's implicit publication names
+IMPLICIT_PUBLISHER = "tagrules run"
 MAX_ATTEMPTS = 50
 #: Where a listener that raised is reported (with its traceback); the run goes on.
 LISTENER_LOGGER = LISTENERS
@@ -312,6 +319,7 @@ class Tagger:
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
         self._metrics: Metrics = instruments()
+        self._published = False
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -521,6 +529,74 @@ class Tagger:
             report = tally.report(self._active)
             self._record(f"day:{day.isoformat()}:{self._version}", "day", started, midnight, report)
 
+    def publish(
+        self, catalog: Catalog | None = None, *, by: str, note: str = "", now: datetime.datetime | None = None
+    ) -> CatalogVersion:
+        """Record a catalog's version in the store: its content hash (:attr:`Catalog.version`), who
+        published it, when, why, and each tag's definition. Runs record the version they evaluate,
+        and history periods the versions that opened and closed them.
+
+        Args:
+            catalog: the catalog to publish (default: the tagger's own).
+            by: who publishes it.
+            note: why.
+            now: when (default: the current time).
+
+        Returns:
+            The version as the store holds it: the one published earlier if this content was
+            published already (publishing is idempotent).
+
+        Raises:
+            InvalidArgument: ``by`` is empty.
+            StoreError: the store failed.
+        """
+        chosen = catalog if catalog is not None else self.catalog
+        if not by.strip():
+            raise InvalidArgument("publish: by must name who publishes the catalog")
+        record = self._version_record(chosen, by, note, now)
+        if self.store.publish(record):
+            return record
+        held = self.store.catalog_version(record.version)
+        return held if held is not None else record
+
+    @staticmethod
+    def _version_record(
+        catalog: Catalog, by: str, note: str, now: datetime.datetime | None
+    ) -> CatalogVersion:
+        definitions = {definition.key: json.loads(definition.to_json()) for definition in catalog.tags}
+        return CatalogVersion(
+            catalog.version, catalog.name or None, _utc(now), by, note, types.MappingProxyType(definitions)
+        )
+
+    def _publish_once(self, connection: Connection | None = None) -> None:
+        """A run with an unpublished catalog publishes it (by ``tagrules run``), so that history
+        always knows its definitions; inside the caller's transaction when there is one (it may
+        hold the database's write lock)."""
+        if connection is None:
+            if self.store.catalog_version(self._version) is None:
+                self.publish(by=IMPLICIT_PUBLISHER, note="published by a run")
+        else:
+            store = self.store
+            assert isinstance(store, SQLStore)  # _check_connection refused the others
+            if store.catalog_version(self._version, connection=connection) is None:
+                record = self._version_record(self.catalog, IMPLICIT_PUBLISHER, "published by a run", None)
+                store.publish(record, connection=connection)
+            # a rollback of the caller's transaction undoes the publication: check again next time
+            return
+        self._published = True
+
+    def due(self, now: datetime.datetime | None = None) -> list[str]:
+        """The sorted ids of the customers whose tags time alone has changed by ``now`` (default: the
+        current time) since their last evaluation: an event-driven service re-evaluates exactly those
+        instead of rescanning every customer. Customers whose lapse the store does not know (tags
+        computed in a database, or a catalog reading time otherwise than at a fixed rate) are not
+        listed.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        return self.store.due(_utc(now))
+
     def retire(
         self,
         now: datetime.datetime | None = None,
@@ -728,6 +804,7 @@ class Tagger:
         drop: tuple[str, ...] = (),
         removed_manual: tuple[str, ...] = (),
         emit: bool = True,
+        due: Due | None = None,
     ) -> CustomerChange:
         versions = self._rule_versions
         memberships = tuple(Membership(customer_id, tag, "computed", at, versions.get(tag)) for tag in added)
@@ -742,7 +819,9 @@ class Tagger:
             if emit
             else ()
         )
-        return CustomerChange(customer_id, state.version, at, memberships, tuple(gone), (), drop, events)
+        return CustomerChange(
+            customer_id, state.version, at, memberships, tuple(gone), (), drop, events, due, self._version
+        )
 
     def _commit(
         self,
@@ -883,7 +962,11 @@ class Tagger:
     ) -> list[TagDiff]:
         metrics = self._metrics
         clock = time.perf_counter() if metrics.enabled else 0.0
+        if not self._published:
+            self._publish_once(connection)
         evaluate = self.evaluator.evaluate
+        # when tags lapse by time alone is known only for the tags the evaluator computes
+        lapses_of = self.evaluator._lapses if evaluate_item is None else None
         active = self._active
         keys = self._keys
         at = _utc(now)
@@ -919,6 +1002,15 @@ class Tagger:
                 removed = current - assigned
                 if errors and removed:
                     removed = removed.difference(errors)
+                due = UNKNOWN_DUE
+                if lapses_of is not None:
+                    found = lapses_of(snapshot, evaluation, seen, excluded)
+                    if found is not None:
+                        # the lapses of assigned tags: computed memberships, but for manual ones
+                        lapsing = found[1]
+                        if manual and lapsing:
+                            lapsing = {tag: moment for tag, moment in lapsing.items() if tag not in manual}
+                        due = Due(found[0], lapsing)
                 if added or removed or retired:
                     changes.append(
                         self._change(
@@ -929,7 +1021,13 @@ class Tagger:
                             sorted(retired),
                             sorted(removed),
                             emit=emit_events,
+                            due=due,
                         )
+                    )
+                elif due != state.due and (state.version or due.at is not None):
+                    # (a customer the store has never seen, holding nothing and due never, is not kept)
+                    changes.append(
+                        CustomerChange(customer_id, state.version, at, due=due, catalog_version=self._version)
                     )
                 gone = removed | retired
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))

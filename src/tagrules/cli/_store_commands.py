@@ -1,5 +1,5 @@
-"""``tagrules run``, ``members``, ``history``, ``forget`` and ``db upgrade``: the commands that use a
-tag store."""
+"""``tagrules run``, ``members``, ``due``, ``history``, ``publish``, ``versions``, ``forget`` and
+``db upgrade``: the commands that use a tag store."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from tagrules.cli._common import (
     print_problems,
     read_snapshots,
 )
-from tagrules.errors import DefinitionError, SourceError, StoreError
+from tagrules.errors import DefinitionError, InvalidArgument, SourceError, StoreError
 from tagrules.evaluation import resolve_now
 from tagrules.plugins import PluginError
 from tagrules.schema import suggest
@@ -104,9 +104,24 @@ def register(commands: Any) -> None:
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
     _store_option(members, default=None)
     members.add_argument("--tag", required=True, help="the tag's key")
-    members.add_argument("--as-of", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    when = members.add_mutually_exclusive_group()
+    when.add_argument("--as-of", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    when.add_argument(
+        "--expiring-before",
+        type=parse_now,
+        metavar="ISO8601",
+        help="only the members whose membership lapses by time alone at or before this time",
+    )
     members.add_argument("--json", action="store_true", help='print JSON Lines: {"id": ...} per customer')
     members.set_defaults(run=run_members)
+
+    due = commands.add_parser(
+        "due", help="list the customers whose tags time alone has changed since their last evaluation"
+    )
+    _store_option(due, default=None)
+    due.add_argument("--now", type=parse_now, help="the time to look at (ISO 8601; default: now)")
+    due.add_argument("--json", action="store_true", help='print JSON Lines: {"id": ...} per customer')
+    due.set_defaults(run=run_due)
 
     history = commands.add_parser("history", help="show a customer's tag history with since and until")
     _store_option(history, default=None)
@@ -120,6 +135,20 @@ def register(commands: Any) -> None:
     _store_option(forget, default=None)
     forget.add_argument("--id", required=True, help="the customer's id (exact: case and spaces count)")
     forget.set_defaults(run=run_forget)
+
+    publish = commands.add_parser(
+        "publish", help="record a catalog's version, who published it and why, in a store"
+    )
+    publish.add_argument("catalog", metavar="CATALOG", help="a catalog file, or a pack name such as retail")
+    _store_option(publish, default=None)
+    publish.add_argument("--by", required=True, metavar="NAME", help="who publishes the catalog")
+    publish.add_argument("--note", default="", metavar="TEXT", help="why (default: empty)")
+    publish.set_defaults(run=run_publish)
+
+    versions = commands.add_parser("versions", help="list the catalog versions published in a store")
+    _store_option(versions, default=None)
+    versions.add_argument("--json", action="store_true", help="print JSON Lines: one object per version")
+    versions.set_defaults(run=run_versions)
 
     database = commands.add_parser("db", help="manage a store's database")
     actions = database.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -544,7 +573,10 @@ def run_members(arguments: argparse.Namespace) -> int:
     """``tagrules members``: one customer id per line, sorted."""
     store = _open_store(arguments.store, arguments.prefix, create=False)
     try:
-        members = store.members(arguments.tag, as_of=arguments.as_of)
+        if arguments.expiring_before is not None:
+            members = store.expiring(arguments.tag, arguments.expiring_before)
+        else:
+            members = store.members(arguments.tag, as_of=arguments.as_of)
         if not members and arguments.as_of is None:
             held = store.held_tags("computed") | store.held_tags("manual")
             if arguments.tag not in held:
@@ -561,6 +593,20 @@ def run_members(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def run_due(arguments: argparse.Namespace) -> int:
+    """``tagrules due``: the ids of the customers whose tags time alone has changed, one per line."""
+    store = _open_store(arguments.store, arguments.prefix, create=False)
+    try:
+        due = store.due(resolve_now(arguments.now))
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    for customer_id in due:
+        print(json.dumps({"id": customer_id}, ensure_ascii=False) if arguments.json else customer_id)
+    return 0
+
+
 def _when(moment: Any) -> str:
     return "" if moment is None else moment.isoformat().replace("+00:00", "Z")
 
@@ -570,12 +616,24 @@ def run_history(arguments: argparse.Namespace) -> int:
     store = _open_store(arguments.store, arguments.prefix, create=False)
     try:
         entries = store.history(arguments.id)
+        numbers = {entry.catalog_version for entry in entries} | {entry.closed_version for entry in entries}
+        versions = {
+            number: store.catalog_version(number) for number in sorted(n for n in numbers if n is not None)
+        }
     except StoreError as error:
         raise CommandError(str(error)) from None
     finally:
         store.close()
     if not entries:
         raise CommandError(f"no tag history for customer {arguments.id!r} in {arguments.store}")
+
+    def definition(number: str | None, tag: str) -> dict[str, Any] | None:
+        """The version and the rule text of ``tag`` in it (``None``: not a run's, or not known)."""
+        if number is None:
+            return None
+        published = versions.get(number)
+        return {"version": number, "rule": None if published is None else published.rule(tag)}
+
     if arguments.json:
         for entry in entries:
             period = {
@@ -584,6 +642,8 @@ def run_history(arguments: argparse.Namespace) -> int:
                 "since": _when(entry.since),
                 "until": _when(entry.until) or None,
                 "reason": entry.reason,
+                "assigned_by": definition(entry.catalog_version, entry.tag),
+                "removed_by": definition(entry.closed_version, entry.tag),
             }
             print(json.dumps(period, ensure_ascii=False))
         return 0
@@ -593,6 +653,75 @@ def run_history(arguments: argparse.Namespace) -> int:
         line = (
             f"{entry.tag:<{width}}  {entry.source:<8}  {_when(entry.since):<27}  {_when(entry.until):<27}  "
             f"{entry.reason or ''}"
+        )
+        print(line.rstrip())
+        for label, number in (("assigned", entry.catalog_version), ("removed", entry.closed_version)):
+            found = definition(number, entry.tag)
+            if found is not None:
+                rule = found["rule"]
+                text = "(not in that version)" if rule is None else rule
+                print(f"  {label} by version {number}: {text}")
+    return 0
+
+
+def run_publish(arguments: argparse.Namespace) -> int:
+    """``tagrules publish``: record the catalog's version, who and why, in the store."""
+    try:
+        catalog = load_catalog(arguments.catalog)
+    except DefinitionError as error:
+        print_problems(error, sys.stderr)
+        return 1
+    store = _open_store(arguments.store, arguments.prefix, create=True)
+    try:
+        published = Tagger(catalog, store).publish(by=arguments.by, note=arguments.note)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    except InvalidArgument as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    if published.by != arguments.by or published.note != arguments.note:
+        print(
+            f"version {published.version} was published already, by {published.by} at "
+            f"{_when(published.published_at)}"
+        )
+    else:
+        print(
+            f"published version {published.version} ({plural(len(published.tags), 'tag')}) by {published.by}"
+        )
+    return 0
+
+
+def run_versions(arguments: argparse.Namespace) -> int:
+    """``tagrules versions``: the published catalog versions, oldest first."""
+    store = _open_store(arguments.store, arguments.prefix, create=False)
+    try:
+        versions = store.versions()
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    if arguments.json:
+        for version in versions:
+            data = {
+                "version": version.version,
+                "name": version.name,
+                "published_at": _when(version.published_at),
+                "by": version.by,
+                "note": version.note,
+                "tags": {tag: dict(definition) for tag, definition in version.tags.items()},
+            }
+            print(json.dumps(data, ensure_ascii=False))
+        return 0
+    if not versions:
+        print("no published versions")
+        return 0
+    width = max(len("by"), *(len(version.by) for version in versions))
+    print(f"{'version':<12}  {'published':<27}  {'by':<{width}}  {'tags':>4}  note")
+    for version in versions:
+        line = (
+            f"{version.version:<12}  {_when(version.published_at):<27}  {version.by:<{width}}  "
+            f"{len(version.tags):>4}  {version.note}"
         )
         print(line.rstrip())
     return 0

@@ -22,6 +22,10 @@ segments of up to :data:`SEGMENT_ROWS` rows (ranges of the id column):
 A customer found unchanged in step 1 is not written: its retag takes effect when the segment is
 read, as if it ran then (a writer changing it afterwards is simply later).
 
+The database computes tags, not when they lapse by time alone: the due time and lapses of every
+customer a segment reads become unknown (``NULL``; ``due`` and ``expiring`` do not list them) until
+a row-by-row evaluation computes them again. A store that keeps none is not written for this.
+
 Listeners hear the chunk's events after it commits (``RETURNING``). PostgreSQL only: elsewhere
 :func:`~tagrules.retag_from_table` takes the row-by-row path.
 """
@@ -224,6 +228,14 @@ class _SetWise:
         self.inserted = 0
         self.analyze_at = 0
         self.analyzed = False
+        # when tags lapse is not computed in the database: the segments' customers' due times and
+        # lapses become unknown (NULL), checked once so that a store keeping none pays nothing
+        c = self.tables.customers
+        self.clear_due = (
+            connection.execute(sa.select(c.c.customer_id).where(c.c.lapses.is_not(None)).limit(1)).first()
+            is not None
+        )
+        connection.rollback()
 
     # -- segments: the tag states of many rows at once, by one parallel query ----------------------
 
@@ -281,6 +293,8 @@ class _SetWise:
                 *[sa.func.count().filter(segment.c[f"t_{i}"] == 1) for i in range(len(self.keys))],
             ).where(segment.c.unchanged)
         ).one()
+        if self.clear_due:
+            self._clear_due()
         connection.commit()
         self.customers += int(unchanged)
         self.tallies.members.update(dict(zip(self.keys, map(int, assigned), strict=True)))
@@ -288,6 +302,20 @@ class _SetWise:
         if metrics.enabled:  # the segment's unchanged customers are evaluated and done
             metrics.chunk("retag", int(unchanged), {}, time.perf_counter() - clock)
         return upto
+
+    def _clear_due(self) -> None:
+        """Forget the due time and lapses of the segment's customers: the database computed their
+        tags, not when those lapse (a later row-by-row evaluation knows them again)."""
+        c, m = self.tables.customers, self.tables.memberships
+        ids = sa.select(self.segment.c.customer_id)
+        self.connection.execute(
+            sa.update(c)
+            .where(c.c.lapses.is_not(None), c.c.customer_id.in_(ids))
+            .values(due_at=None, lapses=None)
+        )
+        self.connection.execute(
+            sa.update(m).where(m.c.lapses_at.is_not(None), m.c.customer_id.in_(ids)).values(lapses_at=None)
+        )
 
     def _unchanged(
         self, rows: sa.Subquery, customer_id: Any, states: Sequence[Any]
@@ -508,7 +536,7 @@ class _SetWise:
         connection.execute(
             sa.update(h)
             .where(h.c.until.is_(None), sa.tuple_(h.c.customer_id, h.c.tag).in_(removed))
-            .values(until=at, reason="rule")
+            .values(until=at, reason="rule", closed_version=self.catalog.version)
         )
         versions = {tag.key: tag.rule_version for tag in self.catalog.active}
         rule_version = sa.case(
@@ -524,7 +552,8 @@ class _SetWise:
         ).where(changes.c.change == "added")
         names = ["customer_id", "tag", "source", "since", "rule_version"]
         connection.execute(sa.insert(m).from_select(names, added))
-        connection.execute(sa.insert(h).from_select(names, added))
+        opened = added.add_columns(sa.literal(self.catalog.version, h.c.catalog_version.type))
+        connection.execute(sa.insert(h).from_select([*names, "catalog_version"], opened))
         # the events in the order a row-by-row commit writes them: by customer, added before removed
         ordered = sa.select(
             changes.c.customer_id,
@@ -727,6 +756,7 @@ def setwise_retag(
     Raises:
         StoreError: a chunk failed; chunks committed before stay committed.
     """
+    tagger._publish_once()  # history rows written here name the catalog's version
     retired: Counter[str] = Counter()
     active = frozenset(d.key for d in tagger.catalog.active)
     stale = store.held_tags("computed") - active

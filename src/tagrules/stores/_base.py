@@ -11,9 +11,10 @@ that concurrent writers never lose an update or emit an event twice.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import types
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, final, runtime_checkable
+from typing import Any, Literal, Protocol, final, runtime_checkable
 
 from tagrules.errors import InvalidArgument
 from tagrules.stores._ids import MAX_CONSUMER_LENGTH, customer_id_problem
@@ -21,9 +22,11 @@ from tagrules.stores._runs import Every, RunRecord, TagStatistics, TierFlow
 
 __all__ = [
     "DEFAULT_CONSUMER",
+    "CatalogVersion",
     "ChangeEvent",
     "CustomerChange",
     "CustomerState",
+    "Due",
     "HistoryEntry",
     "Membership",
     "Override",
@@ -130,6 +133,10 @@ class HistoryEntry:
         until: when it ended; ``None`` while the customer still holds the tag.
         rule_version: the version of the rule that assigned it (``None`` for manual tags).
         reason: why the period ended (``rule``, ``retired``, ``manual``), ``None`` while open.
+        catalog_version: the :attr:`~tagrules.Catalog.version` of the catalog whose run opened the
+            period (``None``: not known, e.g. a manual tag or a store older than versions).
+        closed_version: the version of the catalog whose run closed it (``None`` while open, or not
+            known).
     """
 
     customer_id: str
@@ -139,12 +146,42 @@ class HistoryEntry:
     until: datetime.datetime | None = None
     rule_version: str | None = None
     reason: str | None = None
+    catalog_version: str | None = None
+    closed_version: str | None = None
 
     def covers(self, moment: datetime.datetime) -> bool:
         """Whether the customer held the tag at ``moment``: ``since <= moment < until``; a naive
         ``moment`` is UTC."""
         moment = as_utc(moment)
         return self.since <= moment and (self.until is None or moment < self.until)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CatalogVersion:
+    """A catalog as it was published into a store: who, when, and each tag's definition.
+
+    Attributes:
+        version: the catalog's :attr:`~tagrules.Catalog.version` (a digest of its content).
+        name: the catalog's name (``None`` when it has none).
+        published_at: when it was published.
+        by: who published it (``tagrules run`` when a run published it implicitly).
+        note: why, in the publisher's words (may be empty).
+        tags: tag key -> its definition as plain data (``key``, ``rule``, ``group``, ``priority``,
+            ``status`` and the rest of :class:`~tagrules.TagDefinition`).
+    """
+
+    version: str
+    name: str | None
+    published_at: datetime.datetime
+    by: str
+    note: str
+    tags: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def rule(self, tag: str) -> str | None:
+        """The rule text of ``tag`` in this version, or ``None`` if the version has no such tag."""
+        definition = self.tags.get(tag)
+        return None if definition is None else str(definition.get("rule", ""))
 
 
 @final
@@ -214,6 +251,31 @@ _EMPTY: frozenset[str] = frozenset()
 
 @final
 @dataclass(frozen=True, slots=True)
+class Due:
+    """When a customer's tags change by time alone, as its last evaluation found
+    (:attr:`~tagrules.Evaluation.valid_until`).
+
+    Attributes:
+        at: the first instant at which the catalog gives the customer other tags (or fails other
+            rules) if nothing but time changes; ``None``: time alone never changes them.
+        lapses: computed tag -> the first instant at which the customer loses it by time alone;
+            a held tag not listed never lapses by time alone.
+        known: ``False`` when the store does not know (the tags were computed where the instants
+            are not, or the catalog reads time in a way they cannot be derived from); ``at`` and
+            ``lapses`` are then empty.
+    """
+
+    at: datetime.datetime | None = None
+    lapses: Mapping[str, datetime.datetime] = field(default_factory=lambda: types.MappingProxyType({}))
+    known: bool = True
+
+
+#: What a store holds for a customer whose lapses it does not know.
+UNKNOWN_DUE = Due(known=False)
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class CustomerState:
     """What a store holds for one customer, as much as deciding a change needs.
 
@@ -224,6 +286,7 @@ class CustomerState:
         excluded: the tags people excluded.
         changed_at: the time of the customer's last stored change (``None`` for a new customer); a
             change older than it is not written (time never runs backwards in a store).
+        due: when its tags change by time alone, as its last evaluation found.
     """
 
     version: int = 0
@@ -231,6 +294,7 @@ class CustomerState:
     manual: frozenset[str] = _EMPTY
     excluded: frozenset[str] = _EMPTY
     changed_at: datetime.datetime | None = None
+    due: Due = UNKNOWN_DUE
 
     @property
     def tags(self) -> frozenset[str]:
@@ -257,6 +321,10 @@ class CustomerChange:
         overrides: overrides to set (replacing the customer's override of the same tag).
         cleared: tags whose override is removed.
         events: the change events to put in the outbox.
+        due: when the customer's tags change by time alone, replacing what the store held (the
+            lapse of each computed membership held after the change included); ``None`` keeps it.
+        catalog_version: the version of the catalog whose run makes the change: kept by the history
+            periods it opens and closes (``None``: not a run's change).
     """
 
     customer_id: str
@@ -267,6 +335,8 @@ class CustomerChange:
     overrides: tuple[Override, ...] = ()
     cleared: tuple[str, ...] = ()
     events: tuple[ChangeEvent, ...] = field(default=())
+    due: Due | None = None
+    catalog_version: str | None = None
 
 
 @runtime_checkable
@@ -312,6 +382,16 @@ class TagStore(Protocol):
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
         """The tags the customer held at ``as_of``."""
+        ...
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        """The sorted ids of the customers whose tags time alone has changed by ``now`` since their
+        last evaluation (their :attr:`Due.at` is at or before ``now``): re-evaluate exactly those."""
+        ...
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        """The sorted ids of the customers holding ``tag`` (computed) whose membership lapses by time
+        alone at or before ``before``, unless their data changes."""
         ...
 
     def history(self, customer_id: str) -> list[HistoryEntry]:
@@ -373,6 +453,19 @@ class TagStore(Protocol):
 
     def record_run(self, record: RunRecord) -> None:
         """Keep a run record; a ``day`` record adds its counts to the record of the same id."""
+        ...
+
+    def publish(self, version: CatalogVersion) -> bool:
+        """Keep a published catalog version; ``False`` (and nothing changes) if the store holds that
+        version already."""
+        ...
+
+    def versions(self) -> list[CatalogVersion]:
+        """Every published version, oldest first, with its definitions."""
+        ...
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        """The published version ``version``, or ``None`` if it was never published."""
         ...
 
     def runs(

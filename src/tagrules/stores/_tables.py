@@ -79,11 +79,17 @@ class StoreTables(NamedTuple):
 
     Attributes:
         customers: one row per customer the store has changed: ``customer_id``, ``version`` (bumped by
-            each committed change, checked by the next one), ``updated_at``.
+            each committed change, checked by the next one), ``updated_at``, ``due_at`` (when its
+            tags change by time alone; ``NULL``: never, or not known), ``lapses`` (``tag instant`` pairs,
+            space-separated: when each computed membership lapses by time alone; ``NULL`` while not
+            known).
         memberships: the current memberships: ``customer_id``, ``tag``, ``source``, ``since``,
-            ``rule_version``; one row per customer and tag.
+            ``rule_version``, ``lapses_at`` (when it lapses by time alone; ``NULL``: never, or not
+            known); one row per customer and tag.
         history: every membership period: ``id``, ``customer_id``, ``tag``, ``source``, ``since``,
-            ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed).
+            ``until`` (``NULL`` while open), ``rule_version``, ``reason`` (why it closed),
+            ``catalog_version`` and ``closed_version`` (the catalog versions of the runs that opened
+            and closed it).
         overrides: people's decisions: ``customer_id``, ``tag``, ``kind`` (include/exclude), ``by``,
             ``reason``, ``at``.
         outbox: the change feed's events until purged: ``id`` (insertion order), ``customer_id``,
@@ -98,6 +104,9 @@ class StoreTables(NamedTuple):
         consumers: one row per consumer of the change feed: ``name``, ``position`` (the last it
             acknowledged), ``registered_at``.
         feed: one row, ``id`` 1: ``head``, the last position given to an event.
+        versions: one row per published catalog version: ``version``, ``name``, ``published_at``,
+            ``published_by``, ``note``.
+        version_tags: one row per version and tag: ``version``, ``tag``, ``definition`` (JSON).
     """
 
     metadata: sqlalchemy.MetaData
@@ -110,6 +119,8 @@ class StoreTables(NamedTuple):
     run_tags: sqlalchemy.Table
     consumers: sqlalchemy.Table
     feed: sqlalchemy.Table
+    versions: sqlalchemy.Table
+    version_tags: sqlalchemy.Table
 
 
 def exact_collation(dialect: Dialect) -> str:
@@ -167,6 +178,9 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("customer_id", _id(), primary_key=True),
         column("version", sqlalchemy.Integer, nullable=False),
         column("updated_at", UTCDateTime(), nullable=False),
+        column("due_at", UTCDateTime()),
+        column("lapses", sqlalchemy.Text),
+        sqlalchemy.Index(f"{prefix}customers_due", "due_at"),
     )
     memberships = sqlalchemy.Table(
         f"{prefix}memberships",
@@ -176,7 +190,9 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("source", _exact(16), nullable=False),
         column("since", UTCDateTime(), nullable=False),
         column("rule_version", _exact(32)),
+        column("lapses_at", UTCDateTime()),
         sqlalchemy.Index(f"{prefix}memberships_tag", "tag", "customer_id"),
+        sqlalchemy.Index(f"{prefix}memberships_lapses", "tag", "lapses_at"),
     )
     history = sqlalchemy.Table(
         f"{prefix}history",
@@ -189,6 +205,8 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("until", UTCDateTime()),
         column("rule_version", _exact(32)),
         column("reason", _exact(32)),
+        column("catalog_version", _exact(32)),
+        column("closed_version", _exact(32)),
         sqlalchemy.Index(f"{prefix}history_customer", "customer_id", "tag"),
         sqlalchemy.Index(f"{prefix}history_tag", "tag", "since"),
     )
@@ -254,6 +272,33 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("id", sqlalchemy.Integer, primary_key=True, autoincrement=False),
         column("head", sqlalchemy.BigInteger, nullable=False),
     )
+    versions = sqlalchemy.Table(
+        f"{prefix}versions",
+        metadata,
+        column("version", _exact(32), primary_key=True),
+        column("name", _exact(TAG_LENGTH)),
+        column("published_at", UTCDateTime(), nullable=False),
+        column("published_by", _exact(ID_LENGTH), nullable=False),
+        column("note", sqlalchemy.Text, nullable=False),
+    )
+    version_tags = sqlalchemy.Table(
+        f"{prefix}version_tags",
+        metadata,
+        column("version", _exact(32), primary_key=True),
+        column("tag", _tag(), primary_key=True),
+        column("definition", sqlalchemy.Text, nullable=False),
+    )
     return StoreTables(
-        metadata, customers, memberships, history, overrides, outbox, runs, run_tags, consumers, feed
+        metadata,
+        customers,
+        memberships,
+        history,
+        overrides,
+        outbox,
+        runs,
+        run_tags,
+        consumers,
+        feed,
+        versions,
+        version_tags,
     )

@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from tagrules.errors import StoreError
 from tagrules.stores._base import (
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
@@ -318,6 +319,27 @@ class AsyncSQLStore:
         """Delete the events every registered consumer has acknowledged (older than ``before``, when
         given); the number deleted (:meth:`~tagrules.SQLStore.purge_events`)."""
         return await self._call(SQLStore.purge_events, before)
+
+    async def due(self, now: datetime.datetime) -> list[str]:
+        """The customers whose tags time alone has changed by ``now`` (:meth:`~tagrules.SQLStore.due`)."""
+        return await self._call(SQLStore.due, now)
+
+    async def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        """The holders of ``tag`` whose membership lapses by ``before`` unless their data changes
+        (:meth:`~tagrules.SQLStore.expiring`)."""
+        return await self._call(SQLStore.expiring, tag, before)
+
+    async def publish(self, version: CatalogVersion) -> bool:
+        """Keep a published catalog version (:meth:`~tagrules.SQLStore.publish`)."""
+        return await self._call(SQLStore.publish, version)
+
+    async def versions(self) -> list[CatalogVersion]:
+        """Every published catalog version, oldest first (:meth:`~tagrules.SQLStore.versions`)."""
+        return await self._call(SQLStore.versions)
+
+    async def catalog_version(self, version: str) -> CatalogVersion | None:
+        """The published version ``version`` (:meth:`~tagrules.SQLStore.catalog_version`)."""
+        return await self._call(SQLStore.catalog_version, version)
 
     async def forget(self, customer_id: str) -> None:
         """Erase the customer: memberships, history, overrides and pending events (as

@@ -13,9 +13,12 @@ from typing import final
 from tagrules.errors import ConcurrentUpdate, InvalidArgument
 from tagrules.stores._base import (
     DEFAULT_CONSUMER,
+    UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     HistoryEntry,
     Membership,
     Override,
@@ -41,10 +44,11 @@ __all__ = ["MemoryStore"]
 
 
 class _Customer:
-    __slots__ = ("changed_at", "history", "memberships", "overrides", "version")
+    __slots__ = ("changed_at", "due", "history", "memberships", "overrides", "version")
 
     def __init__(self, changed_at: datetime.datetime) -> None:
         self.version = 0
+        self.due: Due = UNKNOWN_DUE
         self.changed_at = changed_at
         self.memberships: dict[str, Membership] = {}
         self.overrides: dict[str, Override] = {}
@@ -73,6 +77,7 @@ class MemoryStore:
         self._consumers: dict[str, int] = {}
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
+        self._versions: dict[str, CatalogVersion] = {}
 
     def load(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         states: dict[str, CustomerState] = {}
@@ -88,6 +93,7 @@ class MemoryStore:
                     manual=frozenset(m.tag for m in memberships if m.source == "manual"),
                     excluded=frozenset(o.tag for o in customer.overrides.values() if o.kind == "exclude"),
                     changed_at=customer.changed_at,
+                    due=customer.due,
                 )
         return states
 
@@ -127,6 +133,8 @@ class MemoryStore:
                         change.at,
                         entry.rule_version,
                         reason,
+                        entry.catalog_version,
+                        change.catalog_version,
                     )
         for membership in change.added:
             customer.memberships[membership.tag] = membership
@@ -137,12 +145,15 @@ class MemoryStore:
                     membership.source,
                     membership.since,
                     rule_version=membership.rule_version,
+                    catalog_version=change.catalog_version,
                 )
             )
         for tag in change.cleared:
             customer.overrides.pop(tag, None)
         for override in change.overrides:
             customer.overrides[override.tag] = override
+        if change.due is not None:
+            customer.due = change.due
         for event in change.events:
             position = self._head = next(self._positions)
             self._outbox[position] = ChangeEvent(
@@ -180,6 +191,25 @@ class MemoryStore:
                     for cid, c in self._customers.items()
                     if any(e.tag == tag and e.covers(as_of) for e in c.history)
                 ]
+        return sorted(found)
+
+    def due(self, now: datetime.datetime) -> list[str]:
+        now = as_utc(now)
+        with self._lock:
+            found = [cid for cid, c in self._customers.items() if c.due.at is not None and c.due.at <= now]
+        return sorted(found)
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        before = as_utc(before)
+        with self._lock:
+            found = [
+                cid
+                for cid, c in self._customers.items()
+                if (membership := c.memberships.get(tag)) is not None
+                and membership.source == "computed"
+                and (lapse := c.due.lapses.get(tag)) is not None
+                and lapse <= before
+            ]
         return sorted(found)
 
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
@@ -279,6 +309,22 @@ class MemoryStore:
             elif known is not None:
                 raise ValueError(f"a run {record.id!r} is recorded already")
             self._runs[record.id] = record
+
+    def publish(self, version: CatalogVersion) -> bool:
+        with self._lock:
+            if version.version in self._versions:
+                return False
+            self._versions[version.version] = version
+            return True
+
+    def versions(self) -> list[CatalogVersion]:
+        with self._lock:
+            found = list(self._versions.values())
+        return sorted(found, key=lambda version: (version.published_at, version.version))
+
+    def catalog_version(self, version: str) -> CatalogVersion | None:
+        with self._lock:
+            return self._versions.get(version)
 
     def runs(
         self, since: datetime.datetime | None = None, until: datetime.datetime | None = None

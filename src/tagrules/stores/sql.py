@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
 import operator
 import random
 import time
+import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, final
@@ -18,9 +20,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tagrules.errors import ConcurrentUpdate, StoreError
 from tagrules.stores._base import (
     DEFAULT_CONSUMER,
+    UNKNOWN_DUE,
+    CatalogVersion,
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    Due,
     HistoryEntry,
     Membership,
     Override,
@@ -41,6 +46,7 @@ from tagrules.stores._database import (
     translated,
     upgrade,
 )
+from tagrules.stores._due import due_from, lapses_text
 from tagrules.stores._feed import acknowledge_leading, acknowledge_position, next_events, purge
 from tagrules.stores._runs import (
     Every,
@@ -239,9 +245,10 @@ class SQLStore:
             "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
             "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
             "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
-            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason "
-            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[]) "
-            "AS r(customer_id, tag, at, reason) "
+            "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason, "
+            "closed_version = r.version "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::text[], %s::text[]) "
+            "AS r(customer_id, tag, at, reason, version) "
             "WHERE h.customer_id = r.customer_id AND h.tag = r.tag AND h.until IS NULL",
         }
         if self._engine.dialect.paramstyle == "numeric_dollar":
@@ -270,7 +277,19 @@ class SQLStore:
                 t.history.c.tag == bindparam("b_tag"),
                 t.history.c.until.is_(None),
             )
-            .values(until=bindparam("b_at"), reason=bindparam("b_reason")),
+            .values(
+                until=bindparam("b_at"), reason=bindparam("b_reason"), closed_version=bindparam("b_version")
+            ),
+            "due": update(t.customers)
+            .where(t.customers.c.customer_id == bindparam("b_customer_id"))
+            .values(due_at=bindparam("b_due_at"), lapses=bindparam("b_lapses")),
+            "lapse": update(t.memberships)
+            .where(
+                t.memberships.c.customer_id == bindparam("b_customer_id"),
+                t.memberships.c.tag == bindparam("b_tag"),
+                t.memberships.c.source == "computed",
+            )
+            .values(lapses_at=bindparam("b_lapses_at")),
             "unset": delete(t.overrides).where(
                 t.overrides.c.customer_id == bindparam("b_customer_id"),
                 t.overrides.c.tag == bindparam("b_tag"),
@@ -314,6 +333,7 @@ class SQLStore:
         computed: dict[str, Any] = {}
         manual: dict[str, Any] = {}
         excluded: dict[str, set[str]] = {}
+        dues: dict[str, Due] = {}
         ids = [check_customer_id(customer_id) for customer_id in customer_ids]
         customers, memberships, overrides = t.customers.name, t.memberships.name, t.overrides.name
         aggregate = self._aggregate
@@ -326,12 +346,17 @@ class SQLStore:
                     batch = ids[start : start + _LOAD_BATCH]
                     among, parameters = self._among(batch)
                     cursor.execute(
-                        f"SELECT customer_id, version, updated_at FROM {customers} WHERE customer_id {among}",
+                        f"SELECT customer_id, version, updated_at, due_at, lapses FROM {customers} "
+                        f"WHERE customer_id {among}",
                         parameters,
                     )
-                    for customer_id, version, updated_at in cursor.fetchall():
+                    for customer_id, version, updated_at, due_at, lapses in cursor.fetchall():
                         versions[customer_id] = version
                         changed[customer_id] = _stored_time(updated_at)
+                        if lapses is not None:
+                            dues[customer_id] = due_from(
+                                None if due_at is None else _stored_time(due_at), lapses
+                            )
                     if aggregate is not None:
                         # one row per customer, its tags in one text ("!" marks manual ones)
                         cursor.execute(
@@ -378,6 +403,7 @@ class SQLStore:
                 frozenset(manual.get(customer_id, _EMPTY)),
                 frozenset(excluded.get(customer_id, _EMPTY)),
                 changed.get(customer_id),
+                dues.get(customer_id, UNKNOWN_DUE),
             )
         return states
 
@@ -396,13 +422,20 @@ class SQLStore:
         new = [
             {"customer_id": c.customer_id, "version": 1, "updated_at": c.at} for c in ordered if not c.version
         ]
+        due = [c for c in ordered if c.due is not None]
         old: list[dict[str, Any]] = [
             {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
             for c in ordered
             if c.version
         ]
         removed: list[dict[str, Any]] = [
-            {"b_customer_id": c.customer_id, "b_tag": tag, "b_at": c.at, "b_reason": reason}
+            {
+                "b_customer_id": c.customer_id,
+                "b_tag": tag,
+                "b_at": c.at,
+                "b_reason": reason,
+                "b_version": c.catalog_version,
+            }
             for c in ordered
             for tag, reason in c.removed
         ]
@@ -413,6 +446,18 @@ class SQLStore:
                 "source": m.source,
                 "since": m.since,
                 "rule_version": m.rule_version,
+            }
+            for c in ordered
+            for m in c.added
+        ]
+        opened = [
+            {
+                "customer_id": m.customer_id,
+                "tag": m.tag,
+                "source": m.source,
+                "since": m.since,
+                "rule_version": m.rule_version,
+                "catalog_version": c.catalog_version,
             }
             for c in ordered
             for m in c.added
@@ -471,6 +516,7 @@ class SQLStore:
                             tags,
                             [naive_utc(row["b_at"]) for row in removed],
                             [row["b_reason"] for row in removed],
+                            [row["b_version"] for row in removed],
                         ),
                     )
                 elif removed and self._mysql:
@@ -484,9 +530,11 @@ class SQLStore:
                     connection.execute(insert(t.overrides), overrides)
                 if added:
                     self._insert(connection, t.memberships, added)
-                    self._insert(connection, t.history, added)
+                    self._insert(connection, t.history, opened)
                 if events:
                     self._insert(connection, t.outbox, events)
+                if due:
+                    self._write_due(connection, due)
         except StoreError as error:
             if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
                 raise ConcurrentUpdate(
@@ -495,6 +543,33 @@ class SQLStore:
             raise
         if self._postgres:
             self._keep_statistics(len(added) + len(new))
+
+    def _write_due(self, connection: Connection, changes: list[CustomerChange]) -> None:
+        """Each customer's due time and lapses, and each of its memberships' lapse."""
+        t, s = self.tables, self._statements
+        rows: list[dict[str, Any]] = []
+        cleared: list[str] = []
+        lapses: list[dict[str, Any]] = []
+        for change in changes:
+            due = change.due
+            assert due is not None
+            rows.append(
+                {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
+            )
+            cleared.append(change.customer_id)
+            lapses.extend(
+                {"b_customer_id": change.customer_id, "b_tag": tag, "b_lapses_at": moment}
+                for tag, moment in due.lapses.items()
+            )
+        connection.execute(s["due"], rows)
+        m = t.memberships
+        for start in range(0, len(cleared), _LOAD_BATCH):
+            batch = cleared[start : start + _LOAD_BATCH]
+            connection.execute(
+                update(m).where(m.c.customer_id.in_(batch), m.c.lapses_at.is_not(None)).values(lapses_at=None)
+            )
+        if lapses:
+            connection.execute(s["lapse"], lapses)
 
     def _bump_mysql(self, connection: Connection, old: list[dict[str, Any]]) -> int:
         # as _remove_mysql: one statement per version read (and time), not one per customer
@@ -519,10 +594,11 @@ class SQLStore:
         # cost MariaDB's range optimizer more than the round trips did.
         t = self.tables
         by_tag: dict[str, list[str]] = {}
-        closing: dict[tuple[str, datetime.datetime, str], list[str]] = {}
+        closing: dict[tuple[str, datetime.datetime, str, str | None], list[str]] = {}
         for row in removed:
             by_tag.setdefault(row["b_tag"], []).append(row["b_customer_id"])
-            closing.setdefault((row["b_tag"], row["b_at"], row["b_reason"]), []).append(row["b_customer_id"])
+            key = (row["b_tag"], row["b_at"], row["b_reason"], row["b_version"])
+            closing.setdefault(key, []).append(row["b_customer_id"])
         for tag, ids in by_tag.items():
             for start in range(0, len(ids), _LOAD_BATCH):
                 batch = ids[start : start + _LOAD_BATCH]
@@ -531,13 +607,13 @@ class SQLStore:
                     f"WHERE tag = %s AND customer_id IN ({_list(len(batch))})",
                     (tag, *batch),
                 )
-        for (tag, at, reason), ids in closing.items():
+        for (tag, at, reason, version), ids in closing.items():
             for start in range(0, len(ids), _LOAD_BATCH):
                 batch = ids[start : start + _LOAD_BATCH]
                 connection.exec_driver_sql(
-                    f"UPDATE {t.history.name} SET until = %s, reason = %s "
+                    f"UPDATE {t.history.name} SET until = %s, reason = %s, closed_version = %s "
                     f"WHERE tag = %s AND until IS NULL AND customer_id IN ({_list(len(batch))})",
-                    (naive_utc(at), reason, tag, *batch),
+                    (naive_utc(at), reason, version, tag, *batch),
                 )
 
     def _keep_statistics(self, inserted: int) -> None:
@@ -610,6 +686,20 @@ class SQLStore:
             )
         return [row[0] for row in self._rows(statement, "read members")]
 
+    def due(self, now: datetime.datetime) -> list[str]:
+        c = self.tables.customers
+        statement = select(c.c.customer_id).where(c.c.due_at <= as_utc(now)).order_by(c.c.customer_id)
+        return [row[0] for row in self._rows(statement, "read due customers")]
+
+    def expiring(self, tag: str, before: datetime.datetime) -> list[str]:
+        m = self.tables.memberships
+        statement = (
+            select(m.c.customer_id)
+            .where(m.c.tag == tag, m.c.source == "computed", m.c.lapses_at <= as_utc(before))
+            .order_by(m.c.customer_id)
+        )
+        return [row[0] for row in self._rows(statement, "read expiring members")]
+
     def tags_as_of(self, customer_id: str, as_of: datetime.datetime) -> frozenset[str]:
         check_customer_id(customer_id)
         h = self.tables.history
@@ -620,7 +710,17 @@ class SQLStore:
         check_customer_id(customer_id)
         h = self.tables.history
         statement = (
-            select(h.c.customer_id, h.c.tag, h.c.source, h.c.since, h.c.until, h.c.rule_version, h.c.reason)
+            select(
+                h.c.customer_id,
+                h.c.tag,
+                h.c.source,
+                h.c.since,
+                h.c.until,
+                h.c.rule_version,
+                h.c.reason,
+                h.c.catalog_version,
+                h.c.closed_version,
+            )
             .where(h.c.customer_id == customer_id)
             .order_by(h.c.since, h.c.tag, h.c.id)
         )
@@ -738,6 +838,91 @@ class SQLStore:
         commits or rolls back with the run's changes."""
         with translated(self.url, "record a run"), self._writing(connection) as writer:
             record_run(writer, self.tables, record)
+
+    def publish(self, version: CatalogVersion, *, connection: Connection | None = None) -> bool:
+        """As :meth:`TagStore.publish`; with ``connection``, inside that (the caller's) transaction."""
+        t = self.tables
+        given = connection
+        try:
+            with translated(self.url, "publish a catalog version"), self._writing(given) as connection:
+                known = connection.execute(
+                    select(t.versions.c.version).where(t.versions.c.version == version.version)
+                ).first()
+                if known is not None:
+                    return False
+                connection.execute(
+                    insert(t.versions),
+                    {
+                        "version": version.version,
+                        "name": version.name,
+                        "published_at": version.published_at,
+                        "published_by": version.by,
+                        "note": version.note,
+                    },
+                )
+                if version.tags:
+                    connection.execute(
+                        insert(t.version_tags),
+                        [
+                            {"version": version.version, "tag": tag, "definition": json.dumps(dict(data))}
+                            for tag, data in version.tags.items()
+                        ],
+                    )
+        except StoreError as error:
+            if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
+                return False  # published meanwhile by another writer
+            raise
+        return True
+
+    def versions(self) -> list[CatalogVersion]:
+        v = self.tables.versions
+        rows = self._rows(select(v).order_by(v.c.published_at, v.c.version), "read catalog versions")
+        definitions = self._definitions(None)
+        return [
+            CatalogVersion(
+                row.version,
+                row.name,
+                row.published_at,
+                row.published_by,
+                row.note,
+                types.MappingProxyType(definitions.get(row.version, {})),
+            )
+            for row in rows
+        ]
+
+    def catalog_version(self, version: str, *, connection: Connection | None = None) -> CatalogVersion | None:
+        """As :meth:`TagStore.catalog_version`; with ``connection``, read inside that transaction."""
+        v = self.tables.versions
+        with translated(self.url, "read a catalog version"), self._reading(connection) as reader:
+            rows = list(reader.execute(select(v).where(v.c.version == version)))
+            if not rows:
+                return None
+            row = rows[0]
+            vt = self.tables.version_tags
+            definitions = {
+                tag: types.MappingProxyType(json.loads(text))
+                for tag, text in reader.execute(
+                    select(vt.c.tag, vt.c.definition).where(vt.c.version == version).order_by(vt.c.tag)
+                )
+            }
+        return CatalogVersion(
+            row.version,
+            row.name,
+            row.published_at,
+            row.published_by,
+            row.note,
+            types.MappingProxyType(definitions),
+        )
+
+    def _definitions(self, version: str | None) -> dict[str, dict[str, Any]]:
+        vt = self.tables.version_tags
+        statement = select(vt.c.version, vt.c.tag, vt.c.definition).order_by(vt.c.version, vt.c.tag)
+        if version is not None:
+            statement = statement.where(vt.c.version == version)
+        found: dict[str, dict[str, Any]] = {}
+        for number, tag, text in self._rows(statement, "read catalog definitions"):
+            found.setdefault(number, {})[tag] = types.MappingProxyType(json.loads(text))
+        return found
 
     def runs(
         self, since: datetime.datetime | None = None, until: datetime.datetime | None = None
