@@ -247,7 +247,7 @@ class _Unit:
     """One evaluation unit alone: its compiled function (the tags it tests given), its tags, and the
     tags it tests outside itself."""
 
-    function: Callable[..., tuple[set[str], dict[str, str]]]
+    function: Callable[..., Any]
     keys: frozenset[str]
     tested: frozenset[str]
 
@@ -605,7 +605,8 @@ def confirm(
             given = tags & tested if tested else manual
             if manual and tested:
                 given = given.union(manual)
-            assigned, failures = unit.function(snapshot, moment, given, suppressed)
+            found_there = unit.function(snapshot, moment, given, suppressed)
+            assigned, failures = found_there.tags, found_there.errors
             keys = unit.keys
             if assigned != tags & keys:
                 return moment
@@ -681,7 +682,8 @@ def lapses(
             later = evaluate(snapshot, moment, set(manual), suppressed=suppressed)
             assigned, failures = later.tags, later.errors
         else:
-            assigned, failures = function(snapshot, moment, given, suppressed)
+            later = function(snapshot, moment, given, suppressed)
+            assigned, failures = later.tags, later.errors
         if until is None and (assigned != start or failures.keys() != start_errors):
             until = moment
         for tag in [tag for tag in pending if tag not in assigned and tag not in failures]:

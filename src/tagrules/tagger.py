@@ -572,12 +572,14 @@ class Tagger:
         """A run with an unpublished catalog publishes it (by ``tagrules run``), so that history
         always knows its definitions; inside the caller's transaction when there is one (it may
         hold the database's write lock)."""
-        if connection is None:
-            if self.store.catalog_version(self._version) is None:
+        store = self.store
+        if connection is None or not (isinstance(store, SQLStore) and store._sqlite):
+            # in a transaction of its own, committed at once: another writer's run (or the caller's
+            # next call, on a second connection) never waits for the caller's transaction to end
+            if store.catalog_version(self._version) is None:
                 self.publish(by=IMPLICIT_PUBLISHER, note="published by a run")
         else:
-            store = self.store
-            assert isinstance(store, SQLStore)  # _check_connection refused the others
+            # SQLite: the caller's transaction may hold the database's write lock
             if store.catalog_version(self._version, connection=connection) is None:
                 record = self._version_record(self.catalog, IMPLICIT_PUBLISHER, "published by a run", None)
                 store.publish(record, connection=connection)

@@ -225,7 +225,8 @@ def _engine_options(parsed: URL, limits: dict[str, float]) -> dict[str, Any]:
 def _driver_missing(parsed: URL) -> StoreError:
     backend = parsed.get_backend_name()
     extra = {"postgresql": " (install tagrules[postgres])", "mysql": " (install tagrules[mysql])"}
-    if _ASYNC_DRIVERS.get(backend) == parsed.get_driver_name():
+    # the driver as the URL names it: asking SQLAlchemy would load the missing dialect again
+    if _ASYNC_DRIVERS.get(backend) == parsed.drivername.partition("+")[2]:
         extra = {backend: " (install tagrules[async])"}
     hint = extra.get(backend, "")
     if parsed.drivername in _SCHEME_HINTS and backend not in extra:

@@ -556,7 +556,10 @@ class SQLStore:
             rows.append(
                 {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
             )
-            cleared.append(change.customer_id)
+            if change.version:
+                # (a customer new to the store has no earlier lapses; a range update would take
+                # MariaDB's gap locks and hold back other writers' new customers)
+                cleared.append(change.customer_id)
             lapses.extend(
                 {"b_customer_id": change.customer_id, "b_tag": tag, "b_lapses_at": moment}
                 for tag, moment in due.lapses.items()
