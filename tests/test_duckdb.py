@@ -196,6 +196,36 @@ class TestDataFrames:
         assert dict(report.counts) == dict(python_counts.counts)
         assert report.where["vip"] == "database"
 
+    @pytest.mark.parametrize("kind", ["pyarrow", "pandas", "polars"])
+    def test_tag_query_over_a_frame_gives_python_states(self, kind: str, retail_arrow: pyarrow.Table) -> None:
+        """tag_query over a DataFrame or pyarrow Table compiles for DuckDB; to_arrow runs it over the
+        frame and gives each row's states as the Evaluator does."""
+        frame: Any = {
+            "pyarrow": retail_arrow,
+            "pandas": retail_arrow.to_pandas(),
+            "polars": polars.from_arrow(retail_arrow),
+        }[kind]
+        catalog = load_catalog()
+        query = tag_query(catalog, frame, now=REFERENCE_NOW, id_columns=["id"])
+        states = {row["id"]: row for row in query.to_arrow().to_pylist()}
+        evaluator = Evaluator(catalog)
+        for row in _retail_rows(300):
+            snapshot = {
+                **row,
+                **{name: json.loads(row[name]) for name in ("category_spend_365d", "category_views_30d")},
+            }
+            result = evaluator.evaluate(snapshot, now=REFERENCE_NOW)
+            for key, label in query.tag_columns.items():
+                expected = None if key in result.errors else int(key in result.tags)
+                assert states[row["id"]][label] == expected, (key, row["id"])
+
+    def test_to_arrow_of_a_database_query_is_refused(self) -> None:
+        """A query made for a database table has no frame to run over: to_arrow says so."""
+        catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
+        table = sa.table("customers", sa.column("spend", sa.Float()))
+        with pytest.raises(ValueError, match="DataFrame"):
+            tag_query(catalog, table, dialect="duckdb").to_arrow()
+
     def test_a_frame_missing_a_column(self) -> None:
         """A rule reading a field the DataFrame has no column for is a SourceError naming it."""
         catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})

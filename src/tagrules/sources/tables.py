@@ -58,6 +58,26 @@ class TagQuery:
     tag_columns: Mapping[str, str]
     in_python: Mapping[str, str]
     now: datetime.datetime
+    #: the DataFrame or pyarrow Table the query reads, when it was made for one (see ``to_arrow``)
+    frame: Any = field(default=None, repr=False, compare=False)
+
+    def to_arrow(self) -> Any:
+        """Run the query over the DataFrame or pyarrow Table it was made for, in DuckDB (the rows
+        are scanned where they lie): a pyarrow Table with the id columns and one column per pushed
+        tag (1, 0, null unknown), in the query's labels (see ``tag_columns``).
+
+        Raises:
+            ValueError: the query was made for a database table (run ``select`` on its connection).
+        """
+        if self.frame is None:
+            raise ValueError("to_arrow runs a query made over a DataFrame; run select on the database")
+        with frame_source(self.frame) as (connection, _):
+            compiled = self.select.compile(dialect=connection.dialect)
+            names = compiled.positiontup or []
+            raw: Any = connection.connection.driver_connection
+            relation = raw.sql(str(compiled), params=[compiled.params[name] for name in names])
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            return fetch()
 
 
 @final
@@ -413,21 +433,23 @@ def _flatten(levels: Sequence[Sequence[EvaluationUnit]]) -> list[EvaluationUnit]
 
 def tag_query(
     catalog: Catalog,
-    table: sa.FromClause,
+    table: sa.FromClause | Any,
     *,
-    dialect: str,
+    dialect: str | None = None,
     now: datetime.datetime | None = None,
     columns: Mapping[str, str] | None = None,
     id_columns: Sequence[str] = (),
     mode: Mode = "auto",
 ) -> TagQuery:
-    """Compile ``catalog`` to one query over ``table`` (a :class:`sqlalchemy.Table` or any selectable).
+    """Compile ``catalog`` to one query over ``table`` (a :class:`sqlalchemy.Table` or any selectable,
+    or a pandas or Polars DataFrame or a pyarrow Table, which DuckDB reads in place).
 
     Args:
         catalog: the catalog whose active tags are computed.
-        table: the rows; its columns hold the snapshot fields (see ``columns``).
+        table: the rows; its columns hold the snapshot fields (see ``columns``). For a DataFrame the
+            query is DuckDB's, over a view of it; :meth:`TagQuery.to_arrow` runs it.
         dialect: the SQLAlchemy dialect name the query is for (``postgresql``, ``mysql``, ``sqlite``
-            ...; others get generic SQL, which pushes down less).
+            ...; others get generic SQL, which pushes down less); ``duckdb`` for a DataFrame.
         now: the time ``$now`` and ``$today`` stand for (bound parameters); default: the current time.
         columns: field name -> column name, where they differ.
         id_columns: columns passed through to the result, first (e.g. the customer id).
@@ -450,11 +472,21 @@ def tag_query(
     """
     if mode not in ("auto", "database"):
         raise ValueError(f"mode must be 'auto' or 'database' for a query, not {mode!r}")
+    frame = None
+    if is_frame(table):
+        frame = table
+        with frame_source(frame) as (_, table):
+            pass  # the view's columns, described; to_arrow registers the frame again
+        dialect = dialect or "duckdb"
+    if dialect is None:
+        raise ValueError("tag_query needs the dialect the query is for (dialect='postgresql', ...)")
     moment = resolve_now(now)
     builder = _QueryBuilder(catalog, table, compiler_for(dialect), moment, columns)
     builder.decide(mode)
     select, labels = builder.build(id_columns)
-    return TagQuery(select, MappingProxyType(labels), MappingProxyType(dict(builder.in_python)), moment)
+    return TagQuery(
+        select, MappingProxyType(labels), MappingProxyType(dict(builder.in_python)), moment, frame=frame
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
