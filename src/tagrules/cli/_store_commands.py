@@ -19,6 +19,7 @@ import sqlalchemy
 from sqlalchemy.engine import Engine
 
 from tagrules.catalog import Catalog
+from tagrules.cli import _population as population
 from tagrules.cli._common import (
     CommandError,
     field_column,
@@ -93,6 +94,7 @@ def register(commands: Any) -> None:
         help="also hand the changes to this installed plugin's listener (repeatable; the catalog's "
         "'listeners:' always run)",
     )
+    population.add_arguments(run)
     run.set_defaults(run=run_run)
 
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
@@ -266,6 +268,11 @@ def _print_summary(
 
 def run_run(arguments: argparse.Namespace) -> int:
     """``tagrules run``: evaluate, store, print the summary table; 1 if some lines were bad."""
+    if arguments.input is not None:
+        return population.run_population(arguments)
+    for option in ("previous", "output"):
+        if getattr(arguments, option) is not None:
+            raise CommandError(f"run: --{option} goes with --input PATH (the tags computed from a file)")
     if arguments.snapshots is not None and arguments.db is not None:
         raise CommandError("run: give either SNAPSHOTS.jsonl or --db URL --table NAME, not both")
     if arguments.db is not None or arguments.table is not None:

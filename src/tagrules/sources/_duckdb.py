@@ -22,7 +22,7 @@ from tagrules.errors import SourceError
 from tagrules.schema import FieldType
 from tagrules.sql._duckdb import DuckDBMap, map_value_type
 
-__all__ = ["check_columns", "duckdb_table", "file_source", "frame_source", "is_frame"]
+__all__ = ["check_columns", "duckdb_table", "file_source", "frame_source", "is_frame", "parquet_reader"]
 
 #: the name of the view a file or a DataFrame is read through
 SOURCE_VIEW = "source"
@@ -117,6 +117,18 @@ def _reader(path: str) -> str:
     raise SourceError(
         f"{path}: not a file tagrules reads (.parquet, a directory of them, .csv, .jsonl or .ndjson)"
     )
+
+
+def parquet_reader(path: str) -> str:
+    """The DuckDB table function reading the Parquet file(s) at ``path``.
+
+    Raises:
+        SourceError: no such file, or not a Parquet file.
+    """
+    reader = _reader(path)
+    if not reader.startswith("read_parquet("):
+        raise SourceError(f"{path}: not a Parquet file (.parquet, or a directory of them)")
+    return reader
 
 
 @contextmanager
