@@ -22,7 +22,7 @@ from tagrules.duckdb import diff_tags
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 SCHEMA = {"spend": "float", "n": "int"}
 #: the catalog of each run: the third drops 'small' and adds 'none'
-TAGS = [
+TAGS: list[dict[str, Any]] = [
     {"key": "big", "rule": "spend >= 100"},
     {"key": "small", "rule": "spend < 10"},
     {"key": "high", "rule": "n >= 5", "group": "tier", "priority": 2},

@@ -296,13 +296,13 @@ class _QueryBuilder:
                 )
             current = decoded
             checker = self.compiler(catalog.language.context, fields, self.now, functions=self.functions)
-        problems = {
-            name: problem
-            for name, column in fields.items()
-            if column.field_type.kind in _COLLECTIONS
-            and (problem := column.problem if name in decodings else checker.collection_problem(column))
-            is not None
-        }
+        problems: dict[str, sa.ColumnElement[Any]] = {}
+        for name, column in fields.items():
+            if column.field_type.kind not in _COLLECTIONS:
+                continue
+            check = column.problem if name in decodings else checker.collection_problem(column)
+            if check is not None:
+                problems[name] = check
         if problems and levels:
             # the checks of JSON collections, once per row, however many rules read each field
             fields = {name: replace(column, problem=problems.get(name)) for name, column in fields.items()}

@@ -563,7 +563,7 @@ class DuckDBRuleCompiler(RuleCompiler):
         if not isinstance(key, str):
             raise NotPushable("a dict looked up by a computed key on duckdb")
         bound = _text(key)
-        value = sa.func.map_extract_value(column, bound)
+        value: Expression = sa.func.map_extract_value(column, bound)
         if item.kind == "float" and sql_type.value_type != "DOUBLE":
             value = _double(value)
         elif item.kind == "int" and sql_type.value_type != "BIGINT":
