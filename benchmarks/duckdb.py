@@ -9,7 +9,9 @@ arrives), ``customers_json`` as JSON text (as a CSV export holds them). Then, si
 * a hand-written DuckDB query counting 10 of the pack's tags, against ``count_tags`` of those 10
   tags (``mode="database"``);
 * ``tagrules count retail --input customers.parquet`` as a process, with ``--engine duckdb``
-  (the default) and ``--engine python``.
+  (the default) and ``--engine python``;
+* :func:`tagrules.impact` of the pack against the pack with ``spend_high`` raised to 120,000 (both
+  versions in one DuckDB query), against ``count_tags`` of the pack, interleaved round by round.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pyarrow  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet  # type: ignore[import-untyped,unused-ignore]
 import sqlalchemy as sa
 
-from tagrules import Catalog, count_tags
+from tagrules import Catalog, count_tags, impact
 from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalog
 
 __all__ = ["HAND_WRITTEN", "run", "table"]
@@ -121,6 +123,24 @@ def _subset(catalog: Catalog, keys: list[str]) -> Catalog:
     )
 
 
+def impact_rounds(engine: sa.Engine, table: str, rounds: int) -> dict[str, float]:
+    """Medians of ``count_tags`` (``database``) and ``impact`` of a one-threshold change, interleaved."""
+    from benchmarks.impact import raised_threshold
+
+    old = load_catalog()
+    new = raised_threshold(old)
+    counts, impacts = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        count_tags(old, engine, table, now=NOW, mode="database")
+        counts.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        report = impact(old, new, engine, table=table, now=NOW)
+        impacts.append(time.perf_counter() - started)
+        assert report.where == "database"
+    return {"count_tags database": statistics.median(counts), "impact, one query": statistics.median(impacts)}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Write the customers, then time each candidate (medians of several rounds; the Python
     candidates, minutes at 1,000,000 rows, run once)."""
@@ -170,6 +190,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         ),
         "10 tags: hand-written DuckDB": _timed(hand_written, rounds),
     }
+    impacts = impact_rounds(engine, "customers", rounds)
+    seconds.update({f"impact vs count: {name}": value for name, value in impacts.items()})
     python = count_tags(catalog, engine, "customers", now=NOW, mode="python")
     assert dict(python.counts) == dict(auto.counts)
     seconds["count_tags python (Evaluator)"] = _timed(
@@ -203,6 +225,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             / seconds["10 tags: hand-written DuckDB"],
             "count --engine python / --engine duckdb": seconds["tagrules count --input --engine python"]
             / seconds["tagrules count --input --engine duckdb"],
+            "impact / count_tags": impacts["impact, one query"] / impacts["count_tags database"],
         },
         "cli_counts_equal": same,
     }
