@@ -110,7 +110,7 @@ test-pushdown: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
 
 test-duckdb: install-test
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py -k duckdb
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py tests/test_duckdb.py -k "duckdb or OncePerRow"
 
 # rule-engine's parser tables, computed once (src/tagrules/_parsetab.py; see src/tagrules/_parser_tables.py)
 parser-tables: install-test

@@ -127,6 +127,29 @@ class TestImpactCommand:
         assert "one query in the database" in table.stdout
         assert "high -> mid: 1" in table.stdout
 
+    def test_parquet_input(self, write: Callable[[str, str], Path], tmp_path: Path) -> None:
+        """``--input rows.parquet`` gives the same object, both versions in one DuckDB query."""
+        import pyarrow
+        import pyarrow.parquet
+
+        old, new, _ = _files(write)
+        path = tmp_path / "rows.parquet"
+        pyarrow.parquet.write_table(
+            pyarrow.table(
+                {
+                    "id": [str(row["id"]) for row in ROWS],
+                    "spend": [row["spend"] for row in ROWS],
+                    "orders": [row["orders"] for row in ROWS],
+                }
+            ),
+            path,
+        )
+        result = tagrules("impact", str(old), str(new), "--input", str(path), "--now", NOW, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == EXPECTED
+        table = tagrules("impact", str(old), str(new), "--input", str(path), "--now", NOW)
+        assert "one query in the database" in table.stdout
+
     def test_a_change_that_touches_nothing(self, write: Callable[[str, str], Path]) -> None:
         """A change that moves no row says so."""
         old, _, rows = _files(write)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pyarrow.csv
 import pyarrow.parquet
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sql_tables import fill, snapshot_table
 from tagrules import Catalog, Evaluator, NotPushable, SourceError, SQLStore, StoreError, count_tags, tag_query
@@ -25,6 +28,8 @@ from tagrules.packs.retail import REFERENCE_NOW, generate_customers, load_catalo
 from tagrules.sql._regex import translate_regex
 
 UTC = datetime.timezone.utc
+#: the long profile (``make test-duckdb``) draws many more dicts
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 
 
 def _retail_rows(count: int) -> list[dict[str, Any]]:
@@ -191,6 +196,36 @@ class TestDataFrames:
         assert dict(report.counts) == dict(python_counts.counts)
         assert report.where["vip"] == "database"
 
+    @pytest.mark.parametrize("kind", ["pyarrow", "pandas", "polars"])
+    def test_tag_query_over_a_frame_gives_python_states(self, kind: str, retail_arrow: pyarrow.Table) -> None:
+        """tag_query over a DataFrame or pyarrow Table compiles for DuckDB; to_arrow runs it over the
+        frame and gives each row's states as the Evaluator does."""
+        frame: Any = {
+            "pyarrow": retail_arrow,
+            "pandas": retail_arrow.to_pandas(),
+            "polars": polars.from_arrow(retail_arrow),
+        }[kind]
+        catalog = load_catalog()
+        query = tag_query(catalog, frame, now=REFERENCE_NOW, id_columns=["id"])
+        states = {row["id"]: row for row in query.to_arrow().to_pylist()}
+        evaluator = Evaluator(catalog)
+        for row in _retail_rows(300):
+            snapshot = {
+                **row,
+                **{name: json.loads(row[name]) for name in ("category_spend_365d", "category_views_30d")},
+            }
+            result = evaluator.evaluate(snapshot, now=REFERENCE_NOW)
+            for key, label in query.tag_columns.items():
+                expected = None if key in result.errors else int(key in result.tags)
+                assert states[row["id"]][label] == expected, (key, row["id"])
+
+    def test_to_arrow_of_a_database_query_is_refused(self) -> None:
+        """A query made for a database table has no frame to run over: to_arrow says so."""
+        catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
+        table = sa.table("customers", sa.column("spend", sa.Float()))
+        with pytest.raises(ValueError, match="DataFrame"):
+            tag_query(catalog, table, dialect="duckdb").to_arrow()
+
     def test_a_frame_missing_a_column(self) -> None:
         """A rule reading a field the DataFrame has no column for is a SourceError naming it."""
         catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})
@@ -314,6 +349,59 @@ class TestWindows:
             expected = None if "w" in result.errors else int("w" in result.tags)
             assert (None if sql[str(index)] is None else int(sql[str(index)])) == expected, (rule, value)
 
+    @pytest.mark.parametrize(
+        "rule", ["$now - seen > t'P180D'", "(maybe ?? other) < $now - t'P7D'", "seen >= $now"]
+    )
+    def test_a_timestamptz_window_compares_the_column_itself(self, rule: str) -> None:
+        """Over TIMESTAMPTZ columns a window compares the column (or a ``??`` of columns) with a bound
+        instant, without converting each row to UTC, with Python's answers at the edges."""
+        catalog = Catalog(
+            [{"key": "w", "rule": rule}],
+            {"seen": "datetime", "maybe": "datetime | None", "other": "datetime"},
+        )
+        now = datetime.datetime(2026, 6, 1, tzinfo=UTC)
+        tick = datetime.timedelta(microseconds=1)
+        edges = [now - datetime.timedelta(days=180), now - datetime.timedelta(days=7), now]
+        values: list[datetime.datetime | None] = [
+            edge + shift for edge in edges for shift in (-tick, 0 * tick, tick)
+        ]
+        values.append(None)
+        engine = sa.create_engine("duckdb:///:memory:")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SET TimeZone = 'America/New_York'")
+            connection.exec_driver_sql(
+                "CREATE TABLE t (id INTEGER, seen TIMESTAMPTZ, maybe TIMESTAMPTZ, other TIMESTAMPTZ)"
+            )
+            for index, value in enumerate(values):
+                connection.execute(
+                    sa.text("INSERT INTO t VALUES (:id, :seen, :seen, :other)"),
+                    {"id": index, "seen": value, "other": now - datetime.timedelta(days=8)},
+                )
+            query = tag_query(
+                catalog,
+                sa.Table(
+                    "t",
+                    sa.MetaData(),
+                    sa.Column("id", sa.Integer()),
+                    sa.Column("seen", sa.DateTime(timezone=True)),
+                    sa.Column("maybe", sa.DateTime(timezone=True)),
+                    sa.Column("other", sa.DateTime(timezone=True)),
+                ),
+                dialect="duckdb",
+                now=now,
+                id_columns=["id"],
+                mode="database",
+            )
+            compiled = str(query.select.compile(dialect=engine.dialect))
+            sql = {row[0]: row[1] for row in connection.execute(query.select)}
+        engine.dispose()
+        assert re.search(r"(t\.seen|coalesce\(t\.maybe, t\.other\)) [<>=]+ CAST", compiled), compiled
+        evaluator = Evaluator(catalog)
+        for index, value in enumerate(values):
+            snapshot = {"seen": value, "maybe": value, "other": now - datetime.timedelta(days=8)}
+            result = evaluator.evaluate(snapshot, now=now)
+            assert sql[index] == (None if "w" in result.errors else int("w" in result.tags)), (rule, value)
+
 
 class TestEvaluateAndSampleFiles:
     @pytest.fixture(scope="class")
@@ -391,3 +479,165 @@ class TestRunFromDuckDB:
         refused = _tagrules("run", "retail", *source, "--store", f"duckdb:///{tmp_path / 'tags.duckdb'}")
         assert refused.returncode == 1
         assert "DuckDB is not a tag store" in refused.stderr
+
+
+_KEYS = st.sampled_from(["a", "b", "", "a\u00e9", "\U0001f600"])
+_NUMBER_TEXTS = st.sampled_from(
+    [
+        "0",
+        "-0",
+        "7",
+        "-3",
+        "12",
+        "1.5",
+        "2.0",
+        "1e2",
+        "-1E-2",
+        "10.0",
+        "1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "nan",
+        "inf",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9223372036854775808",
+        "123456789012345678",
+        "1234567890123456789",
+        "18446744073709551616",
+        "0.1e1",
+    ]
+)
+_OTHER_TEXTS = st.sampled_from(
+    ['"x"', '"10"', '"a\\u00e9\\n"', '"\\ud83d\\ude00"', '"\\ud800"', "true", "false", "null", "[1]", "{}"]
+)
+_SPACES = st.sampled_from(["", " ", "\n", "\t ", "\r"])
+
+
+@st.composite
+def dict_texts(draw: st.DrawFn) -> str | None:
+    """JSON texts of dicts as files hold them: spacing, escapes, keys written twice, numbers spelled
+    every way, members of other types, and now and then text that is not JSON at all."""
+    if draw(st.integers(0, 15)) == 0:
+        return draw(
+            st.sampled_from([None, "null", "[1, 2]", "not json", '{"a": 1,}', "{", ' {"a": 1} ', "\ufeff{}"])
+        )
+    members = []
+    for _ in range(draw(st.integers(0, 4))):
+        key = json.dumps(draw(_KEYS), ensure_ascii=draw(st.booleans()))
+        value = draw(st.one_of(_NUMBER_TEXTS, _OTHER_TEXTS))
+        space = draw(_SPACES)
+        members.append(f"{space}{key}{space}:{draw(_SPACES)}{value}{space}")
+    return draw(_SPACES) + "{" + ",".join(members) + "}" + draw(_SPACES)
+
+
+def _as_python_reads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+_ITEM_RULES = {
+    "int": [
+        "(d&['a'] ?? 0) > 3",
+        "d['b'] == 7",
+        "[v for v in d.values if v > 1].length > 0",
+        "(d&['']) == null",
+    ],
+    "float": ["(d&['a'] ?? 0) >= 1.5", "(d['b'] ?? 1) < 0.5", "(d&['a\u00e9'] ?? -1) == 100"],
+    "str": ["(d&['a'] ?? '') == 'x'", "d['b'] != '10'", "(d&['\U0001f600'] ?? 'z') > 'a'"],
+    "bool": ["d&['a'] ?? false", "not d['b']"],
+}
+
+
+class TestDictsReadOncePerRow:
+    @settings(max_examples=1000 if LONG else 40, deadline=None)
+    @given(
+        item=st.sampled_from(["int", "float", "str", "bool", "int | None", "float | None", "str | None"]),
+        texts=st.lists(dict_texts(), min_size=1, max_size=12),
+        column_type=st.sampled_from(["JSON", "VARCHAR"]),
+    )
+    def test_json_text_dicts_equal_python(self, item: str, texts: list[str | None], column_type: str) -> None:
+        """Every JSON dict text, in the plain shape read by json_transform or any other read member by
+        member, gives each lookup and comprehension the state Python gives it."""
+        kind = item.split(" ")[0]
+        rules = _ITEM_RULES[kind]
+        catalog = Catalog(
+            [{"key": f"r{index}", "rule": rule} for index, rule in enumerate(rules)],
+            {"d": f"dict[str, {item}]"},
+        )
+        engine = sa.create_engine("duckdb:///:memory:")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE TABLE t (id INTEGER, d {column_type})")
+            kept = []
+            for index, text in enumerate(texts):
+                valid = connection.execute(sa.text("SELECT json_valid(:d)"), {"d": text}).scalar()
+                if column_type == "JSON" and valid is False:
+                    continue  # a JSON column refuses text that is not JSON
+                connection.execute(sa.text("INSERT INTO t VALUES (:id, :d)"), {"id": index, "d": text})
+                kept.append(index)
+            table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer()), sa.Column("d", sa.JSON()))
+            query = tag_query(catalog, table, dialect="duckdb", id_columns=["id"])
+            assert query.tag_columns
+            pushed = list(query.tag_columns)
+            sql = {row[0]: tuple(row[1:]) for row in connection.execute(query.select)}
+        engine.dispose()
+        evaluator = Evaluator(catalog)
+        for index in kept:
+            text = texts[index]
+            if text is not None and "\\ud800" in text:
+                continue  # an escaped lone surrogate: DuckDB refuses the text (the module says so)
+            result = evaluator.evaluate({"d": _as_python_reads(text)})
+            expected = tuple(None if key in result.errors else int(key in result.tags) for key in pushed)
+            assert sql[index] == expected, (item, text)
+
+    @settings(max_examples=500 if LONG else 30, deadline=None)
+    @given(
+        data=st.data(),
+        item=st.sampled_from(["int", "float", "str", "bool", "int | None", "float | None"]),
+    )
+    def test_map_columns_equal_python(self, data: st.DataObject, item: str) -> None:
+        """A dict held in a MAP column (a Parquet or Arrow map) is read natively, with Python's states:
+        NULL members, NaN and -2**63 refused where the schema refuses them."""
+        kind = item.split(" ")[0]
+        values: Any = {
+            "int": st.one_of(st.integers(-5, 20), st.sampled_from([-(2**63), 2**63 - 1])),
+            "float": st.one_of(st.floats(allow_nan=True), st.sampled_from([1.5, 0.0, -0.0, 100.0])),
+            "str": st.sampled_from(["x", "10", "", "\U0001f600"]),
+            "bool": st.booleans(),
+        }[kind]
+        dicts = data.draw(
+            st.lists(
+                st.one_of(st.none(), st.dictionaries(_KEYS, st.one_of(values, st.none()), max_size=4)),
+                min_size=1,
+                max_size=10,
+            )
+        )
+        arrow_type = {
+            "int": pyarrow.int64(),
+            "float": pyarrow.float64(),
+            "str": pyarrow.string(),
+            "bool": pyarrow.bool_(),
+        }[kind]
+        frame = pyarrow.table(
+            {
+                "id": list(range(len(dicts))),
+                "d": pyarrow.array(
+                    [None if value is None else list(value.items()) for value in dicts],
+                    type=pyarrow.map_(pyarrow.string(), arrow_type),
+                ),
+            }
+        )
+        catalog = Catalog(
+            [{"key": f"r{index}", "rule": rule} for index, rule in enumerate(_ITEM_RULES[kind])],
+            {"d": f"dict[str, {item}]"},
+        )
+        pushed = count_tags(catalog, frame)
+        python = count_tags(catalog, frame, mode="python")
+        assert "database" in pushed.where.values()
+        assert dict(pushed.counts) == dict(python.counts)
+        assert dict(pushed.unknown) == dict(python.unknown)

@@ -44,7 +44,7 @@ __all__ = ["ImpactReport", "TagImpact", "impact", "preview_catalog"]
 #: What changed in a definition, in the order a change is reported by (the first that applies).
 CHANGE_KINDS = ("rule", "group", "priority", "status")
 _NONE_TIER = "none"
-_SQL_DIALECTS = ("postgresql", "sqlite", "mysql")
+_SQL_DIALECTS = ("postgresql", "sqlite", "mysql", "duckdb")
 
 State = int | None  # 1 assigned, 0 not assigned, None unknown (the rule failed)
 

@@ -42,7 +42,12 @@ def register(commands: Any) -> None:
     command.add_argument("new", metavar="NEW_CATALOG", help="the changed catalog (a file or a pack name)")
     rows = command.add_mutually_exclusive_group(required=True)
     rows.add_argument("--sample", metavar="FILE", help="the rows: a JSON Lines file of snapshots")
-    rows.add_argument("--input", metavar="PATH", help="the rows: a JSON Lines file of snapshots ('-': stdin)")
+    rows.add_argument(
+        "--input",
+        metavar="PATH",
+        help="the rows: a JSON Lines file of snapshots ('-': stdin), or a Parquet (a directory or glob "
+        "of them) or CSV file, both versions computed in one DuckDB query",
+    )
     rows.add_argument("--db", metavar="URL", help="the rows: a table of this database (with --table)")
     command.add_argument("--table", metavar="NAME", help="the table of snapshots (schema.table allowed)")
     command.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
@@ -102,6 +107,23 @@ def run_impact(arguments: argparse.Namespace) -> int:
                 examples=arguments.examples,
                 as_written=arguments.as_written,
             )
+        elif arguments.input is not None and _columnar(arguments.input):
+            # Parquet or CSV: both versions in one DuckDB query over the file, in process
+            from tagrules.sources._duckdb import check_columns, file_source
+
+            with file_source(arguments.input) as (connection, table):
+                check_columns(old, table, arguments.input, dict(arguments.column))
+                report = impact(
+                    old,
+                    new,
+                    connection,
+                    table=table,
+                    now=arguments.now,
+                    id_column=arguments.id_field,
+                    columns=dict(arguments.column),
+                    examples=arguments.examples,
+                    as_written=arguments.as_written,
+                )
         else:
             path = arguments.sample if arguments.sample is not None else arguments.input
             snapshots = read_snapshots(path, new.schema, id_field=arguments.id_field, failures=skipped)
@@ -127,6 +149,12 @@ def run_impact(arguments: argparse.Namespace) -> int:
         print(f"{path}: {plural(len(skipped), 'bad line')} skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _columnar(path: str) -> bool:
+    from tagrules.cli._columnar import is_columnar
+
+    return is_columnar(path)
 
 
 def print_report(report: ImpactReport) -> None:

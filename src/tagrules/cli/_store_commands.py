@@ -19,6 +19,7 @@ import sqlalchemy
 from sqlalchemy.engine import Engine
 
 from tagrules.catalog import Catalog
+from tagrules.cli import _population as population
 from tagrules.cli._common import (
     CommandError,
     field_column,
@@ -99,6 +100,7 @@ def register(commands: Any) -> None:
         help="write memberships and history but no change events (a first load of customers who "
         "already hold their tags)",
     )
+    population.add_arguments(run)
     run.set_defaults(run=run_run)
 
     members = commands.add_parser("members", help="list the customers holding a tag, now or at a time")
@@ -303,6 +305,11 @@ def _print_summary(
 
 def run_run(arguments: argparse.Namespace) -> int:
     """``tagrules run``: evaluate, store, print the summary table; 1 if some lines were bad."""
+    if arguments.input is not None:
+        return population.run_population(arguments)
+    for option in ("previous", "output"):
+        if getattr(arguments, option) is not None:
+            raise CommandError(f"run: --{option} goes with --input PATH (the tags computed from a file)")
     if arguments.no_events and (arguments.changes is not None or arguments.listener):
         given = "--changes" if arguments.changes is not None else "--listener"
         raise CommandError(f"run: {given} hands on the change events, which --no-events does not write")

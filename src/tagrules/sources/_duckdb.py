@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 from tagrules.catalog import Catalog
 from tagrules.errors import SourceError
 from tagrules.schema import FieldType
+from tagrules.sql._duckdb import DuckDBMap, map_value_type
 
-__all__ = ["check_columns", "duckdb_table", "file_source", "frame_source", "is_frame"]
+__all__ = ["check_columns", "duckdb_table", "file_source", "frame_source", "is_frame", "parquet_reader"]
 
 #: the name of the view a file or a DataFrame is read through
 SOURCE_VIEW = "source"
@@ -34,6 +35,9 @@ _TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE
 def _sql_type(name: str) -> Any:
     """A DuckDB column type (as ``information_schema`` spells it) as a SQLAlchemy type."""
     name = name.strip().upper()
+    value_type = map_value_type(name)
+    if value_type is not None:
+        return DuckDBMap(value_type)
     if name.endswith("[]"):
         return sa.ARRAY(_sql_type(name[:-2]))
     if name in _INTEGERS:
@@ -115,6 +119,18 @@ def _reader(path: str) -> str:
     )
 
 
+def parquet_reader(path: str) -> str:
+    """The DuckDB table function reading the Parquet file(s) at ``path``.
+
+    Raises:
+        SourceError: no such file, or not a Parquet file.
+    """
+    reader = _reader(path)
+    if not reader.startswith("read_parquet("):
+        raise SourceError(f"{path}: not a Parquet file (.parquet, or a directory of them)")
+    return reader
+
+
 @contextmanager
 def _in_memory() -> Iterator[Connection]:
     try:
@@ -171,7 +187,7 @@ _HOLDERS: Mapping[str, tuple[tuple[type, ...], str]] = {
     "datetime": ((sa.DateTime, sa.Date), "a timestamp or date"),
     "list": ((sa.ARRAY, sa.JSON, sa.String), "a list"),
     "set": ((sa.ARRAY, sa.JSON, sa.String), "a list"),
-    "dict": ((sa.JSON, sa.String), "a JSON"),
+    "dict": ((sa.JSON, sa.String, DuckDBMap), "a JSON or MAP"),
     "object": ((sa.JSON, sa.String), "a JSON"),
 }
 

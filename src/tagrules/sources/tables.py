@@ -60,6 +60,26 @@ class TagQuery:
     tag_columns: Mapping[str, str]
     in_python: Mapping[str, str]
     now: datetime.datetime
+    #: the DataFrame or pyarrow Table the query reads, when it was made for one (see ``to_arrow``)
+    frame: Any = field(default=None, repr=False, compare=False)
+
+    def to_arrow(self) -> Any:
+        """Run the query over the DataFrame or pyarrow Table it was made for, in DuckDB (the rows
+        are scanned where they lie): a pyarrow Table with the id columns and one column per pushed
+        tag (1, 0, null unknown), in the query's labels (see ``tag_columns``).
+
+        Raises:
+            ValueError: the query was made for a database table (run ``select`` on its connection).
+        """
+        if self.frame is None:
+            raise ValueError("to_arrow runs a query made over a DataFrame; run select on the database")
+        with frame_source(self.frame) as (connection, _):
+            compiled = self.select.compile(dialect=connection.dialect)
+            names = compiled.positiontup or []
+            raw: Any = connection.connection.driver_connection
+            relation = raw.sql(str(compiled), params=[compiled.params[name] for name in names])
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            return fetch()
 
 
 @final
@@ -248,17 +268,48 @@ class _QueryBuilder:
             self.table.c[name].label(label) for name, label in zip(id_columns, id_labels, strict=True)
         ]
         checker = self.compiler(catalog.language.context, fields, self.now, functions=self.functions)
-        problems = {
-            name: problem
+        decodings = {
+            name: decoding
             for name, column in fields.items()
             if column.field_type.kind in _COLLECTIONS
-            and (problem := checker.collection_problem(column)) is not None
+            and (decoding := checker.decoded_collection(column)) is not None
         }
+        if decodings and levels:
+            # each collection decoded once per row, in a subquery of its own, then read by the
+            # fields level below as the dialect's faster form (and its check)
+            decoded = self.fence(
+                sa.select(
+                    *carried,
+                    *_field_outputs(fields, field_labels, fields),
+                    *[
+                        decoding.first.label(f"d_{field_labels[name]}")
+                        for name, decoding in decodings.items()
+                    ],
+                ).select_from(self.table)
+            ).subquery("decoded")
+            carried = [decoded.c[label] for label in id_labels]
+            fields = _fields_over(decoded, fields, field_labels)
+            for name, decoding in decodings.items():
+                value, problem = decoding.finish(
+                    fields[name].expression, decoded.c[f"d_{field_labels[name]}"]
+                )
+                fields[name] = replace(
+                    fields[name], expression=value, sql_type=decoding.sql_type, problem=problem
+                )
+            current = decoded
+            checker = self.compiler(catalog.language.context, fields, self.now, functions=self.functions)
+        problems: dict[str, sa.ColumnElement[Any]] = {}
+        for name, column in fields.items():
+            if column.field_type.kind not in _COLLECTIONS:
+                continue
+            check = column.problem if name in decodings else checker.collection_problem(column)
+            if check is not None:
+                problems[name] = check
         if problems and levels:
             # the checks of JSON collections, once per row, however many rules read each field
             fields = {name: replace(column, problem=problems.get(name)) for name, column in fields.items()}
             current = self.fence(
-                sa.select(*carried, *_field_outputs(fields, field_labels, fields)).select_from(self.table)
+                sa.select(*carried, *_field_outputs(fields, field_labels, fields)).select_from(current)
             ).subquery("fields")
             carried = [current.c[label] for label in id_labels]
             fields = _fields_over(current, fields, field_labels)
@@ -384,21 +435,23 @@ def _flatten(levels: Sequence[Sequence[EvaluationUnit]]) -> list[EvaluationUnit]
 
 def tag_query(
     catalog: Catalog,
-    table: sa.FromClause,
+    table: sa.FromClause | Any,
     *,
-    dialect: str,
+    dialect: str | None = None,
     now: datetime.datetime | None = None,
     columns: Mapping[str, str] | None = None,
     id_columns: Sequence[str] = (),
     mode: Mode = "auto",
 ) -> TagQuery:
-    """Compile ``catalog`` to one query over ``table`` (a :class:`sqlalchemy.Table` or any selectable).
+    """Compile ``catalog`` to one query over ``table`` (a :class:`sqlalchemy.Table` or any selectable,
+    or a pandas or Polars DataFrame or a pyarrow Table, which DuckDB reads in place).
 
     Args:
         catalog: the catalog whose active tags are computed.
-        table: the rows; its columns hold the snapshot fields (see ``columns``).
+        table: the rows; its columns hold the snapshot fields (see ``columns``). For a DataFrame the
+            query is DuckDB's, over a view of it; :meth:`TagQuery.to_arrow` runs it.
         dialect: the SQLAlchemy dialect name the query is for (``postgresql``, ``mysql``, ``sqlite``
-            ...; others get generic SQL, which pushes down less).
+            ...; others get generic SQL, which pushes down less); ``duckdb`` for a DataFrame.
         now: the time ``$now`` and ``$today`` stand for (bound parameters); default: the current time.
         columns: field name -> column name, where they differ.
         id_columns: columns passed through to the result, first (e.g. the customer id).
@@ -421,11 +474,21 @@ def tag_query(
     """
     if mode not in ("auto", "database"):
         raise ValueError(f"mode must be 'auto' or 'database' for a query, not {mode!r}")
+    frame = None
+    if is_frame(table):
+        frame = table
+        with frame_source(frame) as (_, table):
+            pass  # the view's columns, described; to_arrow registers the frame again
+        dialect = dialect or "duckdb"
+    if dialect is None:
+        raise ValueError("tag_query needs the dialect the query is for (dialect='postgresql', ...)")
     moment = resolve_now(now)
     builder = _QueryBuilder(catalog, table, compiler_for(dialect), moment, columns)
     builder.decide(mode)
     select, labels = builder.build(id_columns)
-    return TagQuery(select, MappingProxyType(labels), MappingProxyType(dict(builder.in_python)), moment)
+    return TagQuery(
+        select, MappingProxyType(labels), MappingProxyType(dict(builder.in_python)), moment, frame=frame
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -689,10 +752,9 @@ def _count(
         assert query is not None
         states = query.select.subquery("tagged")
         totals: list[sa.ColumnElement[Any]] = [sa.func.count()]
-        count_where = compiler_for(connection.dialect.name).count_where
+        count_states = compiler_for(connection.dialect.name).count_states
         for label in query.tag_columns.values():
-            column = states.c[label]
-            totals += [count_where(column == 1), count_where(column.is_(None))]
+            totals += count_states(states.c[label])
         with query_settings(connection):
             result = connection.execute(sa.select(*totals).select_from(states)).one()
         for index, key in enumerate(query.tag_columns):

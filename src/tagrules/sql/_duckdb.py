@@ -11,15 +11,24 @@ Dicts are JSON text (``JSON`` or ``VARCHAR`` columns), read with ``json_each`` a
 texts, so a text holding one outside its strings counts as refused (as in Python). The one text
 DuckDB refuses and Python reads is an escaped lone surrogate (``"\\ud800"``): a dict holding one
 is unknown on DuckDB.
+
+A query reads each JSON dict once per row, before its rules: into a ``MAP(VARCHAR, T)``, which
+every lookup and comprehension then reads (a ``MAP`` column is read as it is). Text of the usual
+shape — a flat object of the item type, written as Python and DuckDB both read it, no key twice —
+is read by ``json_transform``; other text by the exact member-by-member reading above, on the rows
+that hold it only.
 """
 
 from __future__ import annotations
 
+import datetime
+import operator as operators
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.functions import Function
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import UserDefinedType
 
@@ -27,9 +36,9 @@ from tagrules.errors import NotPushable
 from tagrules.rules._language import MAX_STEPS
 from tagrules.schema import FieldType
 from tagrules.sql._json import _comprehension_column, _Members
-from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
+from tagrules.sql.compiler import Decoding, DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
-__all__ = ["DuckDBRuleCompiler"]
+__all__ = ["DuckDBMap", "DuckDBRuleCompiler", "map_value_type"]
 
 
 class _HugeInt(UserDefinedType[int]):
@@ -142,6 +151,138 @@ def _below_float_limit(digits: Expression) -> Expression:
     return sa.or_(length < size, sa.and_(length == size, digits < _text(_FLOAT_INT_DIGITS)))
 
 
+class DuckDBMap(UserDefinedType[Any]):
+    """A DuckDB ``MAP(VARCHAR, value_type)`` column: a dict held as DuckDB holds one."""
+
+    cache_ok = True
+
+    def __init__(self, value_type: str) -> None:
+        self.value_type = value_type.strip().upper()
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return f"MAP(VARCHAR, {self.value_type})"
+
+
+#: MAP value types, by the item kind of the dict they may hold (an int dict refuses -2**63)
+_MAP_VALUES: dict[str, frozenset[str]] = {
+    "int": frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"}),
+    "float": frozenset(
+        {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"}
+    ),
+    "str": frozenset({"VARCHAR"}),
+    "bool": frozenset({"BOOLEAN"}),
+}
+#: the MAP a JSON dict of each item kind is read into
+_DECODED_VALUE = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "bool": "BOOLEAN"}
+
+
+def map_value_type(type_name: str) -> str | None:
+    """The value type of a DuckDB ``MAP(VARCHAR, T)`` type name; ``None`` for any other type."""
+    name = type_name.strip().upper()
+    prefix = "MAP(VARCHAR, "
+    if not (name.startswith(prefix) and name.endswith(")")):
+        return None
+    value = name[len(prefix) : -1].strip()
+    return value if value.isalpha() else None
+
+
+_WHITESPACE = r"[ \t\n\r]*"
+#: a JSON string both readers decode alike: no control character, no escaped lone surrogate
+_PLAIN_STRING = (
+    r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CeEfF][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))*"'
+)
+#: integers of 18 digits at most (inside 64 bits); floats add a fraction and an exponent
+_PLAIN_INT = r"-?(?:0|[1-9][0-9]{0,17})"
+_PLAIN_VALUES = {
+    "int": _PLAIN_INT,
+    "float": _PLAIN_INT + r"(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?",
+    "str": _PLAIN_STRING,
+    "bool": "true|false",
+}
+
+
+def _plain_object(item: FieldType) -> str:
+    """The JSON texts of a flat object of ``item`` values that Python's reader and DuckDB's read alike
+    (a key written twice excepted: ``json_transform`` gives NULL then)."""
+    value = _PLAIN_VALUES[item.kind] + ("|null" if item.nullable else "")
+    member = f"{_WHITESPACE}{_PLAIN_STRING}{_WHITESPACE}:{_WHITESPACE}(?:{value}){_WHITESPACE}"
+    return rf"{_WHITESPACE}\{{(?:{member}(?:,{member})*|{_WHITESPACE})\}}{_WHITESPACE}"
+
+
+def _map_problem(column: Expression, sql_type: DuckDBMap, item: FieldType) -> Expression:
+    """Where the schema refuses a MAP column's value: a NULL member of a dict that holds none, NaN in
+    a float dict, -2**63 in an int dict (false where the map is NULL)."""
+    values = sa.func.map_values(column)
+    problems: list[Expression] = []
+    if not item.nullable:
+        problems.append(sa.func.list_count(values) < sa.func.cardinality(column))
+    if item.kind == "float" and sql_type.value_type in ("DOUBLE", "FLOAT"):
+        problems.append(sa.func.list_contains(values, sa.cast(_text("nan"), sa.Float(53))))
+    if item.kind == "int" and sql_type.value_type == "BIGINT":
+        problems.append(sa.func.list_contains(values, sa.bindparam(None, -_INT_LIMIT, type_=sa.BigInteger())))
+    if not problems:
+        return sa.false()
+    return sa.func.coalesce(sa.or_(*problems), sa.false())
+
+
+def _read_member(item: FieldType, member: Expression) -> Expression:
+    """A dict member (its JSON text) read as ``item``: NULL where it is not a valid one."""
+    member_type = sa.func.json_type(member)
+    if item.kind == "str":
+        return sa.case(
+            (member_type == _text("VARCHAR"), sa.func.json_extract_string(member, _text("$"))),
+            else_=sa.null(),
+        )
+    if item.kind == "bool":
+        return sa.case(
+            (member_type == _text("BOOLEAN"), sa.cast(member, sa.Text()) == _text("true")),
+            else_=sa.null(),
+        )
+    if item.kind == "int":
+        return _int_member(item, member_type, member)
+    return sa.case((_member_valid(item, member_type, member), _double(member)), else_=sa.null())
+
+
+class _UtcTime(ColumnElement[Any]):
+    """``timezone('UTC', column)``: a ``TIMESTAMPTZ`` column as a naive UTC timestamp. Compared with a
+    bound time, the column itself is compared with that time as a ``TIMESTAMPTZ`` (see
+    ``DuckDBRuleCompiler.plain_compare``): no conversion per row, and DuckDB's statistics apply."""
+
+    inherit_cache = True
+    type = sa.DateTime()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Expression) -> None:
+        self.column = column
+
+
+@compiles(_UtcTime)
+def _compile_utc_time(element: _UtcTime, compiler: Any, **kw: Any) -> str:
+    return f"timezone('UTC', {compiler.process(element.column, **kw)})"
+
+
+def _stored_instant(expression: Expression) -> Expression | None:
+    """The ``TIMESTAMPTZ`` expression a naive UTC timestamp was made of (a column, or a ``coalesce``
+    of columns, as ``??`` writes it); ``None`` where it was made otherwise."""
+    if isinstance(expression, _UtcTime):
+        return expression.column
+    if isinstance(expression, Function) and expression.name == "coalesce":
+        parts = list(expression.clauses)
+        if parts and all(isinstance(part, _UtcTime) for part in parts):
+            return sa.func.coalesce(*[part.column for part in parts])
+    return None
+
+
+_ORDERINGS = {
+    "==": operators.eq,
+    "!=": operators.ne,
+    "<": operators.lt,
+    "<=": operators.le,
+    ">": operators.gt,
+    ">=": operators.ge,
+}
+
+
 _LAMBDA_VARIABLE = "tagrules_member"
 
 
@@ -231,6 +372,11 @@ class DuckDBRuleCompiler(RuleCompiler):
     aggregate_filter = True
     TRANSFORMS = {**RuleCompiler.TRANSFORMS}
 
+    @classmethod
+    def count_states(cls, state: Expression) -> tuple[Expression, Expression]:
+        # a sum and a count: cheaper than two filtered counts per tag
+        return sa.func.coalesce(sa.func.sum(state), 0), sa.func.count() - sa.func.count(state)
+
     def text_length(self, expression: Expression) -> Expression:
         return sa.func.length(expression)
 
@@ -239,10 +385,27 @@ class DuckDBRuleCompiler(RuleCompiler):
 
     def datetime_column(self, column: Expression, sql_type: Any, field_type: FieldType) -> Expression:
         if isinstance(sql_type, sa.DateTime) and sql_type.timezone:
-            return sa.func.timezone("UTC", column)
+            return _UtcTime(column)
         if not isinstance(sql_type, sa.DateTime):
             return sa.cast(column, sa.DateTime())
         return column
+
+    def plain_compare(self, operator: str, left: _Sql, right: Expression) -> Expression:
+        # a TIMESTAMPTZ column against a bound time (a window: `last_order_at < :cutoff`)
+        if (
+            left.kind == "datetime"
+            and left.expr is not None
+            and isinstance(right, BindParameter)
+            and isinstance(right.value, datetime.datetime)
+            and right.value.tzinfo is None
+            and (stored := _stored_instant(left.expr)) is not None
+        ):
+            aware = sa.DateTime(timezone=True)
+            instant = sa.cast(
+                sa.bindparam(None, right.value.replace(tzinfo=datetime.timezone.utc), type_=aware), aware
+            )
+            return _ORDERINGS[operator](stored, instant)  # type: ignore[no-any-return]
+        return super().plain_compare(operator, left, right)
 
     def exact(self, expression: Expression) -> Expression:
         return sa.cast(expression, _HugeInt())
@@ -266,22 +429,51 @@ class DuckDBRuleCompiler(RuleCompiler):
         )
 
     def collection_problem(self, column: FieldColumn) -> Expression | None:
-        field_type, item = column.field_type, column.field_type.item
-        key = field_type.key
-        if (
-            field_type.kind != "dict"
-            or item is None
-            or key is None
-            or key.kind != "str"
-            or item.kind not in ("int", "float", "str", "bool")
-            or not isinstance(column.sql_type, (sa.JSON, sa.String))
-        ):
+        item = _dict_item(column)
+        if item is None:
+            return None
+        if isinstance(column.sql_type, DuckDBMap):
+            return _map_problem(column.expression, column.sql_type, item)
+        if not isinstance(column.sql_type, (sa.JSON, sa.String)):
             return None
         return self.dict_lookup(column.expression, column.sql_type, "", item).problem
+
+    def decoded_collection(self, column: FieldColumn) -> Decoding | None:
+        """A JSON dict read into a ``MAP(VARCHAR, T)``: by ``json_transform`` where the text has the
+        plain shape, by the exact reading of its members elsewhere (an empty map where the schema
+        refuses the value, NULL where it is null)."""
+        item = _dict_item(column)
+        if item is None or not isinstance(column.sql_type, (sa.JSON, sa.String)):
+            return None
+        map_type = DuckDBMap(_DECODED_VALUE[item.kind])
+        text = sa.type_coerce(column.expression, sa.Text())
+        shape = _text(f'"{map_type.get_col_spec()}"')
+        plain = sa.func.regexp_full_match(text, _text(_plain_object(item)))
+        first = sa.case((plain, sa.func.json_transform(text, shape)), else_=sa.null())
+        sql_type = column.sql_type
+
+        def finish(stored: Expression, read: Expression) -> tuple[Expression, Expression]:
+            lookup = self.dict_lookup(stored, sql_type, "", item)
+            members = _DictMembers(sa.type_coerce(stored, sa.Text()))
+            keys = sa.func.list_transform(members.effective, _Lambda(_MEMBER_KEY))
+            values = sa.func.list_transform(members.effective, _Lambda(_read_member(item, _MEMBER_VALUE)))
+            exact = sa.cast(sa.func.map(keys, values), map_type)
+            value = sa.case(
+                (read.is_not(None), read),
+                (lookup.is_null, sa.null()),
+                (lookup.problem, sa.cast(sa.func.map(), map_type)),
+                else_=exact,
+            )
+            problem = sa.case((read.is_not(None), sa.false()), else_=lookup.problem)
+            return sa.type_coerce(value, map_type), problem
+
+        return Decoding(first, finish, map_type)
 
     def comprehension_length(self, node: Any) -> _Sql:
         self.only_comprehension(node)
         column = _comprehension_column(node, self.fields)
+        if isinstance(column.sql_type, DuckDBMap):
+            return self.map_comprehension_length(node, column)
         if not isinstance(column.sql_type, (sa.JSON, sa.String)):
             raise NotPushable(f"a comprehension over a {column.sql_type} column (JSON or text is needed)")
         refused_value = self.dict_problem(column)
@@ -304,6 +496,25 @@ class DuckDBRuleCompiler(RuleCompiler):
         )
         return _Sql("int", count, refused)
 
+    def map_comprehension_length(self, node: Any, column: FieldColumn) -> _Sql:
+        """``[v for v in D.values if C].length`` over a MAP: its values filtered, counted."""
+        assert isinstance(column.sql_type, DuckDBMap)
+        if column.sql_type.value_type not in _MAP_VALUES["int"]:
+            raise NotPushable(f"a comprehension over a {column.sql_type.get_col_spec()} column")
+        refused_value = self.dict_problem(column)
+        assert refused_value is not None
+        kept: Expression = sa.func.map_values(column.expression)
+        if node.condition is not None:
+            member = sa.literal_column(_LAMBDA_VARIABLE, sa.BigInteger())
+            test = _Members(node.variable, member).build(node.condition, self.folded_constant)
+            kept = sa.func.list_filter(kept, _Lambda(test))
+        refused = sa.or_(
+            column.expression.is_(None),
+            sa.func.coalesce(refused_value, sa.false()),
+            sa.func.cardinality(column.expression) > MAX_STEPS,
+        )
+        return _Sql("int", sa.func.len(kept), refused)
+
     def dict_lookup(
         self,
         column: Expression,
@@ -312,6 +523,8 @@ class DuckDBRuleCompiler(RuleCompiler):
         item: FieldType,
         plain: Expression | None = None,
     ) -> DictLookup:
+        if isinstance(sql_type, DuckDBMap):
+            return self.map_lookup(column, sql_type, key, item)
         if not isinstance(sql_type, (sa.JSON, sa.String)):
             raise NotPushable(f"a dict field in a {sql_type} column (a JSON or text column is needed)")
         if not isinstance(key, str):
@@ -332,22 +545,7 @@ class DuckDBRuleCompiler(RuleCompiler):
         # the key's last member, as Python's dict keeps it
         matching = sa.func.list_filter(members.pairs, _Lambda(_text(key) == _MEMBER_KEY))
         found = sa.func.list_last(matching)
-        member = _Field(found, 2)
-        member_type = sa.func.json_type(member)
-        if item.kind == "str":
-            read: Expression = sa.case(
-                (member_type == _text("VARCHAR"), sa.func.json_extract_string(member, _text("$"))),
-                else_=sa.null(),
-            )
-        elif item.kind == "bool":
-            read = sa.case(
-                (member_type == _text("BOOLEAN"), sa.cast(member, sa.Text()) == _text("true")),
-                else_=sa.null(),
-            )
-        elif item.kind == "int":
-            read = _int_member(item, member_type, member)
-        else:
-            read = sa.case((_member_valid(item, member_type, member), _double(member)), else_=sa.null())
+        read = _read_member(item, _Field(found, 2))
         is_null = sa.case(
             (column.is_(None), sa.true()),
             (members.readable, sa.func.json_type(members.safe) == _text("NULL")),
@@ -355,3 +553,39 @@ class DuckDBRuleCompiler(RuleCompiler):
         )
         present = sa.case((members.is_object, found.is_not(None)), else_=sa.false())
         return DictLookup(is_null, problem, present, sa.case((members.is_object, read), else_=sa.null()))
+
+    def map_lookup(
+        self, column: Expression, sql_type: DuckDBMap, key: str | Expression, item: FieldType
+    ) -> DictLookup:
+        """One key of a MAP: ``map_contains`` and ``map_extract_value``."""
+        if sql_type.value_type not in _MAP_VALUES.get(item.kind, ()):
+            raise NotPushable(f"a {item} dict in a {sql_type.get_col_spec()} column")
+        if not isinstance(key, str):
+            raise NotPushable("a dict looked up by a computed key on duckdb")
+        bound = _text(key)
+        value: Expression = sa.func.map_extract_value(column, bound)
+        if item.kind == "float" and sql_type.value_type != "DOUBLE":
+            value = _double(value)
+        elif item.kind == "int" and sql_type.value_type != "BIGINT":
+            value = sa.cast(value, sa.BigInteger())
+        return DictLookup(
+            column.is_(None),
+            _map_problem(column, sql_type, item),
+            sa.func.coalesce(sa.func.map_contains(column, bound), sa.false()),
+            value,
+        )
+
+
+def _dict_item(column: FieldColumn) -> FieldType | None:
+    """The item type of a ``dict[str, T]`` field a DuckDB column may hold (T a number, a string or a
+    boolean); ``None`` for other fields."""
+    field_type, item, key = column.field_type, column.field_type.item, column.field_type.key
+    if (
+        field_type.kind != "dict"
+        or item is None
+        or key is None
+        or key.kind != "str"
+        or item.kind not in ("int", "float", "str", "bool")
+    ):
+        return None
+    return item

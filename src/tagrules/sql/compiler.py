@@ -45,7 +45,7 @@ from tagrules.rules._tree import unparse, walk
 from tagrules.schema import FieldType
 from tagrules.sql._regex import translate_regex
 
-__all__ = ["DictLookup", "FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
+__all__ = ["Decoding", "DictLookup", "FieldColumn", "RuleCompiler", "SqlFunction", "SqlRule"]
 
 Expression = ColumnElement[Any]
 _NOTHING: Final = object()
@@ -116,6 +116,19 @@ class DictLookup:
     problem: Expression
     present: Expression
     value: Expression
+
+
+@final
+@dataclass(frozen=True)
+class Decoding:
+    """A collection column read once per row, before any rule reads it, in two subqueries: the first
+    computes ``first`` over the table's column; the second calls ``finish(column, first)`` with both
+    as that subquery's columns, which gives the field's new value (of ``sql_type``) and where the
+    schema refuses it. Rules then read the new value, whatever its table column held."""
+
+    first: Expression
+    finish: Callable[[Expression, Expression], tuple[Expression, Expression]]
+    sql_type: Any
 
 
 #: Item types a dict lookup can read from JSON, and the kind of the value.
@@ -385,6 +398,11 @@ class RuleCompiler:
             return sa.func.count().filter(condition)
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
+    @classmethod
+    def count_states(cls, state: Expression) -> tuple[Expression, Expression]:
+        """The aggregates counting the rows where a tag's state (1, 0 or NULL) is 1, and is NULL."""
+        return cls.count_where(state == 1), cls.count_where(state.is_(None))
+
     def dict_lookup(
         self,
         column: Expression,
@@ -403,6 +421,11 @@ class RuleCompiler:
         """Where the schema refuses a JSON collection column's value (not a collection of the field's
         type), for a query to compute once per row; ``None`` where the dialect does not check it.
         The condition is true (refused), false, or NULL where every member is an ordinary value."""
+        return None
+
+    def decoded_collection(self, column: FieldColumn) -> Decoding | None:
+        """How a query reads a collection column once per row into a form its rules read faster;
+        ``None`` (the default): the rules read the column as it is."""
         return None
 
     def dict_problem(self, column: FieldColumn) -> Expression | None:
