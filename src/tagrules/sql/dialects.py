@@ -22,6 +22,7 @@ from tagrules.rules._language import UTC
 from tagrules.schema import FieldType
 from tagrules.sql._duckdb import DuckDBRuleCompiler
 from tagrules.sql._json import dict_values_count, sqlite_dict_values_count, sqlite_members
+from tagrules.sql._spark import SparkRuleCompiler
 from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MySQLRuleCompiler",
     "PostgreSQLRuleCompiler",
     "SQLiteRuleCompiler",
+    "SparkRuleCompiler",
     "compiler_for",
 ]
 
@@ -469,6 +471,7 @@ _COMPILERS: dict[str, type[RuleCompiler]] = {
     "mariadb": MySQLRuleCompiler,
     "sqlite": SQLiteRuleCompiler,
     "duckdb": DuckDBRuleCompiler,
+    "spark": SparkRuleCompiler,
 }
 
 
