@@ -111,6 +111,9 @@ def tagged(catalog: Catalog, df: Any, now: datetime.datetime | None, *, keep_col
         frame = spark.sql(text, args=args)
     finally:
         spark.catalog.dropTempView(view)
+    # the query's columns by position: the ones passed on, then the tags' (a query computing no tag
+    # names them otherwise)
+    frame = frame.toDF(*passed, *query.tag_columns.values())
     states = dict(query.tag_columns)
     where = dict.fromkeys(states, "spark")
     python_keys = [key for key in active if key in query.in_python]
