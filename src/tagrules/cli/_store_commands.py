@@ -59,6 +59,18 @@ def register(commands: Any) -> None:
         help="one JSON object per line with an 'id' ('-': stdin)",
     )
     run.add_argument("--db", metavar="URL", help="retag the rows of a database table instead (with --table)")
+    run.add_argument(
+        "--input",
+        metavar="PATH",
+        help="tag a Parquet file (or directory, or CSV) in an engine instead: the tags to --output, the "
+        "changes against --previous to --changes, no store",
+    )
+    run.add_argument(
+        "--engine", choices=["duckdb", "spark"], default="duckdb", help="with --input: the engine"
+    )
+    run.add_argument("--spark-master", metavar="URL", default="local[*]", help="with --engine spark (default: local[*])")
+    run.add_argument("--previous", metavar="PREV.parquet", help="with --input: the tags of the previous run")
+    run.add_argument("--output", metavar="TAGS.parquet", help="with --input: where every customer's tags go")
     run.add_argument("--table", metavar="NAME", help="the table of snapshots (schema.table allowed)")
     run.add_argument(
         "--id-column", default="id", metavar="NAME", help="the table's customer id column (default: id)"
@@ -264,10 +276,47 @@ def _print_summary(
         print(_where(report), file=stream)
 
 
+def _run_input(arguments: argparse.Namespace) -> int:
+    """``tagrules run CATALOG --input PATH --engine spark --output TAGS.parquet``: the population
+    diff in the engine."""
+    if arguments.snapshots is not None or arguments.db is not None:
+        raise CommandError("run: give one of SNAPSHOTS.jsonl, --db URL --table NAME or --input PATH")
+    if arguments.output is None:
+        raise CommandError("run --input: give --output TAGS.parquet, where every customer's tags go")
+    if arguments.engine != "spark":
+        raise CommandError("run --input: only --engine spark computes the diff in an engine here")
+    try:
+        catalog = load_catalog(arguments.catalog)
+    except DefinitionError as error:
+        print_problems(error, sys.stderr)
+        return 1
+    from tagrules.errors import SourceError
+    from tagrules.spark._files import run_file
+
+    try:
+        held, changed = run_file(
+            catalog,
+            arguments.input,
+            previous=arguments.previous,
+            output=arguments.output,
+            changes=arguments.changes,
+            master=arguments.spark_master,
+            now=resolve_now(arguments.now),
+        )
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    print(f"{held} tags held ({arguments.output})")
+    if arguments.changes is not None:
+        print(f"{changed} changes ({arguments.changes})")
+    return 0
+
+
 def run_run(arguments: argparse.Namespace) -> int:
     """``tagrules run``: evaluate, store, print the summary table; 1 if some lines were bad."""
     if arguments.snapshots is not None and arguments.db is not None:
         raise CommandError("run: give either SNAPSHOTS.jsonl or --db URL --table NAME, not both")
+    if arguments.input is not None:
+        return _run_input(arguments)
     if arguments.db is not None or arguments.table is not None:
         return _run_table(arguments)
     if arguments.column:

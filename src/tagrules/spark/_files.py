@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import glob
 import json
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from tagrules.spark._columns import count_tags
 from tagrules.spark._executors import CatalogRecipe, result_batches
 from tagrules.spark._session import spark_session
 
-__all__ = ["count_file", "evaluate_file", "read_snapshots"]
+__all__ = ["count_file", "evaluate_file", "read_snapshots", "run_file", "write_parquet"]
 
 #: Writes one result: the id, the tags, the errors by tag, and extra keys (as the CLI's writers do).
 Writer = Callable[[Any, Sequence[str], Mapping[str, str], Mapping[str, Any]], None]
@@ -110,3 +111,47 @@ def evaluate_file(
         identifier = json.loads(row["id_json"])
         write(identifier, list(row["tags"]), json.loads(row["errors"]), {})
     return skipped
+
+
+def write_parquet(frame: Any, path: str) -> int:
+    """Write ``frame`` to one Parquet file at ``path`` (through a directory beside it, moved in place
+    when done); returns its rows."""
+    import pyarrow.parquet
+
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        frame.repartition(1).write.mode("overwrite").parquet(str(partial))
+        parts = sorted(partial.glob("part-*.parquet"))
+        if len(parts) != 1:
+            raise SourceError(f"{path}: Spark wrote {len(parts)} files, not one")
+        parts[0].replace(target)
+    except OSError as error:
+        raise SourceError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return int(pyarrow.parquet.ParquetFile(str(target)).metadata.num_rows)
+
+
+def run_file(
+    catalog: Catalog,
+    path: str,
+    *,
+    previous: str | None,
+    output: str,
+    changes: str | None,
+    master: str,
+    now: datetime.datetime,
+) -> tuple[int, int]:
+    """``tagrules run CATALOG --input PATH --engine spark``: the tags to ``output``, the changes
+    against ``previous`` to ``changes``; returns the rows of each file written (0 for no file)."""
+    from tagrules.spark._diff import diff_tags
+
+    spark = spark_session(master)
+    df = read_snapshots(spark, path)
+    previous_df = read_snapshots(spark, previous) if previous is not None else None
+    tags_df, changes_df = diff_tags(catalog, df, previous_df, now=now)
+    held = write_parquet(tags_df, output)
+    changed = write_parquet(changes_df, changes) if changes is not None else 0
+    return held, changed
