@@ -16,6 +16,7 @@ import warnings
 from typing import Any, cast
 
 import pyarrow
+import pyarrow.parquet
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -400,3 +401,65 @@ class TestLightImport:
         code = "import sys, tagrules.spark; print('pyspark' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert result.stdout.strip() == "False"
+
+
+def _tagrules(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tagrules.cli", *arguments], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("spark-cli") / "customers.parquet")
+    result = _tagrules("sample", "--pack", "retail", "--count", "40", "--seed", "3", "--output", path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _in_process(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str]:
+    """The command run in this process: on Spark it reuses the test session (started once)."""
+    from tagrules.cli import main
+
+    capsys.readouterr()
+    status = main(list(arguments))
+    return status, capsys.readouterr().out
+
+
+class TestCommandLine:
+    def test_count_and_evaluate_give_what_duckdb_gives(
+        self, spark: Any, customers: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """count --engine spark prints DuckDB's counts; evaluate --engine spark --ordered DuckDB's lines."""
+        now = ["--now", "2026-06-01T00:00:00Z"]
+        status, on_spark = _in_process(capsys, "count", "retail", "--input", customers, "--engine", "spark", *now, "--json")
+        assert status == 0
+        assert json.loads(on_spark) == json.loads(_in_process(capsys, "count", "retail", "--input", customers, *now, "--json")[1])
+        status, evaluated = _in_process(capsys, "evaluate", "retail", customers, "--engine", "spark", "--ordered", *now)
+        assert status == 0
+        assert evaluated == _in_process(capsys, "evaluate", "retail", customers, *now)[1]
+
+    def test_run_writes_tags_and_changes(
+        self, spark: Any, customers: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """run --input --engine spark: without --previous every tag held is added; a second run
+        against the first's tags changes nothing."""
+        tags, changes = str(tmp_path / "tags.parquet"), str(tmp_path / "changes.parquet")
+        common = ["run", "retail", "--input", customers, "--engine", "spark", "--now", "2026-06-01T00:00:00Z"]
+        assert _in_process(capsys, *common, "--output", tags, "--changes", changes)[0] == 0
+        held = pyarrow.parquet.read_table(tags).to_pylist()
+        assert held
+        added = pyarrow.parquet.read_table(changes).to_pylist()
+        assert sorted((row["id"], row["tag"]) for row in added) == sorted((row["id"], row["tag"]) for row in held)
+        assert {row["change"] for row in added} == {"added"}
+        again, none = str(tmp_path / "again.parquet"), str(tmp_path / "none.parquet")
+        status, _ = _in_process(capsys, *common, "--previous", tags, "--output", again, "--changes", none)
+        assert status == 0
+        assert pyarrow.parquet.read_table(none).num_rows == 0
+        assert pyarrow.parquet.read_table(again).num_rows == len(held)
+
+    def test_run_needs_an_output(self, customers: str) -> None:
+        """run --input without --output is refused in one line, before Spark starts."""
+        result = _tagrules("run", "retail", "--input", customers, "--engine", "spark")
+        assert result.returncode != 0
+        assert "--output TAGS.parquet" in result.stderr
