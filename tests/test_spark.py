@@ -48,7 +48,9 @@ def _spark_type(type_name: str) -> Any:
 
     base = type_name.split(" |")[0]
     if base.startswith("dict[str, "):
-        return types.MapType(types.StringType(), _spark_type(base.removeprefix("dict[str, ").removesuffix("]")))
+        return types.MapType(
+            types.StringType(), _spark_type(base.removeprefix("dict[str, ").removesuffix("]"))
+        )
     return {
         "int": types.LongType(),
         "float": types.DoubleType(),
@@ -57,6 +59,15 @@ def _spark_type(type_name: str) -> Any:
         "datetime": types.TimestampType(),
         "date": types.DateType(),
     }[base]
+
+
+_MEMBER_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _fits(item: str, member: Any) -> bool:
+    if type(member) is not _MEMBER_TYPES[item]:
+        return False
+    return item != "int" or (isinstance(member, int) and -(2**63) <= member < 2**63)
 
 
 def _storable(value: Any, type_name: str) -> Any:
@@ -68,17 +79,12 @@ def _storable(value: Any, type_name: str) -> Any:
     if not isinstance(value, dict):
         return None
     item = base.removeprefix("dict[str, ").removesuffix("]").split(" |")[0]
-    kept = {}
+    kept: dict[str, Any] = {}
+    member: Any
     for key, member in value.items():
         if member is None:
             kept[key] = None
-        elif item == "int" and type(member) is int and -(2**63) <= member < 2**63:
-            kept[key] = member
-        elif item == "float" and type(member) is float:
-            kept[key] = member
-        elif item == "str" and type(member) is str:
-            kept[key] = member
-        elif item == "bool" and type(member) is bool:
+        elif _fits(item, member):
             kept[key] = member
     return kept
 
@@ -89,7 +95,10 @@ def _frame(spark: Any, types: dict[str, str], rows: list[dict[str, Any]]) -> Any
     schema = spark_types.StructType(
         [
             spark_types.StructField("id", spark_types.StringType(), False),
-            *[spark_types.StructField(name, _spark_type(type_name), True) for name, type_name in types.items()],
+            *[
+                spark_types.StructField(name, _spark_type(type_name), True)
+                for name, type_name in types.items()
+            ],
         ]
     )
     data = [
@@ -100,7 +109,7 @@ def _frame(spark: Any, types: dict[str, str], rows: list[dict[str, Any]]) -> Any
 
 def _read_back(table: pyarrow.Table) -> list[dict[str, Any]]:
     """Rows as Spark gives them through Arrow: maps as dicts."""
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     for row in rows:
         for name, value in row.items():
             if isinstance(value, list) and all(isinstance(pair, tuple) for pair in value):
@@ -155,7 +164,10 @@ class TestDifferential:
             return
         draw = cast(st.DrawFn, data.draw)
         rows = [
-            {"id": str(index), **{name: _value(draw, kind, hints, "spark") for name, kind in random_schema.types.items()}}
+            {
+                "id": str(index),
+                **{name: _value(draw, kind, hints, "spark") for name, kind in random_schema.types.items()},
+            }
             for index in range(8)
         ]
         differences, where = _compare(spark, catalog, _frame(spark, random_schema.types, rows))
@@ -178,9 +190,9 @@ class TestDifferential:
         draw = cast(st.DrawFn, lambda strategy: strategy.example())
         rules: list[str] = []
         hints = Hints([], [], [])
-        from tagrules.spark._columns import spark_sql_type
-
         import sqlalchemy as sa
+
+        from tagrules.spark._columns import spark_sql_type
 
         table = sa.table(
             "probe",
@@ -198,10 +210,15 @@ class TestDifferential:
                     continue
                 rules.append(text)
                 found = writer.hints()
-                hints = Hints(hints.floats + found.floats, hints.ints + found.ints, hints.strings + found.strings)
+                hints = Hints(
+                    hints.floats + found.floats, hints.ints + found.ints, hints.strings + found.strings
+                )
         catalog = Catalog([{"key": f"t{index}", "rule": text} for index, text in enumerate(rules)], schema)
         rows = [
-            {"id": str(index), **{name: _wide_value(rng, kind, hints) for name, kind in random_schema.types.items()}}
+            {
+                "id": str(index),
+                **{name: _wide_value(rng, kind, hints) for name, kind in random_schema.types.items()},
+            }
             for index in range(row_count)
         ]
         differences, where = _compare(spark, catalog, _frame(spark, random_schema.types, rows).repartition(2))
@@ -263,7 +280,8 @@ class TestSparkSql:
     def test_literals_are_named_parameters(self, spark: Any) -> None:
         """A rule's literals reach Spark as named parameters: none is in the SQL text."""
         catalog = Catalog(
-            [{"key": "odd", "rule": "name == 'x\\' OR 1=1 --' and n > 123456789"}], {"name": "str", "n": "int"}
+            [{"key": "odd", "rule": "name == 'x\\' OR 1=1 --' and n > 123456789"}],
+            {"name": "str", "n": "int"},
         )
         df = spark.createDataFrame([("x' OR 1=1 --", 123456790), ("y", 5)], "name string, n bigint")
         import sqlalchemy as sa
@@ -298,7 +316,10 @@ class TestSparkSql:
     def test_wide_sums_and_quotients_are_exact(self, spark: Any) -> None:
         """Sums past 64 bits and their quotients are exact decimals, not overflows."""
         catalog = Catalog(
-            [{"key": "big", "rule": "a + b > 9223372036854775807"}, {"key": "q", "rule": "(a + b) // 2 == a"}],
+            [
+                {"key": "big", "rule": "a + b > 9223372036854775807"},
+                {"key": "q", "rule": "(a + b) // 2 == a"},
+            ],
             {"a": "int", "b": "int"},
         )
         df = spark.createDataFrame([(2**63 - 1, 2**63 - 1), (1, 1)], "a bigint, b bigint")
@@ -369,14 +390,20 @@ class TestPopulationDiff:
         for run, catalog in enumerate([first, later, later]):
             ids = data.draw(st.lists(st.sampled_from("abcdef"), unique=True, min_size=1, max_size=6))
             rows = [
-                {"id": identifier, **{name: _value(draw, kind, hints, "spark") for name, kind in random_schema.types.items()}}
+                {
+                    "id": identifier,
+                    **{
+                        name: _value(draw, kind, hints, "spark") for name, kind in random_schema.types.items()
+                    },
+                }
                 for identifier in ids
             ]
             now = NOW + datetime.timedelta(days=run)
             # the store evaluates the rows as Spark holds them
             stored_rows = _read_back(_frame(spark, random_schema.types, rows).toArrow())
             Tagger(catalog, store).apply_many(
-                [(row["id"], {name: row[name] for name in catalog.schema.fields}) for row in stored_rows], now=now
+                [(row["id"], {name: row[name] for name in catalog.schema.fields}) for row in stored_rows],
+                now=now,
             )
             previous, tags, changes = _run_on_spark(spark, catalog, random_schema.types, rows, previous, now)
             seen.update(ids)
@@ -388,7 +415,9 @@ class TestPopulationDiff:
 
     def test_no_previous_adds_every_tag(self, spark: Any) -> None:
         """Without previous tags every tag held is added; a failed rule holds nothing new."""
-        catalog = Catalog([{"key": "big", "rule": "n > 1"}, {"key": "q", "rule": "n // d > 0"}], {"n": "int", "d": "int"})
+        catalog = Catalog(
+            [{"key": "big", "rule": "n > 1"}, {"key": "q", "rule": "n // d > 0"}], {"n": "int", "d": "int"}
+        )
         df = spark.createDataFrame([("a", 5, 0), ("b", 0, 1)], "id string, n bigint, d bigint")
         tags_df, changes_df = diff_tags(catalog, df, None, now=NOW)
         assert sorted(tuple(row) for row in tags_df.collect()) == [("a", "big")]
@@ -432,10 +461,16 @@ class TestCommandLine:
     ) -> None:
         """count --engine spark prints DuckDB's counts; evaluate --engine spark --ordered DuckDB's lines."""
         now = ["--now", "2026-06-01T00:00:00Z"]
-        status, on_spark = _in_process(capsys, "count", "retail", "--input", customers, "--engine", "spark", *now, "--json")
+        status, on_spark = _in_process(
+            capsys, "count", "retail", "--input", customers, "--engine", "spark", *now, "--json"
+        )
         assert status == 0
-        assert json.loads(on_spark) == json.loads(_in_process(capsys, "count", "retail", "--input", customers, *now, "--json")[1])
-        status, evaluated = _in_process(capsys, "evaluate", "retail", customers, "--engine", "spark", "--ordered", *now)
+        assert json.loads(on_spark) == json.loads(
+            _in_process(capsys, "count", "retail", "--input", customers, *now, "--json")[1]
+        )
+        status, evaluated = _in_process(
+            capsys, "evaluate", "retail", customers, "--engine", "spark", "--ordered", *now
+        )
         assert status == 0
         assert evaluated == _in_process(capsys, "evaluate", "retail", customers, *now)[1]
 
@@ -450,7 +485,9 @@ class TestCommandLine:
         held = pyarrow.parquet.read_table(tags).to_pylist()
         assert held
         added = pyarrow.parquet.read_table(changes).to_pylist()
-        assert sorted((row["id"], row["tag"]) for row in added) == sorted((row["id"], row["tag"]) for row in held)
+        assert sorted((row["id"], row["tag"]) for row in added) == sorted(
+            (row["id"], row["tag"]) for row in held
+        )
         assert {row["change"] for row in added} == {"added"}
         again, none = str(tmp_path / "again.parquet"), str(tmp_path / "none.parquet")
         status, _ = _in_process(capsys, *common, "--previous", tags, "--output", again, "--changes", none)

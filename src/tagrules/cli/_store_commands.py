@@ -68,7 +68,9 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--engine", choices=["duckdb", "spark"], default="duckdb", help="with --input: the engine"
     )
-    run.add_argument("--spark-master", metavar="URL", default="local[*]", help="with --engine spark (default: local[*])")
+    run.add_argument(
+        "--spark-master", metavar="URL", default="local[*]", help="with --engine spark (default: local[*])"
+    )
     run.add_argument("--previous", metavar="PREV.parquet", help="with --input: the tags of the previous run")
     run.add_argument("--output", metavar="TAGS.parquet", help="with --input: where every customer's tags go")
     run.add_argument("--table", metavar="NAME", help="the table of snapshots (schema.table allowed)")

@@ -64,7 +64,9 @@ def diff_tags(
         current = spark.createDataFrame([], "id string, tag string, state int")
     evaluated = current.select(functions.col("id").alias("evaluated_id")).distinct()
     previous = (
-        previous_df.select(functions.col("id").cast("string").alias("id"), functions.col("tag").cast("string"))
+        previous_df.select(
+            functions.col("id").cast("string").alias("id"), functions.col("tag").cast("string")
+        )
         .distinct()
         .withColumn("held", functions.lit(True))
     )

@@ -167,7 +167,9 @@ def result_batches(
                 [
                     pyarrow.array(positions, type=pyarrow.int64()),
                     pyarrow.array([None if value is None else str(value) for value in identifiers]),
-                    pyarrow.array([json.dumps(value) if value is not None else None for value in identifiers]),
+                    pyarrow.array(
+                        [json.dumps(value) if value is not None else None for value in identifiers]
+                    ),
                     pyarrow.array(tags, type=pyarrow.list_(pyarrow.string())),
                     pyarrow.array(errors, type=pyarrow.string()),
                     pyarrow.array(problems, type=pyarrow.string()),

@@ -168,7 +168,7 @@ class SparkRuleCompiler(RuleCompiler):
         if not item.nullable:
             refused.append(_MEMBER.is_(None))
         if item.kind == "int":
-            refused.append(sa.func.coalesce(_MEMBER == _bigint(_INT_LOW), sa.false()))
+            refused.append(sa.func.coalesce(_bigint(_INT_LOW) == _MEMBER, sa.false()))
         elif item.kind == "float":
             refused.append(sa.func.coalesce(sa.func.isnan(_MEMBER), sa.false()))
         problem: Expression = sa.false()
@@ -177,7 +177,7 @@ class SparkRuleCompiler(RuleCompiler):
                 sa.func.exists(sa.func.map_values(column), _Lambda(sa.or_(*refused))), sa.false()
             )
         looked_up = sa.bindparam(None, key, type_=sa.String())
-        value = sa.func.try_element_at(column, looked_up)
+        value: Expression = sa.func.try_element_at(column, looked_up)
         if item.kind == "int":
             value = _without_low_int(value)
         elif item.kind == "float" and sql_type.value not in ("DOUBLE", "FLOAT"):
@@ -232,8 +232,8 @@ class _SparkCompiler(sa_compiler.SQLCompiler):
     """Every bound value as a named marker, cast to the type the expression gave it (Spark would
     otherwise type a Python int by its size)."""
 
-    def visit_bindparam(self, bindparam: Any, **kw: Any) -> str:
-        marker: str = super().visit_bindparam(bindparam, **kw)
+    def visit_bindparam(self, bindparam: Any, **kw: Any) -> Any:  # type: ignore[override]
+        marker: str = super().visit_bindparam(bindparam, **kw)  # type: ignore[no-untyped-call]
         if kw.get("literal_binds") or bindparam.expanding:
             return marker
         type_ = bindparam.type
@@ -255,7 +255,7 @@ class _SparkDialect(default.DefaultDialect):
     supports_native_boolean = True
     statement_compiler = _SparkCompiler
     type_compiler_cls = _SparkTypeCompiler
-    preparer = _SparkPreparer
+    preparer = _SparkPreparer  # type: ignore[assignment]
 
 
 _DIALECT = _SparkDialect()
