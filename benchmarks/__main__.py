@@ -25,6 +25,7 @@ BENCHMARKS = {
     "limits": "benchmarks.limits",
     "watch": "benchmarks.watch",
     "startup": "benchmarks.startup",
+    "spark": "benchmarks.spark",
 }
 
 

@@ -8,6 +8,7 @@ import glob
 import json
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def evaluate_file(
         raise SourceError(f"{path}: no column {missing[0]!r} for the field {missing[0]!r}")
     fields = [name for name in catalog.schema.fields if name in df.columns]
     numbered = df.withColumn("__tagrules_position", functions.monotonically_increasing_id())
-    recipe = CatalogRecipe.of(catalog, f"evaluate-{id(catalog)}")
+    recipe = CatalogRecipe.of(catalog, uuid.uuid4().hex)
     schema = StructType(
         [
             StructField("position", LongType()),
