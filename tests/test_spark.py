@@ -500,3 +500,9 @@ class TestCommandLine:
         result = _tagrules("run", "retail", "--input", customers, "--engine", "spark")
         assert result.returncode != 0
         assert "--output TAGS.parquet" in result.stderr
+
+    def test_count_refuses_a_mode_on_spark(self, customers: str) -> None:
+        """count --engine spark --mode database is refused in one line: Spark runs in auto mode."""
+        result = _tagrules("count", "retail", "--input", customers, "--engine", "spark", "--mode", "database")
+        assert result.returncode != 0
+        assert "--mode goes with --db or --engine duckdb" in result.stderr

@@ -107,7 +107,9 @@ def _count_file(
     if arguments.engine == "spark":
         from tagrules.spark._files import count_file
 
-        return count_file(catalog, arguments.input, arguments.spark_master, now)
+        if arguments.mode != "auto":
+            raise CommandError("count: --mode goes with --db or --engine duckdb; Spark runs in auto mode")
+        return count_file(catalog, arguments.input, arguments.spark_master, now, columns)
     mode: Mode = "python" if arguments.engine == "python" else arguments.mode
     with file_source(arguments.input) as (connection, table):
         check_columns(catalog, table, arguments.input, columns)

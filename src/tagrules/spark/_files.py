@@ -49,10 +49,17 @@ def read_snapshots(spark: Any, path: str) -> Any:
     raise SourceError(f"{path}: not a file Spark reads here (.parquet, a directory of them, or .csv)")
 
 
-def count_file(catalog: Catalog, path: str, master: str, now: datetime.datetime) -> CountReport:
-    """``tagrules count CATALOG --input PATH --engine spark``."""
+def count_file(
+    catalog: Catalog, path: str, master: str, now: datetime.datetime, columns: Mapping[str, str]
+) -> CountReport:
+    """``tagrules count CATALOG --input PATH --engine spark``; ``columns``: field -> its column."""
     spark = spark_session(master)
-    return count_tags(catalog, read_snapshots(spark, path), now=now)
+    df = read_snapshots(spark, path)
+    for field, column in columns.items():
+        if column not in df.columns:
+            raise SourceError(f"{path}: no column {column!r} for the field {field!r} (--column)")
+        df = df.withColumnRenamed(column, field)
+    return count_tags(catalog, df, now=now)
 
 
 def evaluate_file(
