@@ -16,7 +16,7 @@ PIP_SPEC ?= pip==26.3
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown test-duckdb parser-tables clean
+.PHONY: help install install-test demo test test-latest lock lint typecheck unit docs bench test-differential test-pushdown test-duckdb test-spark parser-tables clean
 
 help:
 	@echo "make demo    - install into $(VENV), tag the retail sample customers, store them, show what changes"
@@ -27,6 +27,7 @@ help:
 	@echo "make test-differential - the compiler against the interpreter, long profile (>= 100,000 cases)"
 	@echo "make test-pushdown - SQL push-down against Python on SQLite, PostgreSQL, MariaDB, long profile"
 	@echo "make test-duckdb - SQL push-down against Python on DuckDB, long profiles (1,000 pushed rules x 10,000 rows)"
+	@echo "make test-spark - Spark against Python, long profiles (1,000 pushed rules x 10,000 rows; the diff over runs)"
 	@echo "make parser-tables - recompute rule-engine's parser tables (after upgrading rule-engine)"
 	@echo "make clean   - remove $(VENV), build/ and caches"
 
@@ -111,6 +112,9 @@ test-pushdown: install-test
 
 test-duckdb: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py tests/test_duckdb.py -k "duckdb or OncePerRow"
+
+test-spark: install-test
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_spark.py -k "Differential or PopulationDiff"
 
 # rule-engine's parser tables, computed once (src/tagrules/_parsetab.py; see src/tagrules/_parser_tables.py)
 parser-tables: install-test

@@ -27,6 +27,7 @@ BENCHMARKS = {
     "otel": "benchmarks.otel",
     "startup": "benchmarks.startup",
     "service": "benchmarks.service",
+    "spark": "benchmarks.spark",
 }
 
 

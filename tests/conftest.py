@@ -6,12 +6,13 @@ import datetime
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import URL, make_url
 
-from databases import MYSQL_URL, POSTGRES_URL, scratch_database
+from databases import MYSQL_URL, POSTGRES_URL, scratch_database, unavailable
 
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile(
@@ -40,6 +41,24 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write_file
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] SparkSession per test process (its start costs seconds): UTC, two shuffle
+    partitions, no UI; skipped without Java or pyspark (failed under CI=true)."""
+    from tagrules.spark._session import java_missing, spark_session
+
+    missing = java_missing()
+    if missing is not None:
+        unavailable(missing)
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        unavailable("pyspark is not installed (tagrules[spark])")
+    session = spark_session("local[2]", shuffle_partitions=2)
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from tagrules.cli._common import (
     read_snapshots,
     snapshot_id,
 )
-from tagrules.errors import DefinitionError, Problem, TimeUnknown
+from tagrules.errors import DefinitionError, Problem, SourceError, TimeUnknown
 from tagrules.evaluation import Evaluator, resolve_now
 from tagrules.schema import suggest
 
@@ -72,6 +72,24 @@ def register(commands: Any) -> None:
         "--valid-until",
         action="store_true",
         help='add "valid_until": the instant time alone changes the tags (ISO 8601), or null',
+    )
+    evaluate.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default="duckdb",
+        help="for Parquet and CSV: duckdb reads the rows, evaluated in this process (default); spark "
+        "evaluates them on Spark's executors (--spark-master)",
+    )
+    evaluate.add_argument(
+        "--spark-master",
+        metavar="URL",
+        default="local[*]",
+        help="with --engine spark: the Spark master (default: local[*])",
+    )
+    evaluate.add_argument(
+        "--ordered",
+        action="store_true",
+        help="with --engine spark: the results in the file's order (Spark's are in no order otherwise)",
     )
     evaluate.set_defaults(run=run_evaluate)
 
@@ -252,7 +270,10 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
         raise CommandError("evaluate: --valid-until writes JSON Lines; give an --output that is not .parquet")
     try:
         with result_writer(arguments.output) as write:
-            if is_columnar(arguments.snapshots):
+            if arguments.engine == "spark":
+                skipped = _evaluate_on_spark(catalog, arguments, now, write)
+                noun = "row"
+            elif is_columnar(arguments.snapshots):
                 skipped = evaluate_file(
                     catalog,
                     arguments.snapshots,
@@ -270,6 +291,28 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     if skipped:
         print(f"{arguments.snapshots}: {plural(skipped, f'bad {noun}')} skipped", file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _evaluate_on_spark(catalog: Catalog, arguments: argparse.Namespace, now: Any, write: Writer) -> int:
+    """``evaluate --engine spark``: a Parquet or CSV file evaluated on Spark's executors."""
+    from tagrules.spark._files import evaluate_file as evaluate_on_spark
+
+    if arguments.valid_until:
+        raise CommandError("evaluate: --valid-until is not computed with --engine spark")
+    if not is_columnar(arguments.snapshots):
+        raise CommandError("evaluate: --engine spark reads Parquet or CSV snapshots")
+    try:
+        return evaluate_on_spark(
+            catalog,
+            arguments.snapshots,
+            arguments.id_field,
+            now,
+            write,
+            master=arguments.spark_master,
+            ordered=arguments.ordered,
+        )
+    except SourceError as error:
+        raise CommandError(str(error)) from None
 
 
 def _evaluate_lines(catalog: Catalog, arguments: argparse.Namespace, now: Any, write: Writer) -> int:

@@ -36,10 +36,16 @@ def register(commands: Any) -> None:
     )
     count.add_argument(
         "--engine",
-        choices=["duckdb", "python"],
+        choices=["duckdb", "python", "spark"],
         default="duckdb",
         help="with --input: duckdb evaluates in process where it can, Python the rest (default); "
-        "python streams every row through the evaluator",
+        "python streams every row through the evaluator; spark runs on Spark (--spark-master)",
+    )
+    count.add_argument(
+        "--spark-master",
+        metavar="URL",
+        default="local[*]",
+        help="with --engine spark: the Spark master (default: local[*])",
     )
     count.add_argument("--now", type=parse_now, help="the time rules see as $now (ISO 8601; default: now)")
     count.add_argument("--json", action="store_true", help='print one JSON object {"tag_key": count, ...}')
@@ -98,6 +104,12 @@ def run_count(arguments: argparse.Namespace) -> int:
 def _count_file(
     catalog: Catalog, arguments: argparse.Namespace, now: datetime.datetime, columns: dict[str, str]
 ) -> CountReport:
+    if arguments.engine == "spark":
+        from tagrules.spark._files import count_file
+
+        if arguments.mode != "auto":
+            raise CommandError("count: --mode goes with --db or --engine duckdb; Spark runs in auto mode")
+        return count_file(catalog, arguments.input, arguments.spark_master, now, columns)
     mode: Mode = "python" if arguments.engine == "python" else arguments.mode
     with file_source(arguments.input) as (connection, table):
         check_columns(catalog, table, arguments.input, columns)

@@ -22,8 +22,12 @@ from tagrules.evaluation import resolve_now
 
 __all__ = ["ENGINES", "run_population"]
 
-#: (catalog, input, previous, now, id column, tags path, changes path or None) -> (tags, changes) written
-Engine = Callable[[Catalog, str, "str | None", datetime.datetime, str, str, "str | None"], tuple[int, int]]
+#: (catalog, input, previous, now, id column, tags path, changes path or None, the command's
+#: arguments) -> (tags, changes) written
+Engine = Callable[
+    [Catalog, str, "str | None", datetime.datetime, str, str, "str | None", argparse.Namespace],
+    tuple[int, int],
+]
 
 
 def _duckdb(
@@ -34,6 +38,7 @@ def _duckdb(
     id_column: str,
     tags_path: str,
     changes_path: str | None,
+    arguments: argparse.Namespace,
 ) -> tuple[int, int]:
     """The diff in an in-memory DuckDB database, copied to the Parquet files by DuckDB itself."""
     from tagrules.duckdb import population_diff
@@ -68,8 +73,34 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _spark(
+    catalog: Catalog,
+    source: str,
+    previous: str | None,
+    now: datetime.datetime,
+    id_column: str,
+    tags_path: str,
+    changes_path: str | None,
+    arguments: argparse.Namespace,
+) -> tuple[int, int]:
+    """The diff in a Spark session (``--spark-master``), each file written as one Parquet file."""
+    if id_column != "id":
+        raise CommandError("run --input --engine spark: the customers' id column must be 'id'")
+    from tagrules.spark._files import run_file
+
+    return run_file(
+        catalog,
+        source,
+        previous=previous,
+        output=tags_path,
+        changes=changes_path,
+        master=arguments.spark_master,
+        now=now,
+    )
+
+
 #: --engine name -> the function computing and writing the diff
-ENGINES: dict[str, Engine] = {"duckdb": _duckdb}
+ENGINES: dict[str, Engine] = {"duckdb": _duckdb, "spark": _spark}
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
@@ -85,6 +116,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         choices=sorted(ENGINES),
         default="duckdb",
         help="with --input: the engine computing the tags and changes (default: duckdb)",
+    )
+    run.add_argument(
+        "--spark-master",
+        metavar="URL",
+        default="local[*]",
+        help="with --engine spark: the cluster (default: local[*], every core of this machine)",
     )
     run.add_argument(
         "--previous", metavar="PREV.parquet", help="with --input: the previous tags (columns id, tag)"
@@ -129,6 +166,7 @@ def run_population(arguments: argparse.Namespace) -> int:
             arguments.id_column,
             tags_path,
             changes_path,
+            arguments,
         )
     except (SourceError, NotPushable) as error:
         raise CommandError(str(error)) from None

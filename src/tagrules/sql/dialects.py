@@ -22,6 +22,7 @@ from tagrules.rules._language import UTC
 from tagrules.schema import FieldType
 from tagrules.sql._duckdb import DuckDBRuleCompiler
 from tagrules.sql._json import dict_values_count, sqlite_dict_values_count, sqlite_members
+from tagrules.sql._spark import SparkRuleCompiler
 from tagrules.sql.compiler import DictLookup, Expression, FieldColumn, RuleCompiler, _Sql
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PostgreSQLRuleCompiler",
     "SQLiteRuleCompiler",
     "SQLiteText",
+    "SparkRuleCompiler",
     "compiler_for",
     "read_sqlite_moment",
 ]
@@ -530,6 +532,7 @@ _COMPILERS: dict[str, type[RuleCompiler]] = {
     "mariadb": MySQLRuleCompiler,
     "sqlite": SQLiteRuleCompiler,
     "duckdb": DuckDBRuleCompiler,
+    "spark": SparkRuleCompiler,
 }
 
 
