@@ -1,10 +1,13 @@
 """Worker processes for the concurrency and crash tests: ``python tests/store_workers.py KIND ...``.
 
-* ``race URL PREFIX SEED ROUNDS CUSTOMERS START``: from the wall-clock time START on (so that all
-  workers begin together), applies random snapshots to the same few customers, in small chunks, as
-  fast as it can;
-* ``batch URL PREFIX COUNT CHUNK``: applies COUNT generated retail customers, printing ``committed N``
-  after each chunk.
+* ``race URL PREFIX SEED ROUNDS CUSTOMERS START [COPY_FROM]``: from the wall-clock time START on (so
+  that all workers begin together), applies random snapshots to the same few customers, in small
+  chunks, as fast as it can;
+* ``batch URL PREFIX COUNT CHUNK [COPY_FROM]``: applies COUNT generated retail customers, printing
+  ``committed N`` after each chunk.
+
+COPY_FROM sets how a PostgreSQL store writes its rows: ``1`` with ``COPY`` for every insert, ``none``
+with the ``INSERT`` of unnested arrays (default: the store's own choice).
 """
 
 from __future__ import annotations
@@ -25,9 +28,18 @@ SNAPSHOTS = [
 ]
 
 
-def race(url: str, prefix: str, seed: int, rounds: int, customers: int, start: float) -> None:
-    rng = random.Random(seed)
+def open_store(url: str, prefix: str, copy_from: str | None) -> SQLStore:
     store = SQLStore(url, prefix=prefix)
+    if copy_from is not None:
+        store._copy_from = None if copy_from == "none" else int(copy_from)
+    return store
+
+
+def race(
+    url: str, prefix: str, seed: int, rounds: int, customers: int, start: float, copy_from: str | None
+) -> None:
+    rng = random.Random(seed)
+    store = open_store(url, prefix, copy_from)
     tagger = Tagger(catalog(), store)
     time.sleep(max(0.0, start - time.time()))
     ids = [f"c{number}" for number in range(customers)]
@@ -40,8 +52,8 @@ def race(url: str, prefix: str, seed: int, rounds: int, customers: int, start: f
     print(f"retries {retries}", flush=True)
 
 
-def batch(url: str, prefix: str, count: int, chunk: int) -> None:
-    store = SQLStore(url, prefix=prefix)
+def batch(url: str, prefix: str, count: int, chunk: int, copy_from: str | None) -> None:
+    store = open_store(url, prefix, copy_from)
     tagger = Tagger(load_catalog(), store)
     items = ((customer["id"], customer) for customer in generate_customers(count, seed=3))
 
@@ -57,6 +69,6 @@ if __name__ == "__main__":
     kind, url, prefix, *numbers = sys.argv[1:]
     if kind == "race":
         seed, rounds, customers = map(int, numbers[:3])
-        race(url, prefix, seed, rounds, customers, float(numbers[3]))
+        race(url, prefix, seed, rounds, customers, float(numbers[3]), (numbers[4:] or [None])[0])
     else:
-        batch(url, prefix, *map(int, numbers))
+        batch(url, prefix, int(numbers[0]), int(numbers[1]), (numbers[2:] or [None])[0])

@@ -207,7 +207,11 @@ class SQLStore:
         return f"IN ({', '.join([placeholder] * len(values))})", tuple(values)
 
     def _insert(
-        self, connection: Connection, table: sqlalchemy.Table, names: tuple[str, ...], rows: list[tuple[Any, ...]]
+        self,
+        connection: Connection,
+        table: sqlalchemy.Table,
+        names: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
     ) -> None:
         """Insert ``rows`` (tuples of the columns ``names``; times naive UTC) into ``table``."""
         if self._postgres and self._copy_from is not None and len(rows) >= self._copy_from:
@@ -215,7 +219,9 @@ class SQLStore:
             return
         if self._postgres and len(rows) >= 16:
             # PostgreSQL: the whole batch as one array per column, unnested by the server
-            arrays = {f"u_{name}": list(values) for name, values in zip(names, zip(*rows))}
+            arrays = {
+                f"u_{name}": list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)
+            }
             columns = [
                 sqlalchemy.func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type)))
                 for name in names
@@ -228,13 +234,13 @@ class SQLStore:
         if times:
             converted: dict[Any, Any] = {None: None}
             spots = [names.index(name) for name in times]
-            for spot, process in zip(spots, times.values()):
+            for spot, process in zip(spots, times.values(), strict=True):
                 for value in {row[spot] for row in rows}:
                     if value not in converted:
                         converted[value] = process(value)
             rows = [_replaced(row, spots, converted) for row in rows]
         if order is None:
-            connection.exec_driver_sql(sql, [dict(zip(names, row)) for row in rows])
+            connection.exec_driver_sql(sql, [dict(zip(names, row, strict=True)) for row in rows])
         elif order == names:
             connection.exec_driver_sql(sql, rows)
         else:
@@ -242,7 +248,11 @@ class SQLStore:
             connection.exec_driver_sql(sql, [values(row) for row in rows])
 
     def _copy(
-        self, connection: Connection, table: sqlalchemy.Table, names: tuple[str, ...], rows: list[tuple[Any, ...]]
+        self,
+        connection: Connection,
+        table: sqlalchemy.Table,
+        names: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
     ) -> None:
         # PostgreSQL: the rows streamed with COPY in its binary format, straight into the table, in
         # the write transaction like any INSERT (constraints checked alike: a duplicate key fails the
