@@ -69,6 +69,7 @@ if __name__ == "__main__":
     kind, url, prefix, *numbers = sys.argv[1:]
     if kind == "race":
         seed, rounds, customers = map(int, numbers[:3])
-        race(url, prefix, seed, rounds, customers, float(numbers[3]), (numbers[4:] or [None])[0])
+        copy_from = numbers[4] if len(numbers) > 4 else None
+        race(url, prefix, seed, rounds, customers, float(numbers[3]), copy_from)
     else:
-        batch(url, prefix, int(numbers[0]), int(numbers[1]), (numbers[2:] or [None])[0])
+        batch(url, prefix, int(numbers[0]), int(numbers[1]), numbers[2] if len(numbers) > 2 else None)

@@ -1,5 +1,7 @@
-"""PostgreSQL's two write paths agree: stores written with ``COPY`` and with the ``INSERT`` of unnested
-arrays hold the same memberships, history, as-of answers and events after any sequence of changes."""
+"""The write paths agree: a PostgreSQL store written with ``COPY``, chunks read while the last one
+commits, holds what one written the earlier way (an ``INSERT`` of unnested arrays, one chunk after the
+other) holds: memberships, history, as-of answers and events, after any sequence of changes; and a
+run stopped after a chunk leaves the chunks after it unwritten."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import URL
 
-from store_helpers import catalog, drop_store, unique_prefix
-from tagrules import SQLStore, Tagger
+from store_helpers import catalog, drop_store, fresh_store, unique_prefix
+from tagrules import MemoryStore, SQLStore, Tagger
 
 T0 = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 CUSTOMERS = ["a", "b", "c", "d"]
@@ -91,13 +93,14 @@ class TestWritePathsAgree:
         self, stores: tuple[SQLStore, SQLStore], operations: list[tuple[Any, ...]]
     ) -> None:
         """After any sequence of batches, overrides and retirements, the store written with ``COPY``
-        holds the same memberships, history periods, as-of tags and members, and events (in order, per
-        customer) as the store written with the array INSERT."""
+        and overlapped chunks holds the same memberships, history periods, as-of tags and members, and
+        events (in order, per customer) as the store written with the array INSERT, chunk by chunk."""
         example = next(_examples)
         ids = {customer: f"e{example}-{customer}" for customer in CUSTOMERS}
         moments: list[datetime.datetime] = []
         for store in stores:
             tagger = Tagger(catalog(), store)
+            tagger._overlap = store is stores[0]
             for number, step in enumerate(operations):
                 now = T0 + datetime.timedelta(minutes=number)
                 perform(tagger, step, ids, now)
@@ -112,3 +115,51 @@ class TestWritePathsAgree:
                 for at_moment in found["members_as_of"]
             ]
         assert copied == inserted
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_store(request: pytest.FixtureRequest) -> Iterator[SQLStore]:
+    """A fresh store on each database server (where chunks overlap their commits)."""
+    with fresh_store(request.param, request) as made:
+        assert isinstance(made, SQLStore)
+        yield made
+
+
+class TestOverlappedChunks:
+    def test_a_stop_after_a_chunk_leaves_the_next_chunk_unwritten(self, server_store: SQLStore) -> None:
+        """A progress callback raising after the second chunk: the two chunks are committed, counted
+        and heard, the third (already read and evaluated) is not written."""
+        heard: list[str] = []
+        tagger = Tagger(catalog(), server_store, listeners=[lambda event: heard.append(event.customer_id)])
+        items = [(f"s{number}", SNAPSHOTS[number % 2]) for number in range(8)]
+
+        def progress(done: int) -> None:
+            if done >= 4:
+                raise _Stop
+
+        with pytest.raises(_Stop):
+            tagger.apply_many(items, now=T0, chunk_size=2, progress=progress)
+        assert server_store.load([customer_id for customer_id, _ in items]).keys() == {"s0", "s1", "s2", "s3"}
+        assert set(heard) == {"s0", "s1", "s2", "s3"}
+
+    def test_a_customer_in_consecutive_chunks_is_written_in_order(self, server_store: SQLStore) -> None:
+        """A customer in consecutive chunks: the later chunk is read once the earlier one is
+        committed, so history and events are those of applying one snapshot after the other (even
+        when the later snapshot would change nothing from the state before the earlier one)."""
+        tagger = Tagger(catalog(), server_store)
+        items = [("a", SNAPSHOTS[0]), ("a", SNAPSHOTS[2]), ("b", SNAPSHOTS[1]), ("a", SNAPSHOTS[0])]
+        tagger.apply_many(items, now=T0, chunk_size=10)
+        reference = Tagger(catalog(), MemoryStore())
+        for customer_id, snapshot in items:
+            reference.apply(customer_id, snapshot, now=T0)
+        for customer_id in ("a", "b"):
+            assert [(e.tag, e.since, e.until) for e in server_store.history(customer_id)] == [
+                (e.tag, e.since, e.until) for e in reference.store.history(customer_id)
+            ]
+        assert [(e.customer_id, e.tag, e.change) for e in server_store.pending_events()] == [
+            (e.customer_id, e.tag, e.change) for e in reference.store.pending_events()
+        ]

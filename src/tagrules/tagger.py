@@ -19,7 +19,8 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, final
 
 import sqlalchemy
@@ -210,6 +211,25 @@ def _chunks(items: Iterable[tuple[str, Any]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
+def _writes_beside(store: TagStore) -> bool:
+    """Whether the store's commits run in a database server, beside this process."""
+    return isinstance(store, SQLStore) and store.url.get_backend_name() in ("postgresql", "mysql", "mariadb")
+
+
+@dataclass(eq=False)
+class _ChunkWork:
+    """One chunk of ``apply_many``: its customer ids, the work turning their stored states into the
+    changes to commit, the diffs the work found (one per id; ``None``: skipped), and its changes."""
+
+    ids: list[str]
+    work: Callable[[Mapping[str, CustomerState]], list[CustomerChange]]
+    diffs: list[TagDiff | None]
+    changes: list[CustomerChange] = field(default_factory=list)
+
+    def id_set(self) -> frozenset[str]:
+        return frozenset(self.ids)
+
+
 @final
 class Tagger:
     """Evaluates a catalog on customers and keeps their tags in a store.
@@ -258,6 +278,9 @@ class Tagger:
         self._day_lock = threading.Lock()
         self._day: tuple[datetime.date, _Tally, datetime.datetime, float] | None = None
         self._due: list[tuple[datetime.date, _Tally, datetime.datetime, float]] = []
+        # apply_many into a database server: the next chunk is read and evaluated while the last one
+        # commits (False: one chunk after the other, the earlier way, kept to measure against)
+        self._overlap = True
 
     # -- rules ---------------------------------------------------------------------------------------
 
@@ -346,12 +369,16 @@ class Tagger:
         started = _wall_clock()
         tally = _Tally()
         self._retire(moment, chunk_size, tally, connection)
-        processed = 0
-        for chunk in _chunks(items, chunk_size):
-            self._apply_chunk(chunk, moment, tally, evaluate, connection=connection)
-            processed += len(chunk)
-            if progress is not None:
-                progress(processed)
+        chunks = _chunks(items, chunk_size)
+        if connection is None and self._overlap and _writes_beside(self.store):
+            self._apply_overlapped(chunks, moment, tally, evaluate, progress)
+        else:
+            processed = 0
+            for chunk in chunks:
+                self._apply_chunk(chunk, moment, tally, evaluate, connection=connection)
+                processed += len(chunk)
+                if progress is not None:
+                    progress(processed)
         report = tally.report(self._active)
         self.record_run(report, moment, started, connection=connection)
         return report
@@ -748,6 +775,81 @@ class Tagger:
                     )
         return failures
 
+    def _apply_overlapped(
+        self,
+        chunks: Iterable[Sequence[tuple[str, Any]]],
+        now: datetime.datetime,
+        tally: _Tally,
+        evaluate_item: EvaluateItem | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        # The database works on one chunk's commit while this process reads and evaluates the next:
+        # a first tagging spends as long waiting for the server as computing. Commits still run one
+        # at a time and in order, on one writer thread; a chunk is only handed to it once the chunk
+        # before is committed and counted (its listeners heard, progress told), so an error, a
+        # signal or a stop from progress leaves the earlier chunks committed and the later ones not.
+        # A chunk holding a customer of the chunk being committed (a customer appearing twice starts
+        # a new chunk) is read only once that commit ends: read before, the customer's state would be
+        # the one before, and a snapshot changing nothing from it would write nothing, not even a
+        # version check. A concurrent writer's change in between fails the version check as ever.
+        processed = 0
+        store = self.store
+        in_flight: tuple[Future[None], Sequence[tuple[str, Any]], _ChunkWork] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagrules-commit") as writer:
+            try:
+                for chunk in chunks:
+                    prepared = self._chunk_work(chunk, now, evaluate_item)
+                    if in_flight is not None and not in_flight[2].id_set().isdisjoint(prepared.ids):
+                        processed += self._committed(*in_flight, tally)
+                        in_flight = None
+                        if progress is not None:
+                            progress(processed)
+                    prepared.changes = prepared.work(store.load(prepared.ids))
+                    if in_flight is not None:
+                        processed += self._committed(*in_flight, tally)
+                        in_flight = None
+                        if progress is not None:
+                            progress(processed)
+                    in_flight = (writer.submit(store.commit, prepared.changes), chunk, prepared)
+                if in_flight is not None:
+                    processed += self._committed(*in_flight, tally)
+                    in_flight = None
+                    if progress is not None:
+                        progress(processed)
+            except BaseException:
+                if in_flight is not None:
+                    # the commit under way ends either way; what it committed is counted
+                    future, chunk, prepared = in_flight
+                    if future.exception() is None:
+                        self._count_committed(prepared, tally)
+                raise
+
+    def _committed(
+        self, future: Future[None], chunk: Sequence[tuple[str, Any]], prepared: _ChunkWork, tally: _Tally
+    ) -> int:
+        """Wait for a chunk's commit; write it again if a concurrent change failed it; count it."""
+        try:
+            future.result()
+        except ConcurrentUpdate:
+            tally.retries += 1
+            self._commit(prepared.ids, prepared.work, tally)  # read again; its listeners heard
+            self._count_diffs(prepared, tally)
+        else:
+            self._count_committed(prepared, tally)
+        return len(chunk)
+
+    def _count_committed(self, prepared: _ChunkWork, tally: _Tally) -> None:
+        if self.listeners:
+            tally.listener_errors += self.notify(
+                event for change in prepared.changes for event in change.events
+            )
+        self._count_diffs(prepared, tally)
+
+    @staticmethod
+    def _count_diffs(prepared: _ChunkWork, tally: _Tally) -> None:
+        for customer_id, tag_diff in zip(prepared.ids, prepared.diffs, strict=True):
+            tally.count(customer_id, tag_diff)
+
     def _apply_chunk(
         self,
         chunk: Sequence[tuple[str, Any]],
@@ -758,6 +860,20 @@ class Tagger:
         strict: bool = False,
         connection: Connection | None = None,
     ) -> list[TagDiff]:
+        prepared = self._chunk_work(chunk, now, evaluate_item, strict=strict)
+        self._commit(prepared.ids, prepared.work, tally, connection)
+        self._count_diffs(prepared, tally)
+        return [tag_diff for tag_diff in prepared.diffs if tag_diff is not None]
+
+    def _chunk_work(
+        self,
+        chunk: Sequence[tuple[str, Any]],
+        now: datetime.datetime,
+        evaluate_item: EvaluateItem | None = None,
+        *,
+        strict: bool = False,
+    ) -> _ChunkWork:
+        """The chunk's ids, and the work turning their states into changes (filling ``diffs``)."""
         evaluate = self.evaluator.evaluate
         active = self._active
         keys = self._keys
@@ -802,7 +918,4 @@ class Tagger:
                 diffs.append(TagDiff(added, gone, (previous | manual) - gone, errors or _NO_ERRORS))
             return changes
 
-        self._commit(ids, work, tally, connection)
-        for customer_id, tag_diff in zip(ids, diffs, strict=True):
-            tally.count(customer_id, tag_diff)
-        return [tag_diff for tag_diff in diffs if tag_diff is not None]
+        return _ChunkWork(ids, work, diffs)
