@@ -173,6 +173,12 @@ class SQLStore:
             if self._owns_engine:
                 self._engine.dispose()
             raise
+        # PostgreSQL reads a chunk's states outside a transaction: its statements see what is
+        # committed when each starts, as they would in a READ COMMITTED transaction, and the BEGIN
+        # and ROLLBACK round trips are saved (psycopg switches autocommit without asking the server)
+        self._reader = (
+            self._engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else self._engine
+        )
         self._statements = self._prepare()
         self._pg = self._prepare_postgres()
         marked = "CASE WHEN source = 'computed' THEN tag ELSE '!' || tag END"
@@ -352,7 +358,7 @@ class SQLStore:
         if given is not None:
             yield given
             return
-        with self._engine.connect() as connection:
+        with self._reader.connect() as connection:
             yield connection
 
     @contextmanager

@@ -10,11 +10,12 @@
 * single-customer latency: ``Tagger.apply`` on PostgreSQL of a customer already stored, one tag
   changing each call (``personalised_requests_90d`` between 0 and 1 turns ``needs_personal_service``
   on and off), p50 and p99 in milliseconds for 1 client and for 8 concurrent clients (processes, each
-  with its own customers and its own store object, all starting together).
+  with its own customers and its own store object, all starting together); beside them, what the
+  server alone takes for a one-row ``UPDATE`` and ``COMMIT`` on one connection.
 
 PostgreSQL is reached at ``TAGRULES_BENCH_POSTGRES_URL`` (default: the local server); the benchmark
 writes under table prefixes of its own and drops its tables afterwards. Run with
-``python -m benchmarks service``.
+``python -m benchmarks writes``.
 """
 
 from __future__ import annotations
@@ -169,6 +170,28 @@ def _latency(clients: int, customers: int, calls: int) -> dict[str, Any]:
     return {"clients": clients, **_percentiles([value for result in results for value in result])}
 
 
+def _floor(calls: int) -> dict[str, Any]:
+    """The server's own share: one-row ``UPDATE`` and ``COMMIT`` on one connection, per call."""
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
+    name = f"bench{secrets.token_hex(3)}_floor"
+    latencies: list[float] = []
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE TABLE {name} (id int PRIMARY KEY, version int)")
+            connection.exec_driver_sql(f"INSERT INTO {name} VALUES (1, 0)")
+            connection.commit()
+            for _ in range(calls):
+                started = time.perf_counter()
+                connection.exec_driver_sql(f"UPDATE {name} SET version = version + 1 WHERE id = 1")
+                connection.commit()
+                latencies.append(time.perf_counter() - started)
+            connection.exec_driver_sql(f"DROP TABLE {name}")
+            connection.commit()
+    finally:
+        engine.dispose()
+    return {"clients": 1, **_percentiles(latencies)}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     count = 5_000 if quick else 100_000
     rounds = 1 if quick else 3
@@ -178,6 +201,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tagrules-bench-") as directory:
             report["first_tagging"] = _first_taggings(count, rounds, Path(directory))
         report["latency"] = [_latency(1, 200, calls), _latency(CLIENTS, 200, calls // 4)]
+        report["update_and_commit"] = _floor(calls)
     except StoreError as error:
         report["skipped"] = str(error)
     return report
@@ -203,4 +227,7 @@ def table(report: dict[str, Any]) -> str:
             f"{figures['clients']:>2} client(s){'':<15} {figures['calls']:>7,} "
             f"{figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f}"
         )
+    floor = report["update_and_commit"]
+    name = "one-row UPDATE + COMMIT"
+    lines.append(f"{name:<26} {floor['calls']:>7,} {floor['p50_ms']:>8.2f} {floor['p99_ms']:>8.2f}")
     return "\n".join(lines)
