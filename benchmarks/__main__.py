@@ -18,6 +18,7 @@ from typing import Any
 BENCHMARKS = {
     "compiler": "benchmarks.compiler",
     "storage": "benchmarks.storage",
+    "writes": "benchmarks.writes",
     "pushdown": "benchmarks.pushdown",
     "duckdb": "benchmarks.duckdb",
     "impact": "benchmarks.impact",
