@@ -99,7 +99,10 @@ unit: install-test
 docs: install-test
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
-test: lint typecheck unit docs
+# the type check runs beside the tests (they wait on the databases as much as on the cores)
+test: lint
+	$(MAKE) --no-print-directory -j2 typecheck unit
+	$(MAKE) --no-print-directory docs
 
 bench: install-test
 	$(BIN)/python -m benchmarks
