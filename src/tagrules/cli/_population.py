@@ -58,9 +58,8 @@ def _copy(raw: Any, view: str, path: str) -> int:
     """Write ``view`` to the Parquet file ``path`` through a temporary name moved in place when done."""
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
-    quoted = "'" + str(partial).replace("'", "''") + "'"
     try:
-        raw.execute(f"COPY (SELECT * FROM {view}) TO {quoted} (FORMAT parquet)")
+        raw.execute(f"COPY (SELECT * FROM {view}) TO {_quoted(str(partial))} (FORMAT parquet)")
         partial.replace(target)
     except OSError as error:
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None

@@ -15,10 +15,9 @@ SQL instead (:mod:`tagrules.sources._setwise`).
 from __future__ import annotations
 
 import datetime
-import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, final
@@ -39,9 +38,9 @@ from tagrules.sources.tables import (
     _rule_fields,
     open_table,
     query_settings,
+    stored_moment_reader,
     tag_query,
 )
-from tagrules.sql.dialects import read_sqlite_moment
 from tagrules.stores import SQLStore, TagStore
 from tagrules.tagger import (
     DEFAULT_CHUNK_SIZE,
@@ -135,21 +134,17 @@ class _Rows:
             for page in pages
         ]
         self.query: TagQuery = queries[0]
-        moments = (
-            {
-                index: not isinstance(table.c[name].type, sa.DateTime)
-                for index, name in enumerate(passed)
-                if name in table.c and isinstance(table.c[name].type, (sa.Date, sa.DateTime))
-            }
-            if connection.dialect.name == "sqlite"
-            else {}
-        )
+        moments: dict[int, Callable[[Any], Any]] = {}
+        for index, name in enumerate(passed):
+            moment = stored_moment_reader(connection, table.c[name].type) if name in table.c else None
+            if moment is not None:
+                moments[index] = moment
         # ordered by id in the database, so the last row's id starts the next page whatever the collation
         selects = [_stored_moments(query.select, moments) for query in queries]
         self.statements = [select.order_by(select.selected_columns[0]) for select in selects]
         for position, index in enumerate(self.field_indexes):
             if index in moments:
-                self.readers[position] = functools.partial(read_sqlite_moment, date=moments[index])
+                self.readers[position] = moments[index]
         self.state_indexes = {tag: len(passed) + index for index, tag in enumerate(self.query.tag_columns)}
 
     def snapshot(self, row: Sequence[Any]) -> dict[str, Any]:
@@ -180,9 +175,9 @@ class _Rows:
                 return
 
 
-def _stored_moments(select: sa.Select[Any], moments: Mapping[int, bool]) -> sa.Select[Any]:
+def _stored_moments(select: sa.Select[Any], moments: Collection[int]) -> sa.Select[Any]:
     """``select`` with the columns at ``moments`` read as SQLite stores them (any type: a date or
-    datetime column can hold text of another form, or a number), for ``read_sqlite_moment``."""
+    datetime column can hold text of another form, or a number), for ``stored_moment_reader``."""
     if not moments:
         return select
     columns = list(select.selected_columns)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -562,6 +562,15 @@ def _reader(field_type: FieldType) -> Any:
     return None
 
 
+def stored_moment_reader(connection: Connection, column_type: Any) -> Callable[[Any], Any] | None:
+    """On SQLite, the reader of a date or datetime column's values as stored (any SQLite column holds
+    any type: the column is read as text, and checked by ``read_sqlite_moment``); ``None`` elsewhere,
+    where the driver's own reading is right."""
+    if connection.dialect.name != "sqlite" or not isinstance(column_type, (sa.Date, sa.DateTime)):
+        return None
+    return functools.partial(read_sqlite_moment, date=not isinstance(column_type, sa.DateTime))
+
+
 def stream_snapshots(
     connection: Connection,
     table: sa.FromClause,
@@ -585,14 +594,11 @@ def stream_snapshots(
     ]
     selected: list[sa.ColumnElement[Any]] = [table.c[mapping.get(name, name)] for name in names]
     readers = [_reader(schema.fields[name]) if name in schema.fields else None for name in names]
-    if connection.dialect.name == "sqlite":
-        # a SQLite column holds any type: dates and times are read as stored, then checked here
-        for position, column in enumerate(selected):
-            if isinstance(column.type, (sa.Date, sa.DateTime)):
-                selected[position] = sa.type_coerce(column, sa.String())
-                readers[position] = functools.partial(
-                    read_sqlite_moment, date=not isinstance(column.type, sa.DateTime)
-                )
+    for position, column in enumerate(selected):
+        moment = stored_moment_reader(connection, column.type)
+        if moment is not None:
+            selected[position] = sa.type_coerce(column, sa.String())
+            readers[position] = moment
     statement = sa.select(*selected) if selected else sa.select(sa.literal(1))
     result = connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
     plain = all(reader is None for reader in readers)
