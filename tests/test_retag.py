@@ -129,6 +129,11 @@ def contents(store: TagStore, ids: list[str]) -> dict[str, Any]:
     }
 
 
+def run_counts(store: SQLStore) -> list[tuple[int, dict[str, Any]]]:
+    """The customers and per-tag counts of the store's run records (not the single applies' days)."""
+    return [(run.customers, dict(run.tags)) for run in store.runs() if run.kind == "run"]
+
+
 def set_overrides(store: TagStore, now: datetime.datetime) -> None:
     tagger = Tagger(catalog(), store)
     tagger.include("c003", "key_account", by="rep", reason="signed", now=now)
@@ -283,6 +288,8 @@ class TestSetWise:
             assert dict(found.tags) == dict(expected.tags)
             assert found.customers == 80
             assert found.tags["per_order"].errors > 0
+            # one run record, with the customers with overrides counted in it (not a second record)
+            assert run_counts(by_table) == run_counts(by_snapshots) == [(80, dict(expected.tags))]
             assert contents(by_table, ids) == contents(by_snapshots, ids)
             assert sorted((e.customer_id, e.tag, e.change) for e in heard) == sorted(
                 (e.customer_id, e.tag, e.change)

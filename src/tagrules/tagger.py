@@ -414,6 +414,28 @@ class Tagger:
         clock = time.perf_counter()
         run_id = uuid.uuid4().hex
         log_run_started(run_id, moment, self._version, chunk_size=chunk_size)
+        report = self._apply_all(
+            items, moment, chunk_size, progress, evaluate, connection, emit_events, run_id
+        )
+        self.record_run(
+            report, moment, started, connection=connection, emit_events=emit_events, run_id=run_id
+        )
+        log_run_finished(run_id, report, time.perf_counter() - clock)
+        return report
+
+    def _apply_all(
+        self,
+        items: Iterable[tuple[str, Mapping[str, Any] | Any]],
+        moment: datetime.datetime,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[int], None] | None = None,
+        evaluate: EvaluateItem | None = None,
+        connection: Connection | None = None,
+        emit_events: bool = True,
+        run_id: str = "",
+    ) -> ApplyReport:
+        """What :meth:`apply_many` does but keep the run's record: for writers that record one run
+        of their own around it (a set-wise retag's customers with overrides)."""
         tally = _Tally()
         self._retire(moment, chunk_size, tally, connection, emit_events=emit_events)
         processed = 0
@@ -430,12 +452,7 @@ class Tagger:
                 )
             if progress is not None:
                 progress(processed)
-        report = tally.report(self._active)
-        self.record_run(
-            report, moment, started, connection=connection, emit_events=emit_events, run_id=run_id
-        )
-        log_run_finished(run_id, report, time.perf_counter() - clock)
-        return report
+        return tally.report(self._active)
 
     # -- run records -----------------------------------------------------------------------------------
 

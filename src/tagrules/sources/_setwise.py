@@ -774,7 +774,8 @@ def setwise_retag(
     work = _SetWise(tagger, store, connection, table, id_column, now, chunk, emit_events)
     for _ in work.chunks(progress):
         pass
-    python = tagger.apply_many(work.overridden_items(), now=now, emit_events=emit_events)
+    # the customers with overrides belong to this run: their counts join its record, not one of their own
+    python = tagger._apply_all(work.overridden_items(), now, emit_events=emit_events)
     every = sorted(
         active
         | set(retired)
