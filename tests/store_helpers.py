@@ -26,6 +26,7 @@ from tagrules.stores import (
     CustomerChange,
     CustomerState,
     Every,
+    FeedConsumer,
     HistoryEntry,
     Membership,
     Override,
@@ -146,6 +147,12 @@ class DrivenStore:
 
     def purge_events(self, before: datetime.datetime | None = None) -> int:
         return self.run(self.async_store.purge_events(before))
+
+    def consumers(self) -> list[FeedConsumer]:
+        return self.run(self.async_store.consumers())
+
+    def drop_consumer(self, consumer: str) -> bool:
+        return self.run(self.async_store.drop_consumer(consumer))
 
     def due(self, now: datetime.datetime) -> list[str]:
         return self.run(self.async_store.due(now))

@@ -139,12 +139,41 @@ class TestEvents:
         assert [e["id"] for e in lines(events("--consumer", "sink", "--json"))] == ["b", "c"]
         assert [e["id"] for e in lines(events("--consumer", "new", "--json"))] == ["b", "c"]
 
+    def test_consumers_listed_and_dropped(
+        self, loaded: tuple[Callable[..., subprocess.CompletedProcess[str]], Path, Path]
+    ) -> None:
+        """--consumers lists each consumer's acknowledged position and pending events (JSON Lines
+        with --json); --drop unregisters one, so that purging no longer waits for it."""
+        events, _, _ = loaded
+        assert events("--consumers").stdout == "no consumer is registered\n"
+        read = lines(events("--consumer", "email", "--json", "--limit", "1", "--ack"))
+        lines(events("--consumer", "gone", "--json"))
+        listed = lines(events("--consumers", "--json"))
+        assert [(c["consumer"], c["position"], c["pending"]) for c in listed] == [
+            ("email", read[0]["position"], 2),
+            ("gone", 0, 3),
+        ]
+        assert all(str(c["registered_at"]).endswith("Z") for c in listed)
+        header, *rows = events("--consumers").stdout.splitlines()
+        assert header.split() == ["consumer", "position", "pending", "registered"]
+        assert [row.split()[:3] for row in rows] == [
+            ["email", str(read[0]["position"]), "2"],
+            ["gone", "0", "3"],
+        ]
+        assert lines(events("--drop", "gone", "--json")) == [{"consumer": "gone", "dropped": True}]
+        again = events("--drop", "gone")
+        assert (again.returncode, again.stdout) == (0, "no consumer 'gone' is registered: nothing to drop\n")
+        assert lines(events("--purge", "--json")) == [{"purged": 1}]
+
     @pytest.mark.parametrize(
         ("arguments", "message"),
         [
-            ((), "give --consumer NAME to read events, or --purge"),
-            (("--consumer", "x", "--purge"), "give --consumer NAME to read events, or --purge"),
-            (("--purge", "--ack"), "--ack goes with --consumer NAME"),
+            ((), "give --consumer NAME to read events, --purge"),
+            (("--consumer", "x", "--purge"), "(not --consumer NAME and --purge together)"),
+            (("--consumers", "--drop", "x"), "(not --consumers and --drop NAME together)"),
+            (("--purge", "--ack"), "--ack goes with --consumer NAME, not with --purge"),
+            (("--consumers", "--ack"), "--ack goes with --consumer NAME, not with --consumers"),
+            (("--drop", ""), "a consumer name is text of 1 to 64 characters"),
             (("--consumer", "x", "--before", "2026-01-01"), "--before ISO8601 goes with --purge"),
             (("--consumer", "x" * 65), "a consumer name is text of 1 to 64 characters"),
         ],

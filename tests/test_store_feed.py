@@ -127,6 +127,54 @@ class TestPurge:
         assert store.events("email") == []
 
 
+class TestRegisteredConsumers:
+    def test_consumers_are_listed_with_their_positions_and_pending_events(self, store: TagStore) -> None:
+        """``consumers()`` lists every registered consumer by name: the position it acknowledged,
+        the retained events after it (events written since included), and when it registered."""
+        assert store.consumers() == []
+        before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
+        write(store, ["a", "b", "c"])
+        email = store.events("email")
+        store.ack("email", email[0].position or 0)
+        store.ack("sink", 0)
+        write(store, ["d"])
+        found = store.consumers()
+        assert [(c.name, c.position, c.pending) for c in found] == [
+            ("email", email[0].position, 3),
+            ("sink", 0, 4),
+        ]
+        after = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5)
+        assert all(before <= c.registered_at <= after for c in found)
+        assert found[0].to_data() == {
+            "consumer": "email",
+            "position": email[0].position,
+            "pending": 3,
+            "registered_at": found[0].registered_at.isoformat().replace("+00:00", "Z"),
+        }
+
+    def test_a_dropped_consumer_no_longer_holds_events_back(self, store: TagStore) -> None:
+        """Dropping a consumer that never acknowledged lets purging delete what the others did; its
+        name read again starts at the beginning of what is retained; dropping twice says so."""
+        write(store, ["a", "b"])
+        email = store.events("email")
+        store.events("gone")
+        store.ack("email", email[-1].position or 0)
+        assert store.purge_events() == 0
+        assert store.drop_consumer("gone") is True
+        assert store.drop_consumer("gone") is False
+        assert [c.name for c in store.consumers()] == ["email"]
+        assert store.purge_events() == 2
+        write(store, ["c"])
+        assert who(store.events("gone")) == ["c"]
+        assert [c.name for c in store.consumers()] == ["email", "gone"]
+
+    def test_bad_names_are_refused(self, store: TagStore) -> None:
+        with pytest.raises(InvalidArgument, match="a consumer name is text of 1 to 64"):
+            store.drop_consumer("")
+        with pytest.raises(InvalidArgument, match="a consumer name is text of 1 to 64"):
+            store.drop_consumer("x" * 65)
+
+
 class TestDefaultConsumer:
     def test_pending_events_and_acknowledge_are_the_default_consumer(self, store: TagStore) -> None:
         """pending_events reads the 'default' consumer; acknowledge moves it and purges what every

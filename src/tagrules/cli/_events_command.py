@@ -1,5 +1,5 @@
 """``tagrules events``: a consumer's next change events from a store's feed, acknowledged on request;
-or a purge of what every consumer has acknowledged."""
+a purge of what every consumer has acknowledged; the registered consumers, and dropping one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from tagrules.cli._common import CommandError, parse_now, plural
 from tagrules.cli._store_commands import _open_store, _store_option
 from tagrules.errors import InvalidArgument, StoreError
-from tagrules.stores import ChangeEvent
+from tagrules.stores import ChangeEvent, FeedConsumer
 
 __all__ = ["register"]
 
@@ -46,6 +46,16 @@ def register(commands: Any) -> None:
     events.add_argument(
         "--before", type=parse_now, metavar="ISO8601", help="with --purge: only events before this time"
     )
+    events.add_argument(
+        "--consumers",
+        action="store_true",
+        help="list the registered consumers: position acknowledged, events pending (instead of --consumer)",
+    )
+    events.add_argument(
+        "--drop",
+        metavar="NAME",
+        help="unregister the consumer NAME, so that it no longer keeps events from being purged",
+    )
     events.set_defaults(run=run_events)
 
 
@@ -77,16 +87,40 @@ def event_data(event: ChangeEvent) -> dict[str, object]:
 
 def run_events(arguments: argparse.Namespace) -> int:
     """``tagrules events``: print (and with ``--ack`` acknowledge) a consumer's next events, or purge."""
-    if arguments.purge == (arguments.consumer is not None):
-        raise CommandError(
-            "events: give --consumer NAME to read events, or --purge to delete acknowledged ones"
+    modes = [
+        flag
+        for flag, given in (
+            ("--consumer NAME", arguments.consumer is not None),
+            ("--purge", arguments.purge),
+            ("--consumers", arguments.consumers),
+            ("--drop NAME", arguments.drop is not None),
         )
-    if arguments.purge and arguments.ack:
-        raise CommandError("events: --ack goes with --consumer NAME, not with --purge")
+        if given
+    ]
+    if len(modes) != 1:
+        raise CommandError(
+            "events: give --consumer NAME to read events, --purge to delete acknowledged ones, "
+            "--consumers to list the consumers or --drop NAME to unregister one"
+            + (f" (not {' and '.join(modes)} together)" if modes else "")
+        )
+    if arguments.ack and arguments.consumer is None:
+        raise CommandError(f"events: --ack goes with --consumer NAME, not with {modes[0]}")
     if arguments.before is not None and not arguments.purge:
         raise CommandError("events: --before ISO8601 goes with --purge")
     store = _open_store(arguments.store, arguments.prefix, create=False)
     try:
+        if arguments.consumers:
+            _print_consumers(store.consumers(), as_json=arguments.json)
+            return 0
+        if arguments.drop is not None:
+            dropped = store.drop_consumer(arguments.drop)
+            if arguments.json:
+                print(json.dumps({"consumer": arguments.drop, "dropped": dropped}, ensure_ascii=False))
+            elif dropped:
+                print(f"dropped consumer {arguments.drop!r}: it no longer keeps events from being purged")
+            else:
+                print(f"no consumer {arguments.drop!r} is registered: nothing to drop")
+            return 0
         if arguments.purge:
             purged = store.purge_events(before=arguments.before)
             if arguments.json:
@@ -124,3 +158,18 @@ def _print(events: list[ChangeEvent], *, as_json: bool) -> None:
             f"{event.position:>8}  {event.customer_id:<{width}}  {event.tag:<{tag_width}}  "
             f"{event.change:<7}  {_when(event):<27}  {event.reason}"
         )
+
+
+def _print_consumers(consumers: list[FeedConsumer], *, as_json: bool) -> None:
+    if as_json:
+        for consumer in consumers:
+            print(json.dumps(consumer.to_data(), ensure_ascii=False))
+        return
+    if not consumers:
+        print("no consumer is registered")
+        return
+    width = max(len("consumer"), *(len(consumer.name) for consumer in consumers))
+    print(f"{'consumer':<{width}}  {'position':>8}  {'pending':>7}  registered")
+    for consumer in consumers:
+        registered = consumer.registered_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        print(f"{consumer.name:<{width}}  {consumer.position:>8}  {consumer.pending:>7}  {registered}")

@@ -246,6 +246,34 @@ class ChangeEvent:
         }
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class FeedConsumer:
+    """A registered consumer of the change feed (:meth:`TagStore.consumers`).
+
+    Attributes:
+        name: the consumer's name.
+        position: the last position it acknowledged (0: none yet).
+        pending: the retained events after that position: what it has still to read and
+            acknowledge, and what it keeps from being purged.
+        registered_at: when it first read or acknowledged (UTC).
+    """
+
+    name: str
+    position: int
+    pending: int
+    registered_at: datetime.datetime
+
+    def to_data(self) -> dict[str, object]:
+        """Plain data: ``{"consumer", "position", "pending", "registered_at"}`` (ISO 8601, UTC)."""
+        return {
+            "consumer": self.name,
+            "position": self.position,
+            "pending": self.pending,
+            "registered_at": self.registered_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -445,6 +473,21 @@ class TagStore(Protocol):
         """Delete the events every registered consumer has acknowledged (with ``before``, only those
         that happened before it; a naive time is UTC); with no consumer registered, every event (before
         ``before``). Returns how many were deleted."""
+        ...
+
+    def consumers(self) -> list[FeedConsumer]:
+        """The registered consumers of the change feed, by name, each with the position it
+        acknowledged and how many retained events come after it."""
+        ...
+
+    def drop_consumer(self, consumer: str) -> bool:
+        """Unregister ``consumer``: it no longer keeps events from being purged (a consumer that is
+        gone for good would keep them forever). Reading under the name again registers it anew, at
+        the beginning of the retained feed. Returns whether it was registered.
+
+        Raises:
+            InvalidArgument: a consumer name that is not 1 to 64 characters of text.
+        """
         ...
 
     def forget(self, customer_id: str) -> None:

@@ -24,10 +24,18 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from tagrules.errors import InvalidArgument
-from tagrules.stores._base import ChangeEvent
+from tagrules.stores._base import ChangeEvent, FeedConsumer, as_utc
 from tagrules.stores._tables import StoreTables
 
-__all__ = ["acknowledge_leading", "acknowledge_position", "lock_feed", "next_events", "purge"]
+__all__ = [
+    "acknowledge_leading",
+    "acknowledge_position",
+    "drop_consumer",
+    "feed_consumers",
+    "lock_feed",
+    "next_events",
+    "purge",
+]
 
 _BATCH = 1000
 _FEED_ROW = 1
@@ -157,3 +165,24 @@ def _delete(connection: Connection, tables: StoreTables, before: datetime.dateti
     if before is not None:
         statement = statement.where(o.c.at < sqlalchemy.literal(before, o.c.at.type))
     return int(connection.execute(statement).rowcount)
+
+
+def feed_consumers(connection: Connection, tables: StoreTables) -> list[FeedConsumer]:
+    """The registered consumers by name, each with its position and the retained events after it
+    (those not given a position yet included: they come after every position)."""
+    o, c = tables.outbox, tables.consumers
+    unplaced = int(connection.execute(select(func.count()).where(o.c.position.is_(None))).scalar() or 0)
+    found = []
+    for name, position, registered in connection.execute(
+        select(c.c.name, c.c.position, c.c.registered_at).order_by(c.c.name)
+    ):
+        after = connection.execute(select(func.count()).where(o.c.position > position)).scalar()
+        found.append(FeedConsumer(name, int(position), unplaced + int(after or 0), as_utc(registered)))
+    return found
+
+
+def drop_consumer(connection: Connection, tables: StoreTables, consumer: str) -> bool:
+    """Unregister ``consumer``; whether it was registered."""
+    lock_feed(connection, tables)
+    c = tables.consumers
+    return int(connection.execute(delete(c).where(c.c.name == consumer)).rowcount) > 0

@@ -36,6 +36,7 @@ from tagrules.stores._base import (
     ChangeEvent,
     CustomerChange,
     CustomerState,
+    FeedConsumer,
     HistoryEntry,
     Membership,
     Override,
@@ -319,6 +320,14 @@ class AsyncSQLStore:
         """Delete the events every registered consumer has acknowledged (older than ``before``, when
         given); the number deleted (:meth:`~tagrules.SQLStore.purge_events`)."""
         return await self._call(SQLStore.purge_events, before)
+
+    async def consumers(self) -> list[FeedConsumer]:
+        """The registered consumers of the feed (:meth:`~tagrules.SQLStore.consumers`)."""
+        return await self._call(SQLStore.consumers)
+
+    async def drop_consumer(self, consumer: str) -> bool:
+        """Unregister ``consumer`` (:meth:`~tagrules.SQLStore.drop_consumer`)."""
+        return await self._call(SQLStore.drop_consumer, consumer)
 
     async def due(self, now: datetime.datetime) -> list[str]:
         """The customers whose tags time alone has changed by ``now`` (:meth:`~tagrules.SQLStore.due`)."""

@@ -19,6 +19,7 @@ from tagrules.stores._base import (
     CustomerChange,
     CustomerState,
     Due,
+    FeedConsumer,
     HistoryEntry,
     Membership,
     Override,
@@ -75,6 +76,7 @@ class MemoryStore:
         self._positions = itertools.count(1)
         self._head = 0
         self._consumers: dict[str, int] = {}
+        self._registered: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
         self._versions: dict[str, CatalogVersion] = {}
@@ -249,7 +251,7 @@ class MemoryStore:
     def acknowledge(self, event_ids: Iterable[int]) -> None:
         given = set(event_ids)
         with self._lock:
-            after = self._consumers.setdefault(DEFAULT_CONSUMER, 0)
+            after = self._cursor(DEFAULT_CONSUMER)
             for position in sorted(p for p in self._outbox if p > after):
                 if position not in given:
                     break
@@ -263,7 +265,7 @@ class MemoryStore:
         check_consumer(consumer)
         check_limit(limit)
         with self._lock:
-            after = self._consumers.setdefault(consumer, 0)
+            after = self._cursor(consumer)
             return [self._outbox[p] for p in sorted(p for p in self._outbox if p > after)[:limit]]
 
     def ack(self, consumer: str, position: int) -> None:
@@ -275,7 +277,32 @@ class MemoryStore:
                     f"consumer {consumer!r}: position {position} is beyond the feed's last event "
                     f"({self._head}); acknowledge the position of an event you read"
                 )
-            self._consumers[consumer] = max(self._consumers.get(consumer, 0), position)
+            self._consumers[consumer] = max(self._cursor(consumer), position)
+
+    def _cursor(self, consumer: str) -> int:
+        """The position ``consumer`` acknowledged last; a new consumer is registered at 0."""
+        if consumer not in self._consumers:
+            self._consumers[consumer] = 0
+            self._registered[consumer] = datetime.datetime.now(datetime.timezone.utc)
+        return self._consumers[consumer]
+
+    def consumers(self) -> list[FeedConsumer]:
+        with self._lock:
+            return [
+                FeedConsumer(
+                    name,
+                    position,
+                    sum(p > position for p in self._outbox),
+                    self._registered[name],
+                )
+                for name, position in sorted(self._consumers.items())
+            ]
+
+    def drop_consumer(self, consumer: str) -> bool:
+        check_consumer(consumer)
+        with self._lock:
+            self._registered.pop(consumer, None)
+            return self._consumers.pop(consumer, None) is not None
 
     def purge_events(self, before: datetime.datetime | None = None) -> int:
         with self._lock:

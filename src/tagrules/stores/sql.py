@@ -26,6 +26,7 @@ from tagrules.stores._base import (
     CustomerChange,
     CustomerState,
     Due,
+    FeedConsumer,
     HistoryEntry,
     Membership,
     Override,
@@ -47,7 +48,14 @@ from tagrules.stores._database import (
     upgrade,
 )
 from tagrules.stores._due import due_from, lapses_text
-from tagrules.stores._feed import acknowledge_leading, acknowledge_position, next_events, purge
+from tagrules.stores._feed import (
+    acknowledge_leading,
+    acknowledge_position,
+    drop_consumer,
+    feed_consumers,
+    next_events,
+    purge,
+)
 from tagrules.stores._runs import (
     Every,
     RunRecord,
@@ -855,6 +863,15 @@ class SQLStore:
         moment = None if before is None else as_utc(before)
         with translated(self.url, "purge events"), self._engine.begin() as connection:
             return purge(connection, self.tables, moment)
+
+    def consumers(self) -> list[FeedConsumer]:
+        with translated(self.url, "read the feed's consumers"), self._engine.connect() as connection:
+            return feed_consumers(connection, self.tables)
+
+    def drop_consumer(self, consumer: str) -> bool:
+        check_consumer(consumer)
+        with translated(self.url, "drop a consumer"), self._engine.begin() as connection:
+            return drop_consumer(connection, self.tables, consumer)
 
     def forget(self, customer_id: str) -> None:
         """Erase the customer: pending events, overrides, history, memberships and its row.
