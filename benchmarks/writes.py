@@ -1,10 +1,11 @@
 """A service's writes: a first tagging into an empty store, and single-customer ``Tagger.apply``.
 
 * first tagging: ``Tagger.apply_many`` of 100,000 retail customers (``--quick``: 5,000), chunks of
-  1,000, into an empty store, customers per second; on PostgreSQL side by side in interleaved rounds
-  (medians): the earlier way (an ``INSERT`` of unnested arrays: the store's private
-  ``_copy_from = None``) and rows written with ``COPY`` (the default); with change events and
-  without (``emit_events=False``); and into a SQLite file;
+  1,000, into an empty store, customers per second, every variant in a process of its own, side by
+  side in interleaved rounds (medians): the earlier library (commit :data:`EARLIER`, taken out of
+  the repository with ``git archive``: an ``INSERT`` of unnested arrays per table) and the library of
+  the working tree, each with change events and without (``emit_events=False``) on PostgreSQL, and
+  with events into a SQLite file; the load average at the start of each round and at the end;
 * single-customer latency: ``Tagger.apply`` on PostgreSQL of a customer already stored, one tag
   changing each call (``personalised_requests_90d`` between 0 and 1 turns ``needs_personal_service``
   on and off), p50 and p99 in milliseconds for 1 client and for 8 concurrent clients (processes, each
@@ -20,11 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
-import inspect
+import io
+import json
 import multiprocessing
+import os
 import secrets
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,19 +49,28 @@ CLIENTS = 8
 #: the tag the latency calls turn on and off, and the field that decides it
 FLIP_FIELD = "personalised_requests_90d"
 
-_EMITS = "emit_events" in inspect.signature(Tagger.apply_many).parameters
+#: The library before the write path's work (the parent of the merge that brought ``COPY``): each
+#: table's rows an ``INSERT`` of unnested arrays, a new customer's due time and its memberships' lapses
+#: ``UPDATE``\ d after their ``INSERT``, every index of revision v0005. Measured from a copy of its
+#: ``src`` taken out of the repository with ``git archive``.
+EARLIER = "bb09ba2"
+ROOT = Path(__file__).resolve().parent.parent
 
-
-#: PostgreSQL variants of the first tagging: whether rows are written with COPY
-PATHS = {"arrays": False, "copy": True}
+#: first tagging variants: name -> (library: "earlier" or "now", store: "postgresql" or "sqlite", events)
+VARIANTS = {
+    "postgresql_earlier": ("earlier", "postgresql", True),
+    "postgresql_now": ("now", "postgresql", True),
+    "postgresql_earlier_no_events": ("earlier", "postgresql", False),
+    "postgresql_now_no_events": ("now", "postgresql", False),
+    "sqlite_earlier": ("earlier", "sqlite", True),
+    "sqlite_now": ("now", "sqlite", True),
+}
 
 
 @contextlib.contextmanager
-def _postgres_store(copy: bool = True) -> Iterator[SQLStore]:
+def _postgres_store() -> Iterator[SQLStore]:
     prefix = f"bench{secrets.token_hex(3)}_"
     store = SQLStore(POSTGRES_URL, prefix=prefix, migrate=True)
-    if not copy:
-        store._copy_from = None
     try:
         yield store
     finally:
@@ -65,53 +79,93 @@ def _postgres_store(copy: bool = True) -> Iterator[SQLStore]:
             _drop(POSTGRES_URL, prefix)
 
 
-def _first_tagging(store: SQLStore, customers: list[dict[str, Any]], events: bool = True) -> float:
-    """Customers per second of a first tagging of ``customers`` into ``store``."""
-    tagger = Tagger(load_catalog(), store)
-    options: dict[str, Any] = {} if events else {"emit_events": False}
-    started = time.perf_counter()
-    tagger.apply_many(((c["id"], c) for c in customers), now=REFERENCE_NOW, chunk_size=CHUNK_SIZE, **options)
-    return len(customers) / (time.perf_counter() - started)
+def _earlier_source(directory: Path) -> Path | None:
+    """The earlier library's ``src``, taken out of the repository; ``None`` without git or history."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", EARLIER, "src"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    target = directory / "earlier"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        # (the filter where this Python has it: the archive is the repository's own)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+        else:
+            tar.extractall(target)
+    return target / "src"
+
+
+def _first_tagging(source: Path, url: str, prefix: str, count: int, events: bool) -> float:
+    """Customers per second of a first tagging of ``count`` customers, in a process of its own that
+    imports the library from ``source``."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(ROOT)])}
+    arguments = [url, prefix, str(count), "events" if events else "no-events"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks._first_tagging", *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+    )
+    per_second: float = json.loads(done.stdout.splitlines()[-1])["per_second"]
+    return per_second
+
+
+def _variant(sources: dict[str, Path], name: str, count: int, directory: Path) -> float:
+    library, kind, events = VARIANTS[name]
+    prefix = f"bench{secrets.token_hex(3)}_"
+    if kind == "sqlite":
+        path = directory / f"first-{secrets.token_hex(3)}.db"
+        try:
+            return _first_tagging(sources[library], f"sqlite:///{path}", prefix, count, events)
+        finally:
+            path.unlink(missing_ok=True)
+    try:
+        return _first_tagging(sources[library], POSTGRES_URL, prefix, count, events)
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            _drop(POSTGRES_URL, prefix)
 
 
 def _first_taggings(count: int, rounds: int, directory: Path) -> dict[str, Any]:
-    customers = list(generate_customers(count, seed=1))
-    variants: dict[str, Any] = {}
-    for events in (True, False) if _EMITS else (True,):
-        for path, copy in PATHS.items():
-            name = f"postgresql_{path}" + ("" if events else "_no_events")
-            variants[name] = functools.partial(_in_postgres, customers, copy, events)
-    variants["sqlite"] = lambda: _in_sqlite(customers, directory)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
+    sources = {"now": ROOT / "src"}
+    earlier = _earlier_source(directory)
+    if earlier is not None:
+        sources["earlier"] = earlier
+    names = [name for name, (library, _, _) in VARIANTS.items() if library in sources]
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    loads: list[float] = []
     for _ in range(rounds):
-        for name, variant in variants.items():
-            samples[name].append(variant())
-    report: dict[str, Any] = {
+        loads.append(os.getloadavg()[0])
+        for name in names:
+            samples[name].append(_variant(sources, name, count, directory))
+    loads.append(os.getloadavg()[0])
+    per_second = {name: statistics.median(values) for name, values in samples.items()}
+    against: dict[str, float] = {}
+    for name, value in per_second.items():
+        _, kind, events = VARIANTS[name]
+        base = f"{kind}_earlier" + ("" if events else "_no_events")
+        if base in per_second:
+            against[name] = value / per_second[base]
+    if "postgresql_earlier" in per_second:
+        # the target's measure: every variant against the earlier path with events, as measured before
+        against["postgresql_now_no_events_vs_earlier_with_events"] = (
+            per_second["postgresql_now_no_events"] / per_second["postgresql_earlier"]
+        )
+    return {
         "customers": count,
         "rounds": rounds,
-        "emit_events_available": _EMITS,
-        "per_second": {name: statistics.median(values) for name, values in samples.items()},
+        "earlier": EARLIER if earlier is not None else None,
+        "load_average": loads,
+        "per_second": per_second,
+        "against_earlier": against,
         "samples": samples,
     }
-    per_second = report["per_second"]
-    earlier = per_second["postgresql_arrays"]
-    report["against_arrays"] = {
-        name: value / earlier for name, value in per_second.items() if name.startswith("postgresql")
-    }
-    return report
-
-
-def _in_postgres(customers: list[dict[str, Any]], copy: bool, events: bool) -> float:
-    with _postgres_store(copy) as store:
-        return _first_tagging(store, customers, events)
-
-
-def _in_sqlite(customers: list[dict[str, Any]], directory: Path) -> float:
-    path = directory / f"first-{secrets.token_hex(3)}.db"
-    with SQLStore(f"sqlite:///{path}") as store:
-        per_second = _first_tagging(store, customers)
-    path.unlink()
-    return per_second
 
 
 def _flipped(customer: dict[str, Any], on: bool) -> dict[str, Any]:
@@ -206,16 +260,22 @@ def table(report: dict[str, Any]) -> str:
     if "skipped" in report:
         return f"skipped: {report['skipped']}"
     first = report["first_tagging"]
+    loads = ", ".join(f"{load:.1f}" for load in first["load_average"])
     lines = [
-        f"first tagging of {first['customers']:,} retail customers (median of {first['rounds']} rounds)",
-        f"{'store / write path':<36} {'customers/s':>12} {'vs arrays':>10}",
+        f"first tagging of {first['customers']:,} retail customers (median of {first['rounds']} "
+        f"interleaved rounds; load average {loads})",
+        f"{'store / library / events':<36} {'customers/s':>12} {'vs earlier':>11}",
     ]
     for name, value in first["per_second"].items():
-        ratio = first["against_arrays"].get(name)
-        shown = f"{ratio:>9.2f}x" if ratio is not None else ""
-        lines.append(f"{name:<36} {value:>12,.0f} {shown:>10}")
-    if not first["emit_events_available"]:
-        lines.append("(apply_many has no emit_events here: measured with events only)")
+        ratio = first["against_earlier"].get(name)
+        shown = f"{ratio:>10.2f}x" if ratio is not None else ""
+        rounds = " / ".join(f"{sample:,.0f}" for sample in first["samples"][name])
+        lines.append(f"{name:<36} {value:>12,.0f} {shown:>11}   ({rounds})")
+    crossed = first["against_earlier"].get("postgresql_now_no_events_vs_earlier_with_events")
+    if crossed is not None:
+        lines.append(f"postgresql_now_no_events against postgresql_earlier (with events): {crossed:.2f}x")
+    if first["earlier"] is None:
+        lines.append(f"(no git history: the earlier library, {EARLIER}, was not measured)")
     lines.append(f"{'Tagger.apply, PostgreSQL':<26} {'calls':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for figures in report["latency"]:
         lines.append(

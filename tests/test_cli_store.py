@@ -187,7 +187,7 @@ class TestDatabase:
         try:
             upgraded = tagrules("db", "upgrade", url, "--prefix", prefix)
             assert upgraded.returncode == 0, upgraded.stderr
-            assert upgraded.stdout == f"{url}: schema at revision 0005 (table prefix {prefix!r})\n"
+            assert upgraded.stdout == f"{url}: schema at revision 0006 (table prefix {prefix!r})\n"
             run = tagrules("run", str(catalog), str(first), "--store", url, "--prefix", prefix, "--now", NOW)
             assert run.returncode == 0, run.stderr
             members = tagrules("members", "--store", url, "--prefix", prefix, "--tag", "frequent")

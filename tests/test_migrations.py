@@ -102,7 +102,7 @@ class TestMigrations:
         try:
             _store_0001(engine, prefix)
             before = _rows(engine, prefix)
-            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0005"
+            assert upgrade(database_url, prefix=prefix) == HEAD_REVISION == "0006"
             assert _rows(engine, prefix) == before
             if engine.dialect.name == "mysql":
                 with engine.connect() as connection:

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import URL
 
 from sql_tables import fill, snapshot_table
-from store_helpers import drop_store, store, unique_prefix
+from store_helpers import drop_store, sql_store, store, unique_prefix
 from tagrules import Catalog, Evaluator, SQLStore, Tagger, TagStore, retag_from_table
 from tagrules.stores import Due
 
-__all__ = ["store"]
+__all__ = ["sql_store", "store"]
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 6, 1, tzinfo=UTC)
@@ -324,3 +324,108 @@ class TestRetagFromATable:
             engine.dispose()
             store.close()
             drop_store(postgres_url, prefix)
+
+
+class TestLapsesAsWritten:
+    @settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        tags=monotone_catalogs(),
+        runs=st.lists(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"seen": _TIMES, "bought": st.one_of(st.none(), _TIMES), "orders": st.integers(0, 3)}
+                ),
+                min_size=3,
+                max_size=3,
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        later=st.lists(st.timedeltas(min_value=datetime.timedelta(0), max_value=120 * DAY), max_size=3),
+    )
+    def test_expiring_and_due_agree_with_the_memory_store(
+        self,
+        store: TagStore,
+        tags: Catalog,
+        runs: list[list[dict[str, Any]]],
+        later: list[datetime.timedelta],
+    ) -> None:
+        """After runs over new and stored customers (memberships gained, kept and lost), every store
+        answers ``due`` and ``expiring`` as the memory store does: a new customer's lapses, written
+        with its rows, and a stored one's, updated, are the same."""
+        from tagrules import MemoryStore
+
+        run = secrets.token_hex(4)
+        reference = MemoryStore()
+        ids = [f"{run}-{index}" for index in range(3)]
+        for number, snapshots in enumerate(runs):
+            for target in (store, reference):
+                Tagger(tags, target).apply_many(list(zip(ids, snapshots, strict=True)), now=T0 + number * DAY)
+        for offset in [datetime.timedelta(0), *later]:
+            moment = T0 + offset
+            ours = [cid for cid in store.due(moment) if cid.startswith(f"{run}-")]
+            assert ours == reference.due(moment)
+            for tag in (definition.key for definition in tags):
+                held = [cid for cid in store.expiring(tag, moment) if cid.startswith(f"{run}-")]
+                assert held == reference.expiring(tag, moment)
+
+
+class TestLapsingIndex:
+    def test_only_lapsing_memberships_are_indexed_where_the_database_can(self, sql_store: SQLStore) -> None:
+        """On PostgreSQL and SQLite the index ``expiring`` reads holds only the memberships that lapse
+        (revision 0006); MariaDB, which has no partial indexes, indexes them all."""
+        name = f"{sql_store.prefix}memberships_lapses"
+        with sql_store._engine.connect() as connection:
+            if sql_store.url.get_backend_name() == "postgresql":
+                definition = connection.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (name,)
+                ).scalar_one()
+            elif sql_store.url.get_backend_name() == "sqlite":
+                definition = connection.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = ?", (name,)
+                ).scalar_one()
+            else:
+                definition = None
+                columns = connection.exec_driver_sql(
+                    f"SHOW INDEX FROM {sql_store.prefix}memberships WHERE Key_name = %s", (name,)
+                ).all()
+                assert len(columns) == 2
+        if definition is not None:
+            assert "WHERE" in definition.upper()
+            assert "lapses_at IS NOT NULL" in definition
+
+    def test_expiring_reads_the_partial_index_on_postgresql(self, postgres_url: URL) -> None:
+        """PostgreSQL's plan for ``expiring`` uses the partial index: its ``lapses_at <= ...`` implies
+        the index's ``lapses_at IS NOT NULL``."""
+        prefix = unique_prefix()
+        with SQLStore(postgres_url, prefix=prefix, migrate=True) as store:
+            try:
+                tagger = Tagger(catalog(), store)
+                tagger.apply_many(
+                    [(f"c{index:05d}", snapshot(index % 60, None, index % 3)) for index in range(3000)],
+                    now=T0,
+                )
+                m = store.tables.memberships
+                statement = (
+                    sqlalchemy.select(m.c.customer_id)
+                    .where(m.c.tag == "new", m.c.source == "computed", m.c.lapses_at <= T0 + DAY)
+                    .order_by(m.c.customer_id)
+                )
+                compiled = statement.compile(store._engine)
+                with store._engine.connect() as connection:
+                    connection.exec_driver_sql(f"ANALYZE {m.name}")
+                    connection.exec_driver_sql("SET enable_seqscan = off")
+                    plan = "\n".join(
+                        row[0]
+                        for row in connection.exec_driver_sql(
+                            f"EXPLAIN {compiled.string}", compiled.params
+                        ).all()
+                    )
+                assert f"{prefix}memberships_lapses" in plan
+                assert store.expiring("new", T0 + DAY + ONE) != []
+            finally:
+                drop_store(postgres_url, prefix)

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: The schema revision this version of tagrules reads and writes.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Deadlocks and lock timeouts: the transaction was rolled back, and running it again is safe.
 # how SQLite, PostgreSQL and MariaDB say that a table is not there

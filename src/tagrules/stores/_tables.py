@@ -192,7 +192,14 @@ def store_tables(prefix: str = DEFAULT_PREFIX) -> StoreTables:
         column("rule_version", _exact(32)),
         column("lapses_at", UTCDateTime()),
         sqlalchemy.Index(f"{prefix}memberships_tag", "tag", "customer_id"),
-        sqlalchemy.Index(f"{prefix}memberships_lapses", "tag", "lapses_at"),
+        # only the memberships that lapse, where the database has partial indexes (revision 0006)
+        sqlalchemy.Index(
+            f"{prefix}memberships_lapses",
+            "tag",
+            "lapses_at",
+            postgresql_where=sqlalchemy.text("lapses_at IS NOT NULL"),
+            sqlite_where=sqlalchemy.text("lapses_at IS NOT NULL"),
+        ),
     )
     history = sqlalchemy.Table(
         f"{prefix}history",

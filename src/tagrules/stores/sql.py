@@ -84,9 +84,10 @@ _LOAD_BATCH = 1000
 #: trips (a COPY takes two).
 _COPY_ROWS = 16
 _FORGET_ATTEMPTS = 10
-_CUSTOMER_COLUMNS = ("customer_id", "version", "updated_at")
+_CUSTOMER_COLUMNS = ("customer_id", "version", "updated_at", "due_at", "lapses")
 _MEMBERSHIP_COLUMNS = ("customer_id", "tag", "source", "since", "rule_version")
 _HISTORY_COLUMNS = (*_MEMBERSHIP_COLUMNS, "catalog_version")
+_ADDED_COLUMNS = (*_MEMBERSHIP_COLUMNS, "lapses_at")
 _EVENT_COLUMNS = ("customer_id", "tag", "change", "at", "reason")
 
 
@@ -121,6 +122,21 @@ def _copy_type(column_type: Any) -> str:
     if isinstance(column_type, sqlalchemy.Integer):
         return "int4"
     return "text"
+
+
+def _due_columns(due: Due | None, naive: _NaiveTimes) -> tuple[datetime.datetime | None, str | None]:
+    """``due_at`` and ``lapses`` of a new customer's row (``NULL`` both while not known)."""
+    if due is None:
+        return None, None
+    return (None if due.at is None else naive[due.at]), lapses_text(due)
+
+
+def _lapse(due: Due | None, membership: Membership, naive: _NaiveTimes) -> datetime.datetime | None:
+    """The ``lapses_at`` of a membership inserted by a change whose due is ``due``."""
+    if due is None or membership.source != "computed":
+        return None
+    moment = due.lapses.get(membership.tag)
+    return None if moment is None else naive[moment]
 
 
 def _replaced(row: tuple[Any, ...], spots: list[int], converted: dict[Any, Any]) -> tuple[Any, ...]:
@@ -193,7 +209,7 @@ class SQLStore:
         self._pause: Callable[[float], object] = time.sleep
         self._inserted = 0
         # PostgreSQL inserts of at least this many rows are a COPY; None: never (an INSERT of
-        # unnested arrays, the earlier path, kept to measure against)
+        # unnested arrays, the earlier path, which the tests check COPY against)
         self._copy_from: int | None = (
             _COPY_ROWS if self._postgres and self.url.get_driver_name() == "psycopg" else None
         )
@@ -523,8 +539,11 @@ class SQLStore:
         ordered = sorted(changes, key=lambda change: check_customer_id(change.customer_id))
         t, s = self.tables, self._statements
         naive = _NaiveTimes()
-        new = [(c.customer_id, 1, naive[c.at]) for c in ordered if not c.version]
-        due = [c for c in ordered if c.due is not None]
+        # A customer new to the store is inserted with its due time and lapses, and its memberships
+        # with their lapse: no UPDATE after the INSERT (on a first tagging, one per customer and
+        # one per lapsing membership, each leaving a dead row and new index entries behind)
+        new = [(c.customer_id, 1, naive[c.at], *_due_columns(c.due, naive)) for c in ordered if not c.version]
+        due = [c for c in ordered if c.due is not None and c.version]
         old: list[dict[str, Any]] = [
             {"b_customer_id": c.customer_id, "b_version": c.version, "b_at": c.at}
             for c in ordered
@@ -542,7 +561,9 @@ class SQLStore:
             for tag, reason in c.removed
         ]
         added = [
-            (m.customer_id, m.tag, m.source, naive[m.since], m.rule_version) for c in ordered for m in c.added
+            (m.customer_id, m.tag, m.source, naive[m.since], m.rule_version, _lapse(c.due, m, naive))
+            for c in ordered
+            for m in c.added
         ]
         opened = [
             (m.customer_id, m.tag, m.source, naive[m.since], m.rule_version, c.catalog_version)
@@ -611,8 +632,12 @@ class SQLStore:
                     connection.execute(s["unset"], unset)
                 if overrides:
                     connection.execute(insert(t.overrides), overrides)
+                if due:
+                    # before the new memberships go in with their lapses: only the earlier ones are
+                    # cleared
+                    self._clear_lapses(connection, due)
                 if added:
-                    self._insert(connection, t.memberships, _MEMBERSHIP_COLUMNS, added)
+                    self._insert(connection, t.memberships, _ADDED_COLUMNS, added)
                     self._insert(connection, t.history, _HISTORY_COLUMNS, opened)
                 if events:
                     self._insert(connection, t.outbox, _EVENT_COLUMNS, events)
@@ -627,11 +652,22 @@ class SQLStore:
         if self._postgres:
             self._keep_statistics(len(added) + len(new))
 
+    def _clear_lapses(self, connection: Connection, changes: list[CustomerChange]) -> None:
+        """The lapses of the memberships customers already held, cleared: their due replaces them."""
+        # (stored customers only: a range update for a new one would take MariaDB's gap locks and
+        # hold back other writers' new customers)
+        m = self.tables.memberships
+        cleared = [change.customer_id for change in changes]
+        for start in range(0, len(cleared), _LOAD_BATCH):
+            batch = cleared[start : start + _LOAD_BATCH]
+            connection.execute(
+                update(m).where(m.c.customer_id.in_(batch), m.c.lapses_at.is_not(None)).values(lapses_at=None)
+            )
+
     def _write_due(self, connection: Connection, changes: list[CustomerChange]) -> None:
-        """Each customer's due time and lapses, and each of its memberships' lapse."""
-        t, s = self.tables, self._statements
+        """Each stored customer's due time and lapses, and the lapse of each membership it held
+        before (those it gains were inserted with theirs)."""
         rows: list[dict[str, Any]] = []
-        cleared: list[str] = []
         lapses: list[dict[str, Any]] = []
         for change in changes:
             due = change.due
@@ -639,23 +675,15 @@ class SQLStore:
             rows.append(
                 {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
             )
-            if change.version:
-                # (a customer new to the store has no earlier lapses; a range update would take
-                # MariaDB's gap locks and hold back other writers' new customers)
-                cleared.append(change.customer_id)
+            gained = {m.tag for m in change.added}
             lapses.extend(
                 {"b_customer_id": change.customer_id, "b_tag": tag, "b_lapses_at": moment}
                 for tag, moment in due.lapses.items()
+                if tag not in gained
             )
-        connection.execute(s["due"], rows)
-        m = t.memberships
-        for start in range(0, len(cleared), _LOAD_BATCH):
-            batch = cleared[start : start + _LOAD_BATCH]
-            connection.execute(
-                update(m).where(m.c.customer_id.in_(batch), m.c.lapses_at.is_not(None)).values(lapses_at=None)
-            )
+        connection.execute(self._statements["due"], rows)
         if lapses:
-            connection.execute(s["lapse"], lapses)
+            connection.execute(self._statements["lapse"], lapses)
 
     def _bump_mysql(self, connection: Connection, old: list[dict[str, Any]]) -> int:
         # as _remove_mysql: one statement per version read (and time), not one per customer
