@@ -36,6 +36,16 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "mysql", "duckdb"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> URL:
+    """Each database the one query runs on: a SQLite file, PostgreSQL, MariaDB, a DuckDB file."""
+    if request.param == "duckdb":
+        return sa.make_url(f"duckdb:///{tmp_path_factory.mktemp('duckdb') / 'impact.duckdb'}")
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: URL = request.getfixturevalue(name)
+    return url
+
+
 def changed(**rules: str) -> list[dict[str, Any]]:
     return [{**tag, "rule": rules.get(tag["key"], tag["rule"])} for tag in OLD]
 

@@ -32,6 +32,7 @@ from tagrules.schema import FieldType, Schema
 from tagrules.sources.tables import (
     _connect,
     _rule_fields,
+    _tag_query,
     open_table,
     query_settings,
     stream_snapshots,
@@ -470,7 +471,9 @@ def _in_database(
         states = layer
         new_labels: dict[str, str] = {}
     else:
-        after = tag_query(
+        # on DuckDB the recomputed levels carry every old state: unfenced, the planner passes on
+        # only what is read (1,000,000 retail customers: 1.5 s against 2.0 s with fences)
+        after = _tag_query(
             recomputed,
             layer,
             dialect=dialect,
@@ -478,6 +481,7 @@ def _in_database(
             columns=columns,
             id_columns=[id_column, *old_labels.values()],
             mode="database",
+            fenced=dialect != "duckdb",
         )
         states = after.select.subquery("states")
         new_labels = {key: label for key, label in after.tag_columns.items() if key in moving}
@@ -489,7 +493,49 @@ def _in_database(
     varying_old = [key for key in tally.old_keys if key not in tally.new_keys or key in new_labels]
     varying_new = list(new_labels)
     steady = [key for key in tally.old_keys if key not in varying_old]
-    count_where = compiler_for(dialect).count_where
+    varying_keys = list(dict.fromkeys([*varying_old, *varying_new]))
+    steady_groups = [
+        group
+        for group in tally.groups
+        if tally.old_groups.get(group) == tally.new_groups.get(group)
+        and not set(tally.old_groups[group]) & set(varying_keys)
+    ]
+    moving_groups = [group for group in tally.groups if group not in steady_groups]
+    aggregate = _in_one_row if dialect == "duckdb" else _by_states
+    steady_totals = aggregate(
+        tally,
+        connection,
+        states,
+        id_column,
+        old_state,
+        new_state,
+        varying_old,
+        varying_new,
+        steady,
+        moving_groups,
+    )
+    for key, (assigned, unknown) in steady_totals.items():
+        tally.add_unchanged(key, assigned, unknown)
+    for group in steady_groups:
+        tally.add_unchanged_group(group)
+
+
+def _by_states(
+    tally: _Tally,
+    connection: Connection,
+    states: sa.FromClause,
+    id_column: str,
+    old_state: Mapping[str, sa.ColumnElement[Any]],
+    new_state: Mapping[str, sa.ColumnElement[Any]],
+    varying_old: Sequence[str],
+    varying_new: Sequence[str],
+    steady: Sequence[str],
+    moving_groups: Sequence[str],
+) -> dict[str, tuple[int, int]]:
+    """The rows grouped by the states that can differ, each row that gains or loses a tag a group
+    of its own; the steady tags counted per group. Returns each steady tag's assigned and unknown
+    rows."""
+    count_states = compiler_for(connection.dialect.name).count_states
     differs = [
         sa.func.coalesce(old_state.get(key, _zero()), 0) != sa.func.coalesce(new_state.get(key, _zero()), 0)
         for key in dict.fromkeys([*varying_old, *varying_new])
@@ -497,7 +543,7 @@ def _in_database(
     keys = [*(old_state[key] for key in varying_old), *(new_state[key] for key in varying_new)]
     aggregates: list[sa.ColumnElement[Any]] = [sa.func.count()]
     for key in steady:
-        aggregates += [count_where(old_state[key] == 1), count_where(old_state[key].is_(None))]
+        aggregates += count_states(old_state[key])
     grouping: list[sa.ColumnElement[Any]] = list(keys)
     if differs and tally.examples:
         # a row that gains or loses a tag is a group of its own, giving its id: every aggregate stays
@@ -507,13 +553,6 @@ def _in_database(
     if grouping:
         statement = statement.group_by(*grouping)
     varying_keys = list(dict.fromkeys([*varying_old, *varying_new]))
-    steady_groups = [
-        group
-        for group in tally.groups
-        if tally.old_groups.get(group) == tally.new_groups.get(group)
-        and not set(tally.old_groups[group]) & set(varying_keys)
-    ]
-    moving_groups = [group for group in tally.groups if group not in steady_groups]
     with query_settings(connection):
         result = connection.execute(statement).all()
     steady_totals = dict.fromkeys(steady, (0, 0))
@@ -533,10 +572,87 @@ def _in_database(
         example = row[len(keys)] if len(grouping) > len(keys) else None
         ids = [] if example is None else [str(example)]
         tally.add(count, olds, news, ids, keys=varying_keys, groups=moving_groups)
-    for key, (assigned, unknown) in steady_totals.items():
-        tally.add_unchanged(key, assigned, unknown)
-    for group in steady_groups:
-        tally.add_unchanged_group(group)
+    return steady_totals
+
+
+def _tier_position(members: Sequence[str], states: Mapping[str, sa.ColumnElement[Any]]) -> Any:
+    """The position of a group's tier on a row: its first member assigned, -1 none."""
+    present = [(index, states[member]) for index, member in enumerate(members) if member in states]
+    if not present:
+        return sa.literal_column("-1", sa.Integer())
+    return sa.case(*[(state == 1, index) for index, state in present], else_=-1)
+
+
+def _in_one_row(
+    tally: _Tally,
+    connection: Connection,
+    states: sa.FromClause,
+    id_column: str,
+    old_state: Mapping[str, sa.ColumnElement[Any]],
+    new_state: Mapping[str, sa.ColumnElement[Any]],
+    varying_old: Sequence[str],
+    varying_new: Sequence[str],
+    steady: Sequence[str],
+    moving_groups: Sequence[str],
+) -> dict[str, tuple[int, int]]:
+    """DuckDB: one row of aggregates, no grouping: per steady tag a sum and a count; per tag that can
+    move, its counts in each version, gained and lost, and the first example ids (``min(id, n)``);
+    per group that can move, a histogram of its moves (old tier, new tier). Returns each steady
+    tag's assigned and unknown rows."""
+    count_states = compiler_for("duckdb").count_states
+    count_where = compiler_for("duckdb").count_where
+    zero = _zero()
+    aggregates: list[sa.ColumnElement[Any]] = [sa.func.count()]
+    for key in steady:
+        aggregates += count_states(old_state[key])
+    varying = list(dict.fromkeys([*varying_old, *varying_new]))
+    identifier = sa.cast(states.c[id_column], sa.String())
+    for key in varying:
+        old_value, new_value = old_state.get(key, zero), new_state.get(key, zero)
+        gains = sa.and_(new_value == 1, sa.func.coalesce(old_value, 0) != 1)
+        losses = sa.and_(old_value == 1, sa.func.coalesce(new_value, 0) != 1)
+        aggregates += [*count_states(old_value), *count_states(new_value)]
+        aggregates += [count_where(gains), count_where(losses)]
+        if tally.examples:
+            limit = sa.literal_column(str(int(tally.examples)), sa.Integer())
+            aggregates += [
+                sa.func.min(sa.case((gains, identifier)), limit),
+                sa.func.min(sa.case((losses, identifier)), limit),
+            ]
+    width = {group: len(tally.new_groups.get(group, ())) + 2 for group in moving_groups}
+    for group in moving_groups:
+        old_tier = _tier_position(tally.old_groups.get(group, ()), old_state)
+        new_tier = _tier_position(tally.new_groups.get(group, ()), new_state)
+        aggregates.append(sa.func.histogram((old_tier + 1) * width[group] + new_tier + 1))
+    statement = sa.select(*aggregates).select_from(states)
+    row = list(connection.execute(statement).one())
+    tally.rows += int(row.pop(0))
+    steady_totals = {}
+    for key in steady:
+        steady_totals[key] = (int(row.pop(0)), int(row.pop(0)))
+    for key in varying:
+        before, errors_before, after, errors_after, gained, lost = (int(row.pop(0)) for _ in range(6))
+        tally.before[key] += before
+        tally.errors_before[key] += errors_before
+        tally.after[key] += after
+        tally.errors_after[key] += errors_after
+        tally.gained[key] += gained
+        tally.lost[key] += lost
+        if tally.examples:
+            for examples in (tally.examples_gained[key], tally.examples_lost[key]):
+                _extend(examples, sorted(str(value) for value in row.pop(0) or ()), tally.examples)
+    for group in moving_groups:
+        old_members = tally.old_groups.get(group, ())
+        new_members = tally.new_groups.get(group, ())
+        moves = tally.moves[group]
+        for code, count in dict(row.pop(0) or {}).items():
+            old_index, new_index = divmod(int(code), width[group])
+            move = (
+                old_members[old_index - 1] if old_index else _NONE_TIER,
+                new_members[new_index - 1] if new_index else _NONE_TIER,
+            )
+            moves[move] = moves.get(move, 0) + int(count)
+    return steady_totals
 
 
 # ---------------------------------------------------------------------------------------------------

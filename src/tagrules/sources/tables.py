@@ -165,7 +165,9 @@ class _QueryBuilder:
         compiler: type[RuleCompiler],
         now: datetime.datetime,
         columns: Mapping[str, str] | None,
+        fenced: bool = True,
     ) -> None:
+        self.fenced = fenced
         self.catalog = catalog
         self.table = table
         self.compiler = compiler
@@ -351,7 +353,11 @@ class _QueryBuilder:
     def fence(self, select: sa.Select[Any]) -> sa.Select[Any]:
         """``select`` made a subquery no planner inlines: ``OFFSET 0``; on PostgreSQL ``LIMIT ALL``,
         which also lets it run the levels and the aggregates over them in parallel workers (with
-        ``OFFSET 0`` it gathers the rows before the first level's expressions)."""
+        ``OFFSET 0`` it gathers the rows before the first level's expressions). A builder made
+        ``fenced=False`` leaves the planner free (on DuckDB a fence gathers every column a level
+        passes on, which costs more than it saves when the levels carry many columns)."""
+        if not self.fenced:
+            return select
         if self.compiler.dialect == "postgresql":
             return select.limit(sa.literal_column("ALL"))
         if self.compiler.dialect == "spark":
@@ -476,6 +482,23 @@ def tag_query(
         >>> dict(query.tag_columns)
         {'big': 't_0'}
     """
+    return _tag_query(
+        catalog, table, dialect=dialect, now=now, columns=columns, id_columns=id_columns, mode=mode
+    )
+
+
+def _tag_query(
+    catalog: Catalog,
+    table: sa.FromClause | Any,
+    *,
+    dialect: str | None = None,
+    now: datetime.datetime | None = None,
+    columns: Mapping[str, str] | None = None,
+    id_columns: Sequence[str] = (),
+    mode: Mode = "auto",
+    fenced: bool = True,
+) -> TagQuery:
+    """:func:`tag_query`; ``fenced=False``: levels without fences (see ``_QueryBuilder.fence``)."""
     if mode not in ("auto", "database"):
         raise ValueError(f"mode must be 'auto' or 'database' for a query, not {mode!r}")
     frame = None
@@ -487,7 +510,7 @@ def tag_query(
     if dialect is None:
         raise ValueError("tag_query needs the dialect the query is for (dialect='postgresql', ...)")
     moment = resolve_now(now)
-    builder = _QueryBuilder(catalog, table, compiler_for(dialect), moment, columns)
+    builder = _QueryBuilder(catalog, table, compiler_for(dialect), moment, columns, fenced)
     builder.decide(mode)
     select, labels = builder.build(id_columns)
     return TagQuery(
