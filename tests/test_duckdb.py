@@ -219,6 +219,56 @@ class TestDataFrames:
                 expected = None if key in result.errors else int(key in result.tags)
                 assert states[row["id"]][label] == expected, (key, row["id"])
 
+    @pytest.mark.parametrize("kind", ["pyarrow", "pandas", "polars"])
+    def test_evaluate_over_a_frame_gives_each_row_in_order(
+        self, kind: str, retail_arrow: pyarrow.Table
+    ) -> None:
+        """tagrules.duckdb.evaluate over a DataFrame or pyarrow Table yields each row's id and its
+        Evaluation, in the frame's order, as the Evaluator gives it (valid_until included)."""
+        from tagrules.duckdb import evaluate
+
+        frame: Any = {
+            "pyarrow": retail_arrow,
+            # numpy-backed pandas holds an int column with nulls as floats, refused for an int field
+            "pandas": retail_arrow.to_pandas(types_mapper=pandas.ArrowDtype),
+            "polars": polars.from_arrow(retail_arrow),
+        }[kind]
+        catalog = load_catalog()
+        found = list(evaluate(catalog, frame, now=REFERENCE_NOW, valid_until=True))
+        rows = _retail_rows(300)
+        assert [identifier for identifier, _ in found] == [row["id"] for row in rows]
+        evaluator = Evaluator(catalog)
+        for (_, result), row in zip(found, rows, strict=True):
+            snapshot = {
+                **row,
+                **{name: json.loads(row[name]) for name in ("category_spend_365d", "category_views_30d")},
+            }
+            expected = evaluator.evaluate(snapshot, now=REFERENCE_NOW, valid_until=True)
+            assert (result.tags, dict(result.errors), result.valid_until) == (
+                expected.tags,
+                dict(expected.errors),
+                expected.valid_until,
+            )
+
+    def test_evaluate_reports_or_refuses_rows_the_schema_refuses(self) -> None:
+        """A row without an id is a SourceError naming its row; with ``invalid`` it is handed over and
+        skipped. A missing id column is refused by name."""
+        from tagrules.duckdb import evaluate
+
+        catalog = Catalog([{"key": "young", "rule": "age < 30"}], {"age": "int"})
+        frame = pyarrow.table({"id": ["a", None, "c"], "age": [20, 25, 40]})
+        with pytest.raises(SourceError, match="row 2: the 'id' column must hold a string or an integer"):
+            list(evaluate(catalog, frame))
+        skipped: list[tuple[int, str]] = []
+        found = [
+            (identifier, sorted(result.tags))
+            for identifier, result in evaluate(catalog, frame, invalid=lambda n, p: skipped.append((n, p)))
+        ]
+        assert found == [("a", ["young"]), ("c", [])]
+        assert [number for number, _ in skipped] == [2]
+        with pytest.raises(SourceError, match="no column 'customer'"):
+            list(evaluate(catalog, frame, id_column="customer"))
+
     def test_to_arrow_of_a_database_query_is_refused(self) -> None:
         """A query made for a database table has no frame to run over: to_arrow says so."""
         catalog = Catalog([{"key": "big", "rule": "spend >= 100"}], {"spend": "float"})

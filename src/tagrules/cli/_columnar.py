@@ -15,7 +15,7 @@ from typing import Any
 from tagrules.catalog import Catalog
 from tagrules.cli._common import CommandError, open_output
 from tagrules.errors import SourceError
-from tagrules.evaluation import Evaluation, Evaluator
+from tagrules.evaluation import Evaluation
 from tagrules.schema import FieldType, Schema
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "evaluate_file",
     "is_columnar",
     "result_writer",
-    "schema_problem",
     "write_evaluation",
     "write_parquet_rows",
 ]
@@ -110,14 +109,6 @@ def result_writer(path: str | None) -> Iterator[Writer]:
             writer.write_table(pyarrow.Table.from_pylist(rows, schema=schema))
 
 
-def schema_problem(schema: Schema, snapshot: Any) -> str | None:
-    """What the schema refuses in ``snapshot``, field by field; ``None`` when it reads it."""
-    _, bad = schema.read(snapshot)
-    if not bad:
-        return None
-    return "; ".join(f"field {name!r}: {message}" for name, message in bad.items())
-
-
 def write_evaluation(
     write: Writer, identifier: Any, evaluation: Evaluation, *, valid_until: bool = False
 ) -> None:
@@ -145,34 +136,26 @@ def evaluate_file(
         CommandError: the file cannot be read, or lacks the id column or a column a rule reads.
     """
     # DuckDB and SQLAlchemy only once a file is read: `evaluate` of JSON Lines imports neither
-    from tagrules.sources._duckdb import check_columns, file_source
-    from tagrules.sources.tables import stream_snapshots
+    from tagrules.duckdb import evaluate
 
-    evaluator = Evaluator(catalog)
-    schema = catalog.schema
     skipped = 0
+
+    def invalid(number: int, problem: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        print(f"{path}: row {number}: {problem}; row skipped", file=sys.stderr)
+
     try:
-        with file_source(path) as (connection, table):
-            check_columns(catalog, table, path, None)
-            if id_field not in table.c:
-                raise SourceError(f"{path}: no column {id_field!r} for the snapshots' ids (--id-field)")
-            fields = [id_field, *(name for name in schema.fields if name != id_field)]
-            rows = stream_snapshots(connection, table, schema, fields=fields)
-            for number, snapshot in enumerate(rows, start=1):
-                identifier = snapshot.get(id_field)
-                problem = None
-                if not isinstance(identifier, (str, int)) or isinstance(identifier, bool):
-                    problem = f"the {id_field!r} column must hold a string or an integer"
-                else:
-                    problem = schema_problem(schema, snapshot)
-                if problem is not None:
-                    skipped += 1
-                    print(f"{path}: row {number}: {problem}; row skipped", file=sys.stderr)
-                    continue
-                evaluation = evaluator.evaluate(snapshot, now=now, valid_until=valid_until)
-                write_evaluation(write, identifier, evaluation, valid_until=valid_until)
+        results = evaluate(
+            catalog, path, now=now, id_column=id_field, valid_until=valid_until, invalid=invalid
+        )
+        for identifier, evaluation in results:
+            write_evaluation(write, identifier, evaluation, valid_until=valid_until)
     except SourceError as error:
-        raise CommandError(str(error)) from None
+        message = str(error)
+        if message.endswith("for the snapshots' ids"):
+            message += " (--id-field)"
+        raise CommandError(message) from None
     return skipped
 
 
