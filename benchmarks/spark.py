@@ -1,7 +1,8 @@
 """The retail pack counted on Spark from Parquet, on one core and on two, beside DuckDB.
 
-Generated retail customers are written once to a Parquet file, copied into a directory until it
-holds the rows asked for (``TAGRULES_SPARK_ROWS``, default 10,000,000; ``--quick``: 100,000). Then,
+Generated retail customers are written once to a Parquet file (the two dicts as MAP columns, as a
+lakehouse table holds them), copied into a directory until it holds the rows asked for
+(``TAGRULES_SPARK_ROWS``, default 10,000,000; ``--quick``: 100,000). Then,
 side by side in one run, each in a process of its own: ``tagrules.spark.count_tags`` on
 ``local[1]`` and on ``local[2]`` (rows/s per core, the speed-up from one core to two, the driver's
 peak memory: the JVM's and Python's resident high-water marks), and ``count_tags`` on DuckDB over
@@ -31,10 +32,9 @@ def _write_rows(rows: int) -> Path:
     import pyarrow  # type: ignore[import-untyped,unused-ignore]
     import pyarrow.parquet  # type: ignore[import-untyped,unused-ignore]
 
-    from tagrules.cli._columnar import write_parquet_rows
-    from tagrules.packs.retail import generate_customers, load_catalog
+    from benchmarks.duckdb import _rows
 
-    directory = FOLDER / f"customers-{rows}"
+    directory = FOLDER / f"customers-map-{rows}"
     if (
         directory.exists()
         and sum(
@@ -46,9 +46,10 @@ def _write_rows(rows: int) -> Path:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     base_rows = min(rows, BASE_ROWS)
-    base = FOLDER / f"base-{base_rows}.parquet"
+    # the dicts as Parquet MAP columns, as a lakehouse table holds them
+    base = FOLDER / f"base-map-{base_rows}.parquet"
     if not base.exists():
-        write_parquet_rows(str(base), load_catalog().schema, generate_customers(base_rows, seed=11))
+        pyarrow.parquet.write_table(_rows(base_rows, as_json=False), str(base))
     copies, rest = divmod(rows, base_rows)
     for index in range(copies):
         shutil.copyfile(base, directory / f"part-{index:05d}.parquet")

@@ -17,6 +17,7 @@ from tagrules.errors import SourceError
 from tagrules.evaluation import resolve_now
 from tagrules.sources.tables import CountReport, _python_catalog, _rule_fields, tag_query
 from tagrules.spark._executors import CatalogRecipe, evaluate_batches
+from tagrules.spark._session import HUGE_METHOD_LIMIT
 from tagrules.sql._spark import SparkMap, render_spark
 
 __all__ = ["Tagged", "count_tags", "spark_sql_type", "tag_columns", "tagged"]
@@ -210,7 +211,17 @@ def count_tags(catalog: Catalog, df: Any, *, now: datetime.datetime | None = Non
             functions.count(functions.when(state == 1, True)),
             functions.count(functions.when(state.isNull(), True)),
         ]
-    row = result.frame.agg(*totals).collect()[0]
+    conf = df.sparkSession.conf
+    before = conf.get("spark.sql.codegen.hugeMethodLimit", None)
+    # see HUGE_METHOD_LIMIT: the whole-stage code of a catalog's count would run interpreted
+    conf.set("spark.sql.codegen.hugeMethodLimit", HUGE_METHOD_LIMIT)
+    try:
+        row = result.frame.agg(*totals).collect()[0]
+    finally:
+        if before is None:
+            conf.unset("spark.sql.codegen.hugeMethodLimit")
+        else:
+            conf.set("spark.sql.codegen.hugeMethodLimit", before)
     counts = {key: int(row[1 + 2 * index]) for index, key in enumerate(result.states)}
     unknown = {key: int(row[2 + 2 * index]) for index, key in enumerate(result.states)}
     return CountReport(

@@ -10,8 +10,9 @@ microseconds since the epoch. Spark 4 runs in ANSI mode, where an overflow, a di
 invalid cast fails the whole job: the only integer values that could overflow (``-2**63``, which
 the schema refuses) are read as NULL on the rows where they are the row's error anyway, divisors
 are guarded by a ``CASE``, and map members are read with ``try_element_at``. Dicts are pushed when
-they are Spark maps of strings to numbers, strings or booleans; dicts held as JSON text, lists and
-regular expressions (Java's differ from Python's) stay in Python.
+they are Spark maps of strings to numbers, strings or booleans, and so is the count of a
+comprehension over an integer map's values (``size(filter(map_values(...), ...))``); dicts held as
+JSON text, lists and regular expressions (Java's differ from Python's) stay in Python.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import UserDefinedType
 
 from tagrules.errors import NotPushable
-from tagrules.rules._language import UTC
+from tagrules.rules._language import MAX_STEPS, UTC
 from tagrules.schema import FieldType
-from tagrules.sql.compiler import DictLookup, Expression, RuleCompiler
+from tagrules.sql._json import _comprehension_column, _Members
+from tagrules.sql.compiler import DictLookup, Expression, RuleCompiler, _Sql
 
 __all__ = ["SparkMap", "SparkRuleCompiler", "render_spark"]
 
@@ -149,6 +151,36 @@ class SparkRuleCompiler(RuleCompiler):
 
     def modulo(self, left: Expression, right: Expression) -> Expression:
         return sa.cast(left, sa.Numeric(21, 0)).op("%")(right)
+
+    def comprehension_length(self, node: Any) -> _Sql:
+        """``[v for v in D.values if C].length`` over a ``MAP<STRING, integer>``: its values filtered
+        by ``C`` and counted; the row's error where the dict is null, holds a member the schema
+        refuses, or has more members than the rule's step budget (each member iterated is a step)."""
+        self.only_comprehension(node)
+        column = _comprehension_column(node, self.fields)
+        sql_type = column.sql_type
+        if not isinstance(sql_type, SparkMap) or sql_type.key != "STRING":
+            raise NotPushable(
+                f"a comprehension over a {sql_type} column (a MAP<STRING, ...> is needed on spark)"
+            )
+        item = column.field_type.item
+        assert item is not None
+        if "int" not in _MAP_ITEMS.get(sql_type.value, ()):
+            raise NotPushable(f"a comprehension over a {sql_type.get_col_spec()} column on spark")
+        problem = column.problem
+        if problem is None:
+            problem = self.dict_lookup(column.expression, sql_type, "", item).problem
+        kept: Expression = sa.func.map_values(column.expression)
+        if node.condition is not None:
+            member = sa.literal_column(_LAMBDA_VARIABLE, sa.BigInteger())
+            test = _Members(node.variable, member).build(node.condition, self.folded_constant)
+            kept = sa.func.filter(kept, _Lambda(test))
+        refused = sa.or_(
+            column.expression.is_(None),
+            sa.func.coalesce(problem, sa.false()),
+            sa.func.size(column.expression) > _bigint(MAX_STEPS),
+        )
+        return _Sql("int", sa.cast(sa.func.size(kept), sa.BigInteger()), refused)
 
     def dict_lookup(
         self,
