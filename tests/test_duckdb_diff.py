@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tagrules import Catalog, ChangeEvent, MemoryStore, NotPushable, Tagger
+from tagrules import Catalog, ChangeEvent, MemoryStore, Tagger
 from tagrules.duckdb import diff_tags
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
@@ -28,6 +28,10 @@ TAGS: list[dict[str, Any]] = [
     {"key": "high", "rule": "n >= 5", "group": "tier", "priority": 2},
     {"key": "low", "rule": "n >= 1", "group": "tier", "priority": 1},
     {"key": "vip", "rule": "'big' in tags and n >= 5"},
+    # no exact DuckDB SQL (rule-engine rounds ** to 28 digits): evaluated in Python, with a tag
+    # reading it
+    {"key": "square", "rule": "spend ** 2 >= 10000"},
+    {"key": "whale", "rule": "'square' in tags and n >= 1"},
 ]
 CATALOGS = [
     Catalog(TAGS, SCHEMA),
@@ -89,16 +93,34 @@ class TestDiffTags:
     def test_without_previous_every_tag_is_added(self) -> None:
         """With no previous tags, every tag held is a change 'added'."""
         tags, changes = diff_tags(CATALOGS[0], _frame([("a", 150.0, 5), ("b", 5.0, 0)]), now=NOW)
-        assert _pairs(tags, "id", "tag") == {("a", "big"), ("a", "high"), ("a", "vip"), ("b", "small")}
+        assert _pairs(tags, "id", "tag") == {
+            ("a", "big"),
+            ("a", "high"),
+            ("a", "vip"),
+            ("a", "square"),
+            ("a", "whale"),
+            ("b", "small"),
+        }
         assert _pairs(changes, "id", "tag", "change") == {
             (i, t, "added") for i, t in _pairs(tags, "id", "tag")
         }
 
-    def test_a_tag_without_exact_sql_is_refused(self) -> None:
-        """The diff runs wholly in DuckDB: a rule it cannot evaluate is NotPushable, naming the tag."""
-        catalog = Catalog([{"key": "odd", "rule": "name =~ '(?<=a)b'"}], {"name": "str"})
-        with pytest.raises(NotPushable, match="odd"):
-            diff_tags(catalog, pyarrow.table({"id": ["a"], "name": ["ab"]}), now=NOW)
+    def test_a_tag_without_exact_sql_runs_in_python(self) -> None:
+        """A rule DuckDB cannot evaluate exactly is evaluated in Python over the rows DuckDB reads;
+        its states join the diff as the pushed tags' do (an unknown state keeps the previous tag)."""
+        catalog = Catalog(
+            [{"key": "odd", "rule": "name =~~ '(?<=a)b'"}, {"key": "long", "rule": "name.length > 2"}],
+            {"name": "str"},
+        )
+        rows = pyarrow.table({"id": ["a", "b", "c"], "name": ["ab", "xyz", None]})
+        before = pyarrow.table({"id": ["c", "b"], "tag": ["odd", "odd"]})
+        tags, changes = diff_tags(catalog, rows, before, now=NOW)
+        assert _pairs(tags, "id", "tag") == {("a", "odd"), ("b", "long"), ("c", "odd")}
+        assert _pairs(changes, "id", "tag", "change") == {
+            ("a", "odd", "added"),
+            ("b", "long", "added"),
+            ("b", "odd", "removed"),
+        }
 
 
 def _tagrules(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -39,7 +39,8 @@ def diff_tags(
     """Every customer's tags and the changes against ``previous``, computed in DuckDB.
 
     Args:
-        catalog: the catalog; every active tag must have exact DuckDB SQL.
+        catalog: the catalog; tags with no exact DuckDB SQL are evaluated in Python over the rows
+            DuckDB reads, and their states join the diff in DuckDB.
         source: the snapshots: a file path (Parquet, a directory or glob of Parquet files, CSV,
             JSON Lines), or a pandas or Polars DataFrame or a pyarrow Table.
         previous: the previous tags (columns ``id``, ``tag``): a Parquet file, a DataFrame or a
@@ -54,7 +55,6 @@ def diff_tags(
 
     Raises:
         SourceError: a file is missing or unreadable, or a column is missing or of the wrong type.
-        NotPushable: a tag DuckDB cannot evaluate exactly.
 
     Examples:
         >>> import pyarrow
