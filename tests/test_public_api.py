@@ -23,6 +23,7 @@ class TestPublicApi:
             "EvaluationUnit",
             "Evaluator",
             "Explanation",
+            "FeedConsumer",
             "FieldType",
             "Flip",
             "HistoryEntry",
