@@ -140,11 +140,12 @@ class TestEvents:
         assert [e["id"] for e in lines(events("--consumer", "new", "--json"))] == ["b", "c"]
 
     def test_consumers_listed_and_dropped(
-        self, loaded: tuple[Callable[..., subprocess.CompletedProcess[str]], Path, Path]
+        self, loaded_sqlite: tuple[Callable[..., subprocess.CompletedProcess[str]], Path, Path]
     ) -> None:
         """--consumers lists each consumer's acknowledged position and pending events (JSON Lines
-        with --json); --drop unregisters one, so that purging no longer waits for it."""
-        events, _, _ = loaded
+        with --json); --drop unregisters one, so that purging no longer waits for it. (The store
+        methods behind them run on every store in test_store_feed.)"""
+        events, _, _ = loaded_sqlite
         assert events("--consumers").stdout == "no consumer is registered\n"
         read = lines(events("--consumer", "email", "--json", "--limit", "1", "--ack"))
         lines(events("--consumer", "gone", "--json"))
