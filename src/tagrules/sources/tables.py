@@ -337,7 +337,8 @@ class _QueryBuilder:
             ).select_from(current)
             # a fence keeps each level a subquery of its own: a planner that inlined the levels would
             # copy every tag's expression into each expression that refers to it, level after level
-            current = self.fence(level_select).subquery(f"level_{index}")
+            last = index == len(levels) - 1
+            current = self.fence(level_select, last=last).subquery(f"level_{index}")
             carried = [current.c[label] for label in id_labels]
             fields = _fields_over(current, {name: fields[name] for name in later}, field_labels)
         if not levels:
@@ -350,13 +351,13 @@ class _QueryBuilder:
             )
         return select, tag_labels
 
-    def fence(self, select: sa.Select[Any]) -> sa.Select[Any]:
+    def fence(self, select: sa.Select[Any], *, last: bool = False) -> sa.Select[Any]:
         """``select`` made a subquery no planner inlines: ``OFFSET 0``; on PostgreSQL ``LIMIT ALL``,
         which also lets it run the levels and the aggregates over them in parallel workers (with
         ``OFFSET 0`` it gathers the rows before the first level's expressions). A builder made
         ``fenced=False`` leaves the planner free (on DuckDB a fence gathers every column a level
         passes on, which costs more than it saves when the levels carry many columns)."""
-        if not self.fenced:
+        if not self.fenced or (last and self.compiler.dialect == "duckdb"):
             return select
         if self.compiler.dialect == "postgresql":
             return select.limit(sa.literal_column("ALL"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import operator as operators
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +52,8 @@ class _HugeInt(UserDefinedType[int]):
 
 
 _INT_LIMIT = 2**63
+#: an enum's check is a chain of <> up to this many choices, NOT IN beyond
+_CHAINED_CHOICES = 32
 #: Python's float() of an int written in JSON overflows from this many digits on, or from the
 #: digits of 2**1023 at this length (compared as text)
 _FLOAT_INT_DIGITS = str(2**1023)
@@ -374,8 +377,20 @@ class DuckDBRuleCompiler(RuleCompiler):
 
     @classmethod
     def count_states(cls, state: Expression) -> tuple[Expression, Expression]:
-        # a sum and a count: cheaper than two filtered counts per tag
-        return sa.func.coalesce(sa.func.sum(state), 0), sa.func.count() - sa.func.count(state)
+        # count_if: cheaper than a sum and a count, which are cheaper than two filtered counts
+        return cls.count_where(state == 1), cls.count_where(state.is_(None))
+
+    @classmethod
+    def count_where(cls, condition: Expression) -> Expression:
+        # count_if is NULL where no row's condition is true or false (no rows, or all NULL)
+        return sa.func.coalesce(sa.func.count_if(condition), 0)
+
+    def outside(self, text: Expression, choices: Sequence[Expression]) -> Expression:
+        # a chain of <>: in a CASE, 2 to 3 times cheaper than NOT IN over text, up to dozens of
+        # choices (it stops at the first equal one, which for a valid value comes soon)
+        if len(choices) > _CHAINED_CHOICES:
+            return text.not_in(choices)
+        return sa.and_(*(text != choice for choice in choices))
 
     def text_length(self, expression: Expression) -> Expression:
         return sa.func.length(expression)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, final
 
@@ -388,6 +388,10 @@ class RuleCompiler:
         """Whether ``pattern`` (already translated for the dialect) is found in ``subject``."""
         raise NotPushable(f"regular expressions on {self.dialect}")
 
+    def outside(self, text: Expression, choices: Sequence[Expression]) -> Expression:
+        """Whether the (non-null) ``text`` is none of ``choices``: an enum field's check."""
+        return text.not_in(choices)
+
     def regex_flavour(self) -> str:
         return "none"
 
@@ -457,7 +461,7 @@ class RuleCompiler:
                 raise NotPushable(f"the numeric enum field {name!r}")
             kind = "str"
             choices = [sa.bindparam(None, choice, type_=sa.String()) for choice in field_type.choices]
-            problems.append(sa.and_(expression.is_not(None), self.text(expression).not_in(choices)))
+            problems.append(sa.and_(expression.is_not(None), self.outside(self.text(expression), choices)))
         sql_type = column.sql_type
         if kind in ("int", "float", "str"):
             expression, stored_problem = self.stored_value(expression, kind)
