@@ -145,6 +145,35 @@ class TestImpactInDatabase:
         assert report.where == "database", report.in_python
         assert report.to_data() == impact(old, new, ROWS, now=NOW).to_data()
 
+    def test_integer_ids_are_reported_as_text(self, database_url: URL) -> None:
+        """Ids stored as integers come back as the text of each id, the examples the smallest ones."""
+        old = Catalog([tag for tag in OLD if tag["key"] != "per_order"], SCHEMA)
+        new = Catalog([tag for tag in changed(high="spend >= 120") if tag["key"] != "per_order"], SCHEMA)
+        rows = [{**row, "spend": 110.0 + index} for index, row in enumerate(ROWS * 3)]
+        engine = sa.create_engine(database_url)
+        table = sa.Table(
+            "impact_integer_ids",
+            sa.MetaData(),
+            sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=False),
+            sa.Column("spend", sa.Float()),
+            sa.Column("orders", sa.BigInteger()),
+            sa.Column("vip_flag", sa.Boolean()),
+        )
+        try:
+            with engine.begin() as connection:
+                table.create(connection)
+                connection.execute(table.insert(), [{**row, "id": 7 + index} for index, row in enumerate(rows)])
+            report = impact(old, new, engine, table="impact_integer_ids", now=NOW, examples=3)
+        finally:
+            with engine.begin() as connection:
+                table.drop(connection, checkfirst=True)
+            engine.dispose()
+        assert report.where == "database", report.in_python
+        # spend 110 to 119 (ids 7 to 16) are high before and not after
+        assert report.tags["high"].lost == 10
+        assert len(report.tags["high"].examples_lost) == 3
+        assert set(report.tags["high"].examples_lost) <= {str(number) for number in range(7, 17)}
+
     def test_unknown_steady_dependency(self, database_url: URL) -> None:
         """A moved tag testing an unchanged tag that is unknown on a row is unknown there too, in SQL
         as in Python (the unchanged tag's state is read, not computed again)."""
