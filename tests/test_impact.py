@@ -162,7 +162,8 @@ class TestImpactInDatabase:
         try:
             with engine.begin() as connection:
                 table.create(connection)
-                connection.execute(table.insert(), [{**row, "id": 7 + index} for index, row in enumerate(rows)])
+                numbered = [{**row, "id": 7 + index} for index, row in enumerate(rows)]
+                connection.execute(table.insert(), numbered)
             report = impact(old, new, engine, table="impact_integer_ids", now=NOW, examples=3)
         finally:
             with engine.begin() as connection:
