@@ -92,8 +92,11 @@ typecheck: install-test
 	$(BIN)/lint-imports
 
 # the suite in parallel (pytest-xdist, one worker per core; each worker has its own scratch
-# databases); the slowest tests are listed at the end
+# databases); the slowest tests are listed at the end. The sources are byte-compiled first: the
+# suite starts hundreds of tagrules processes, which would otherwise each compile the package again
+# where writing bytecode is turned off (PYTHONDONTWRITEBYTECODE)
 unit: install-test
+	$(BIN)/python -m compileall -q src examples/tagrules-loyalty/src
 	$(BIN)/pytest -n auto --dist worksteal --durations=30
 
 docs: install-test

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import URL
 
+from cli_helpers import prepare
 from store_helpers import drop_store, unique_prefix
 
 CATALOG = """
@@ -50,10 +51,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
         return
     url: URL = request.getfixturevalue({"postgresql": "postgres_url", "mysql": "mysql_url"}[request.param])
     prefix = unique_prefix()
-    assert (
-        tagrules("db", "upgrade", url.render_as_string(hide_password=False), "--prefix", prefix).returncode
-        == 0
-    )
+    prepare("db", "upgrade", url.render_as_string(hide_password=False), "--prefix", prefix)
     try:
         yield url.render_as_string(hide_password=False), prefix
     finally:
@@ -64,8 +62,7 @@ def _loaded(
     url: str, prefix: str, write: Callable[[str, str], Path]
 ) -> tuple[Callable[..., subprocess.CompletedProcess[str]], Path, Path]:
     catalog, snapshots = write("catalog.yaml", CATALOG), write("in.jsonl", SNAPSHOTS)
-    run = tagrules("run", str(catalog), str(snapshots), "--store", url, "--prefix", prefix, "--now", NOW)
-    assert run.returncode == 0, run.stderr
+    prepare("run", str(catalog), str(snapshots), "--store", url, "--prefix", prefix, "--now", NOW)
 
     def events(*arguments: str) -> subprocess.CompletedProcess[str]:
         return tagrules("events", "--store", url, "--prefix", prefix, *arguments)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL
 
+from cli_helpers import prepare
 from store_helpers import drop_store, unique_prefix
 
 CATALOG = """
@@ -51,11 +52,8 @@ def store_url(database_url: URL, write: Callable[[str, str], Path]) -> Any:
         for number, (rows, now) in enumerate(zip(WEEKS, NOWS, strict=True)):
             snapshots = write(f"week{number}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
             if number == 0 and database_url.get_backend_name() != "sqlite":
-                assert tagrules("db", "upgrade", url, "--prefix", prefix).returncode == 0
-            result = tagrules(
-                "run", str(catalog), str(snapshots), "--store", url, "--prefix", prefix, "--now", now
-            )
-            assert result.returncode == 0, result.stderr
+                prepare("db", "upgrade", url, "--prefix", prefix)
+            prepare("run", str(catalog), str(snapshots), "--store", url, "--prefix", prefix, "--now", now)
         yield url, prefix
     finally:
         drop_store(database_url, prefix)
