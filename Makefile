@@ -117,7 +117,7 @@ test-pushdown: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py
 
 test-duckdb: install-test
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py tests/test_duckdb.py -k "duckdb or OncePerRow"
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_pushdown_differential.py tests/test_duckdb.py -k "duckdb or OncePerRow or ManyRulesOverManyRows"
 
 test-spark: install-test
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_spark.py -k "Differential or PopulationDiff"

@@ -11,6 +11,7 @@ or compilation raises :class:`~tagrules.NotPushable`. The default profile runs i
 from __future__ import annotations
 
 import collections
+import enum
 import itertools
 import math
 import os
@@ -19,6 +20,7 @@ import re
 import warnings
 from typing import Any, cast
 
+import pydantic
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
@@ -263,6 +265,53 @@ def hostile_table(connection: sa.Connection, catalog: Catalog, rows: list[tuple[
             sa.text(f"INSERT INTO {table.name} (id, n, x, s) VALUES (:id, {n}, {x}, {s})"), {"id": str(index)}
         )
     return table
+
+
+class _Tier(str, enum.Enum):
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
+
+class _Member(pydantic.BaseModel):
+    tier: _Tier | None = None
+    level: _Tier
+
+
+ENUM_RULES = [
+    {"key": "gold", "rule": "tier == 'gold'"},
+    {"key": "upper", "rule": "tier in ['gold', 'silver']"},
+    {"key": "not_bronze", "rule": "tier != 'bronze'"},
+    {"key": "silver_or_none", "rule": "level == 'silver' or tier == null"},
+]
+#: text an enum column may hold: each choice, others (case, spaces, empty), NULL
+_TIERS = ["gold", "silver", "bronze", "platinum", "GOLD", "gold ", "", None]
+
+
+class TestEnumColumns:
+    def test_values_outside_the_choices_are_unknown(self, database_url: URL) -> None:
+        """An enum field's column holding a choice, another text (another case, a trailing space, the
+        empty string) or NULL: each tag's state is Python's on the row read back (a value outside the
+        choices fails the rules that read it)."""
+        catalog = Catalog(ENUM_RULES, _Member)
+        engine = engine_of(database_url)
+        dialect = engine.dialect.name
+        table = snapshot_table(f"enums_{next(_names)}", catalog.schema, dialect)
+        rows = [
+            {"id": str(index), "tier": tier, "level": level}
+            for index, (tier, level) in enumerate(
+                itertools.product(_TIERS, ["silver", "gold", "Silver", None])
+            )
+        ]
+        try:
+            with engine.begin() as connection:
+                table.create(connection)
+                connection.execute(table.insert(), rows)
+                assert _compare(connection, catalog, table, dialect)
+        finally:
+            with engine.begin() as connection:
+                table.drop(connection, checkfirst=True)
+            engine.dispose()
 
 
 class TestWhatColumnsReallyHold:
