@@ -359,9 +359,18 @@ class SQLStore:
         t = self.tables
         statements = {
             "among": "= ANY(%s)",
-            "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at "
-            "FROM unnest(%s::text[], %s::int[], %s::timestamp[]) AS r(customer_id, version, at) "
+            # a customer's due time and lapses are written with its version (kept where not has_due)
+            "bump": f"UPDATE {t.customers.name} AS c SET version = c.version + 1, updated_at = r.at, "
+            "due_at = CASE WHEN r.has_due THEN r.due_at ELSE c.due_at END, "
+            "lapses = CASE WHEN r.has_due THEN r.lapses ELSE c.lapses END "
+            "FROM unnest(%s::text[], %s::int[], %s::timestamp[], %s::bool[], %s::timestamp[], %s::text[]) "
+            "AS r(customer_id, version, at, has_due, due_at, lapses) "
             "WHERE c.customer_id = r.customer_id AND c.version = r.version AND c.updated_at <= r.at",
+            "clear_lapses": f"UPDATE {t.memberships.name} SET lapses_at = NULL "
+            "WHERE customer_id = ANY(%s::text[]) AND lapses_at IS NOT NULL",
+            "lapse": f"UPDATE {t.memberships.name} AS m SET lapses_at = r.at "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamp[]) AS r(customer_id, tag, at) "
+            "WHERE m.customer_id = r.customer_id AND m.tag = r.tag AND m.source = 'computed'",
             "unhold": f"DELETE FROM {t.memberships.name} AS m USING unnest(%s::text[], %s::text[]) "
             "AS r(customer_id, tag) WHERE m.customer_id = r.customer_id AND m.tag = r.tag",
             "close": f"UPDATE {t.history.name} AS h SET until = r.at, reason = r.reason, "
@@ -590,12 +599,16 @@ class SQLStore:
             with translated(self.url, "write changes"), self._writing(given) as connection:
                 if old:
                     if self._postgres:
+                        stored_dues = [_due_columns(c.due, naive) for c in ordered if c.version]
                         bumped = connection.exec_driver_sql(
                             self._pg["bump"],
                             (
                                 [row["b_customer_id"] for row in old],
                                 [row["b_version"] for row in old],
                                 [naive_utc(row["b_at"]) for row in old],
+                                [c.due is not None for c in ordered if c.version],
+                                [due_at for due_at, _ in stored_dues],
+                                [lapses for _, lapses in stored_dues],
                             ),
                         ).rowcount
                     elif self._mysql:
@@ -642,7 +655,8 @@ class SQLStore:
                 if events:
                     self._insert(connection, t.outbox, _EVENT_COLUMNS, events)
                 if due:
-                    self._write_due(connection, due)
+                    # on PostgreSQL the customers' due times went in with their versions
+                    self._write_due(connection, due, customers=not self._postgres)
         except StoreError as error:
             if isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
                 raise ConcurrentUpdate(
@@ -658,15 +672,19 @@ class SQLStore:
         # hold back other writers' new customers)
         m = self.tables.memberships
         cleared = [change.customer_id for change in changes]
+        if self._postgres:
+            # one statement, its ids an array (SQLAlchemy's IN list is built and rendered per call)
+            connection.exec_driver_sql(self._pg["clear_lapses"], (cleared,))
+            return
         for start in range(0, len(cleared), _LOAD_BATCH):
             batch = cleared[start : start + _LOAD_BATCH]
             connection.execute(
                 update(m).where(m.c.customer_id.in_(batch), m.c.lapses_at.is_not(None)).values(lapses_at=None)
             )
 
-    def _write_due(self, connection: Connection, changes: list[CustomerChange]) -> None:
-        """Each stored customer's due time and lapses, and the lapse of each membership it held
-        before (those it gains were inserted with theirs)."""
+    def _write_due(self, connection: Connection, changes: list[CustomerChange], *, customers: bool) -> None:
+        """Each stored customer's due time and lapses (``customers``), and the lapse of each membership
+        it held before (those it gains were inserted with theirs)."""
         rows: list[dict[str, Any]] = []
         lapses: list[dict[str, Any]] = []
         for change in changes:
@@ -681,8 +699,18 @@ class SQLStore:
                 for tag, moment in due.lapses.items()
                 if tag not in gained
             )
-        connection.execute(self._statements["due"], rows)
-        if lapses:
+        if customers:
+            connection.execute(self._statements["due"], rows)
+        if lapses and self._postgres:
+            connection.exec_driver_sql(
+                self._pg["lapse"],
+                (
+                    [row["b_customer_id"] for row in lapses],
+                    [row["b_tag"] for row in lapses],
+                    [naive_utc(row["b_lapses_at"]) for row in lapses],
+                ),
+            )
+        elif lapses:
             connection.execute(self._statements["lapse"], lapses)
 
     def _bump_mysql(self, connection: Connection, old: list[dict[str, Any]]) -> int:
