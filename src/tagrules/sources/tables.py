@@ -356,7 +356,8 @@ class _QueryBuilder:
         which also lets it run the levels and the aggregates over them in parallel workers (with
         ``OFFSET 0`` it gathers the rows before the first level's expressions). A builder made
         ``fenced=False`` leaves the planner free (on DuckDB a fence gathers every column a level
-        passes on, which costs more than it saves when the levels carry many columns)."""
+        passes on, which costs more than it saves when the levels carry many columns). On DuckDB
+        the ``last`` level, which no later level reads, is never fenced."""
         if not self.fenced or (last and self.compiler.dialect == "duckdb"):
             return select
         if self.compiler.dialect == "postgresql":

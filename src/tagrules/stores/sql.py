@@ -599,14 +599,15 @@ class SQLStore:
             with translated(self.url, "write changes"), self._writing(given) as connection:
                 if old:
                     if self._postgres:
-                        stored_dues = [_due_columns(c.due, naive) for c in ordered if c.version]
+                        stored = [c for c in ordered if c.version]
+                        stored_dues = [_due_columns(c.due, naive) for c in stored]
                         bumped = connection.exec_driver_sql(
                             self._pg["bump"],
                             (
-                                [row["b_customer_id"] for row in old],
-                                [row["b_version"] for row in old],
-                                [naive_utc(row["b_at"]) for row in old],
-                                [c.due is not None for c in ordered if c.version],
+                                [c.customer_id for c in stored],
+                                [c.version for c in stored],
+                                [naive_utc(c.at) for c in stored],
+                                [c.due is not None for c in stored],
                                 [due_at for due_at, _ in stored_dues],
                                 [lapses for _, lapses in stored_dues],
                             ),
@@ -690,9 +691,10 @@ class SQLStore:
         for change in changes:
             due = change.due
             assert due is not None
-            rows.append(
-                {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
-            )
+            if customers:
+                rows.append(
+                    {"b_customer_id": change.customer_id, "b_due_at": due.at, "b_lapses": lapses_text(due)}
+                )
             gained = {m.tag for m in change.added}
             lapses.extend(
                 {"b_customer_id": change.customer_id, "b_tag": tag, "b_lapses_at": moment}
